@@ -1,0 +1,63 @@
+-- publish.lua: add the events of ONE stream, in the order given, each at most once.
+--
+-- KEYS[1]  the stream ("<RELAY_STREAM_PREFIX><topic>")
+-- KEYS[2]  the stream's in-flight marker hash ("{<stream>}:inflight": its hash tag puts it in the
+--          stream's cluster slot), event_id -> entry id of events added but not yet acknowledged
+--          in Postgres
+-- ARGV[1]  MAXLEN for approximate trimming ("0": no trimming)
+-- ARGV[2]  TTL of the marker hash in milliseconds (refreshed on every call)
+-- ARGV[3..] ten values per event, in this order: event_id, event_type, topic, aggregate_type,
+--          aggregate_id, tenant_id, schema_version, occurred_at, payload, headers
+--
+-- Returns one string per event: the new entry id; "=<entry id>" when the event was already added by
+-- an earlier attempt whose acknowledgement in Postgres never happened (crash between XADD and
+-- COMMIT); or "!<error>" when the event can never be added (e.g. WRONGTYPE: the key holds another
+-- type). A transient error (OOM, READONLY, LOADING, ...) aborts the call with that error: the relay
+-- retries the whole batch, and the markers make the retry skip what this call already added.
+-- The relay deletes markers (HDEL) once its Postgres transaction committed, so the hash holds only
+-- events in flight; the TTL clears what a crash leaves behind.
+
+local stream = KEYS[1]
+local inflight = KEYS[2]
+local maxlen = tonumber(ARGV[1])
+local transient = { 'OOM', 'READONLY', 'LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN',
+                    'NOREPLICAS', 'MISCONF', 'NOTBUSY' }
+local out = {}
+local count = (#ARGV - 2) / 10
+
+for i = 0, count - 1 do
+  local b = 3 + i * 10
+  local event_id = ARGV[b]
+  local existing = redis.call('HGET', inflight, event_id)
+  if existing then
+    out[#out + 1] = '=' .. existing
+  else
+    local res
+    local fields = { 'event_id', event_id, 'event_type', ARGV[b + 1], 'topic', ARGV[b + 2],
+                     'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
+                     'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8],
+                     'headers', ARGV[b + 9] }
+    if maxlen > 0 then
+      res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+    else
+      res = redis.pcall('XADD', stream, '*', unpack(fields))
+    end
+    if type(res) == 'table' and res.err then
+      local err = res.err
+      for _, prefix in ipairs(transient) do
+        if string.sub(err, 1, #prefix) == prefix then
+          return redis.error_reply(err)
+        end
+      end
+      out[#out + 1] = '!' .. err
+    else
+      redis.call('HSET', inflight, event_id, res)
+      out[#out + 1] = res
+    end
+  end
+end
+
+if count > 0 then
+  redis.call('PEXPIRE', inflight, ARGV[2])
+end
+return out

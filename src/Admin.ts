@@ -1,0 +1,42 @@
+/**
+ * The admin HTTP surface: `GET /healthz` (the process is up), `GET /readyz` (Postgres and Redis
+ * reachable; 503 otherwise, with the reason as JSON) and `GET /metrics` (Prometheus text from
+ * `effect/observability`). Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
+ * port 0 picks a free port, and the address is logged at start either way.
+ */
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import { Health } from "./Health.js"
+import { RelayConfig } from "./RelayConfig.js"
+
+const routes = HttpRouter.use(Effect.fn(function*(router) {
+  const health = yield* Health
+  yield* router.add("GET", "/healthz", Effect.succeed(HttpServerResponse.text("ok\n")))
+  yield* router.add(
+    "GET",
+    "/readyz",
+    Effect.map(health.snapshot, (snapshot) => HttpServerResponse.jsonUnsafe(snapshot, { status: snapshot.ready ? 200 : 503 }))
+  )
+}))
+
+const logAddress = Layer.effectDiscard(HttpServer.addressFormattedWith((url) =>
+  Effect.flatMap(HttpServer.HttpServer, (server) =>
+    Effect.logInfo("admin http server listening").pipe(Effect.annotateLogs({
+      url,
+      port: "port" in server.address ? server.address.port : undefined
+    })))
+))
+
+/** The admin server, on the configured host and port. */
+export const AdminLive = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* RelayConfig
+  const server = NodeHttpServer.layer(createServer, { host: config.httpHost, port: config.httpPort })
+  const app = HttpRouter.serve(Layer.mergeAll(routes, PrometheusMetrics.layerHttp()), {
+    disableLogger: true,
+    disableListenLog: true
+  })
+  return Layer.mergeAll(app, logAddress).pipe(Layer.provide(server))
+}))

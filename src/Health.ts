@@ -1,0 +1,82 @@
+/**
+ * What `/readyz` reports: whether Postgres and Redis answer, and whether the LISTEN connection is
+ * alive. The relay loop reports every batch outcome at once; a probe fiber also pings both servers
+ * every second so readiness turns green again while the relay sleeps.
+ *
+ * Ready means "Postgres and Redis reachable". A broken LISTEN connection does not make the relay
+ * unready (the slow poll still delivers); it is shown as a detail.
+ */
+import { Context, Effect, Layer, Metric, Ref, Schedule } from "effect"
+import { Database } from "./Database.js"
+import * as Metrics from "./Metrics.js"
+import { StreamPublisher } from "./StreamPublisher.js"
+
+export interface Component {
+  readonly ok: boolean
+  readonly error?: string | undefined
+}
+
+export interface HealthSnapshot {
+  readonly ready: boolean
+  readonly postgres: Component
+  readonly redis: Component
+  readonly listen: Component
+}
+
+export type ComponentName = "postgres" | "redis" | "listen"
+
+export class Health extends Context.Service<Health, {
+  readonly report: (component: ComponentName, error?: string) => Effect.Effect<void>
+  readonly snapshot: Effect.Effect<HealthSnapshot>
+}>()("outbox-relay/Health") {
+  /** The state alone, without the probe. */
+  static readonly layerState = Layer.effect(
+    Health,
+    Effect.gen(function*() {
+      const state = yield* Ref.make<Record<ComponentName, Component>>({
+        postgres: { ok: false, error: "not checked yet" },
+        redis: { ok: false, error: "not checked yet" },
+        listen: { ok: false, error: "not connected yet" }
+      })
+      const snapshot = Ref.get(state).pipe(
+        Effect.map((s): HealthSnapshot => ({ ready: s.postgres.ok && s.redis.ok, ...s }))
+      )
+      const report = (component: ComponentName, error?: string) =>
+        Ref.update(state, (s) => ({ ...s, [component]: error === undefined ? { ok: true } : { ok: false, error } })).pipe(
+          Effect.andThen(snapshot),
+          Effect.flatMap((s) =>
+            Effect.all([
+              Metric.update(Metrics.ready, s.ready ? 1 : 0),
+              Metric.update(Metrics.listenConnected, s.listen.ok ? 1 : 0)
+            ])
+          ),
+          Effect.asVoid
+        )
+      return Health.of({ report, snapshot })
+    })
+  )
+
+  /** The state plus a probe pinging Postgres and Redis every second. */
+  static readonly layer = Layer.effectDiscard(
+    Effect.gen(function*() {
+      const health = yield* Health
+      const database = yield* Database
+      const publisher = yield* StreamPublisher
+      const probe = Effect.all([
+        database.ping.pipe(
+          Effect.matchEffect({
+            onSuccess: () => health.report("postgres"),
+            onFailure: (e) => health.report("postgres", e.message)
+          })
+        ),
+        publisher.ping.pipe(
+          Effect.matchEffect({
+            onSuccess: () => health.report("redis"),
+            onFailure: (e) => health.report("redis", e.message)
+          })
+        )
+      ], { concurrency: 2 })
+      yield* Effect.forkScoped(Effect.repeat(probe, Schedule.spaced("1 second")))
+    })
+  ).pipe(Layer.provideMerge(Health.layerState))
+}

@@ -1,0 +1,64 @@
+/**
+ * Every metric the relay exports, defined once. Served as Prometheus text on `/metrics`.
+ */
+import { Metric } from "effect"
+
+export const eventsRelayed = Metric.counter("outbox_events_relayed_total", {
+  description: "Events added to their stream and removed from the outbox",
+  incremental: true
+})
+
+export const eventsDuplicateSkipped = Metric.counter("outbox_events_duplicate_skipped_total", {
+  description: "Re-published events the stream already held (crash between XADD and COMMIT)",
+  incremental: true
+})
+
+export const eventsDeadLettered = Metric.counter("outbox_events_dead_lettered_total", {
+  description: "Events that can never be published, kept in Postgres marked dead",
+  incremental: true
+})
+
+export const batchFailures = Metric.counter("outbox_batch_failures_total", {
+  description: "Batch attempts that failed transiently (rolled back and retried)",
+  incremental: true
+})
+
+export const eventsFailed = Metric.counter("outbox_events_failed_total", {
+  description: "Events in batch attempts that failed transiently (each is retried)",
+  incremental: true
+})
+
+export const batchSize = Metric.histogram("outbox_batch_size", {
+  description: "Rows per claimed batch",
+  boundaries: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+})
+
+export const publishSeconds = Metric.histogram("outbox_publish_seconds", {
+  description: "Redis round trip publishing one batch",
+  boundaries: Metric.exponentialBoundaries({ start: 0.0001, factor: 2, count: 18 })
+})
+
+export const batchSeconds = Metric.histogram("outbox_batch_seconds", {
+  description: "Claim, publish and commit of one batch",
+  boundaries: Metric.exponentialBoundaries({ start: 0.0001, factor: 2, count: 18 })
+})
+
+export const backlog = Metric.gauge("outbox_backlog", {
+  description: "Pending rows in outbox_events"
+})
+
+export const oldestPendingSeconds = Metric.gauge("outbox_oldest_pending_seconds", {
+  description: "Age of the oldest pending row"
+})
+
+export const deadLetters = Metric.gauge("outbox_dead_letters", {
+  description: "Rows marked dead in outbox_events"
+})
+
+export const ready = Metric.gauge("outbox_ready", {
+  description: "1 when Postgres and Redis are reachable"
+})
+
+export const listenConnected = Metric.gauge("outbox_listen_connected", {
+  description: "1 when the LISTEN connection is up and proven alive"
+})

@@ -1,0 +1,140 @@
+/**
+ * The LISTEN side: turns `outbox_events` notifications into wake-ups for the relay.
+ *
+ * pg-listen holds a dedicated connection. Three things keep it honest:
+ * - After every (re)connect a wake-up is emitted, so whatever was committed while the connection was
+ *   down is relayed at once instead of waiting for the slow poll.
+ * - Every `RELAY_LISTEN_CHECK_INTERVAL` the connection proves it is alive: it sends a NOTIFY on a
+ *   channel of its own and must receive it back within `RELAY_LISTEN_CHECK_TIMEOUT`. That round trip
+ *   checks more than `pg_listening_channels()` could (pg-listen does not hand out its client for
+ *   arbitrary queries anyway): the socket, the session and the delivery of notifications.
+ * - Any failure (error event, failed check, failed connect) closes the subscriber and opens a new
+ *   one with backoff, for ever.
+ *
+ * Wake-ups coalesce: the queue holds at most one, so a burst of commits costs one drain.
+ */
+import { randomBytes } from "node:crypto"
+import { Context, Deferred, Duration, Effect, Layer, Queue, Redacted, Schema } from "effect"
+import pgListen from "pg-listen"
+import { describe } from "./Errors.js"
+import { Health } from "./Health.js"
+import { RelayConfig } from "./RelayConfig.js"
+
+/** Why the relay was woken. */
+export type Wakeup = "notification" | "connected"
+
+/** The channel the insert trigger notifies (see sql/0001_outbox.sql). */
+export const channel = "outbox_events"
+
+// pg-listen is CommonJS with an `exports.default`.
+const createSubscriber = pgListen.default
+
+class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
+  message: Schema.String
+}) {}
+
+export class Notifications extends Context.Service<Notifications, {
+  /** Coalesced wake-ups: take one, then drain the outbox. */
+  readonly wakeups: Queue.Dequeue<Wakeup>
+}>()("outbox-relay/Notifications") {
+  static readonly layer = Layer.effect(
+    Notifications,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const health = yield* Health
+      const wakeups = yield* Queue.sliding<Wakeup>(1)
+      const pingChannel = `outbox_relay_ping_${process.pid}_${randomBytes(4).toString("hex")}`
+
+      let healthySinceLastFailure = false
+      const session = Effect.scoped(Effect.gen(function*() {
+        const failed = yield* Deferred.make<never, ListenFailed>()
+        const fail = (message: string) => Deferred.doneUnsafe(failed, Effect.fail(new ListenFailed({ message })))
+        const pending = new Map<string, () => void>()
+        const subscriber = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            createSubscriber({
+              connectionString: Redacted.value(config.listenDatabaseUrl),
+              application_name: "outbox-relay-listen",
+              connectionTimeoutMillis: Duration.toMillis(config.listenCheckTimeout) + 3000
+            }, {
+              paranoidChecking: false,
+              retryInterval: 100,
+              retryTimeout: 1000,
+              parse: (text: string) => text,
+              serialize: (value: unknown) => String(value)
+            })
+          ),
+          (subscriber) =>
+            Effect.promise(() => subscriber.close()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        )
+        subscriber.notifications.on(channel, () => Queue.offerUnsafe(wakeups, "notification"))
+        subscriber.notifications.on(pingChannel, (token: string) => pending.get(token)?.())
+        // pg-listen re-LISTENs by itself after a dropped connection, then says "connected".
+        subscriber.events.on("connected", () => Queue.offerUnsafe(wakeups, "connected"))
+        subscriber.events.on("error", (error: Error) => fail(describe(error)))
+
+        const attempt = (what: string, run: () => Promise<unknown> | undefined) =>
+          Effect.tryPromise({
+            try: async () => run(),
+            catch: (cause) => new ListenFailed({ message: `${what}: ${describe(cause)}` })
+          })
+        yield* attempt("connect", () => subscriber.connect())
+        yield* attempt("listen", () => subscriber.listenTo(channel))
+        yield* attempt("listen", () => subscriber.listenTo(pingChannel))
+
+        const check = Effect.callback<void, ListenFailed>((resume) => {
+          const token = randomBytes(8).toString("hex")
+          pending.set(token, () => resume(Effect.void))
+          subscriber.notify(pingChannel, token).catch((cause: unknown) =>
+            resume(Effect.fail(new ListenFailed({ message: `check: ${describe(cause)}` })))
+          )
+          return Effect.sync(() => pending.delete(token))
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration: config.listenCheckTimeout,
+            orElse: () =>
+              Effect.fail(
+                new ListenFailed({
+                  message: `liveness check got no answer within ${Duration.format(config.listenCheckTimeout)}`
+                })
+              )
+          })
+        )
+        // Prove the connection works before calling it healthy, then catch up on the gap.
+        yield* check
+        healthySinceLastFailure = true
+        yield* health.report("listen")
+        yield* Queue.offer(wakeups, "connected")
+        yield* Effect.logInfo("listening for outbox notifications").pipe(Effect.annotateLogs({ channel }))
+        return yield* Effect.raceFirst(
+          Deferred.await(failed),
+          Effect.forever(Effect.andThen(Effect.sleep(config.listenCheckInterval), check))
+        )
+      }))
+
+      // Supervisor: one session after another, with backoff; each outage logged once.
+      yield* Effect.forkScoped(Effect.gen(function*() {
+        let failures = 0
+        while (true) {
+          const error = yield* Effect.flip(session)
+          if (healthySinceLastFailure) {
+            healthySinceLastFailure = false
+            failures = 0
+          }
+          failures++
+          yield* health.report("listen", error.message)
+          if (failures === 1) {
+            yield* Effect.logWarning("LISTEN connection lost; reconnecting (the slow poll covers the gap)").pipe(
+              Effect.annotateLogs({ reason: error.message })
+            )
+          } else {
+            yield* Effect.logDebug("LISTEN reconnect failed").pipe(Effect.annotateLogs({ reason: error.message, failures }))
+          }
+          yield* Effect.sleep(Duration.millis(Math.min(100 * 2 ** Math.min(failures - 1, 6), 5000)))
+        }
+      }))
+
+      return Notifications.of({ wakeups })
+    })
+  )
+}

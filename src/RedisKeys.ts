@@ -1,0 +1,16 @@
+/**
+ * Every Redis key name the relay uses, built in one place.
+ *
+ * Cluster note: the in-flight marker hash wraps the stream key in a hash tag, `{<stream>}:inflight`,
+ * so it hashes to the stream's own slot and one script can touch both. Topics and the prefix may
+ * not contain braces (checked by the table and the config), so the stream key itself has no tag.
+ */
+
+/** The stream of a topic. */
+export const streamKey = (prefix: string, topic: string): string => `${prefix}${topic}`
+
+/** Events of `stream` added but not yet acknowledged in Postgres (dedupe of re-published batches). */
+export const inflightKey = (stream: string): string => `{${stream}}:inflight`
+
+/** The dead-letter mirror of `stream`, for people and alerts (Postgres holds the record). */
+export const deadLetterKey = (stream: string): string => `${stream}:dlq`

@@ -1,0 +1,208 @@
+/**
+ * The relay loop: wake-up (notification, reconnect or slow poll) → claim → publish → commit.
+ *
+ * A batch is one transaction: the claim deletes the rows, Redis acknowledges their XADDs, the commit
+ * makes the deletion final. A transient failure anywhere rolls the transaction back (the rows are
+ * untouched) and the batch is retried with `retryPublish`, for ever. An event that can never be
+ * published is kept in Postgres marked dead, mirrored to `<stream>:dlq`, and its batch goes on.
+ *
+ * Order: one batch at a time per relay, rows in id order, one script call per stream adding that
+ * stream's rows in order; so within a stream (and so within an aggregate) entries follow outbox ids.
+ *
+ * Shutdown: the loop runs in a scoped fiber; a batch in flight is uninterruptible (each step has a
+ * timeout), so SIGTERM lets it commit or roll back before the connections close.
+ */
+import { Clock, Context, Duration, Effect, Layer, Metric, Queue, Schedule, Scope } from "effect"
+import { Database, type DeadLetter, type OutboxRow } from "./Database.js"
+import type { TransientError } from "./Errors.js"
+import { Health } from "./Health.js"
+import * as Metrics from "./Metrics.js"
+import { Notifications } from "./Notifications.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { StreamPublisher } from "./StreamPublisher.js"
+
+/** Jittered exponential backoff, capped, without limit: transient failures are retried for ever. */
+export const retryPublish = (base: Duration.Duration, cap: Duration.Duration) =>
+  Schedule.min([Schedule.exponential(base), Schedule.spaced(cap)]).pipe(Schedule.jittered)
+
+/** What one batch did. */
+export interface BatchResult {
+  readonly claimed: number
+  readonly published: number
+  readonly duplicates: number
+  readonly dead: number
+}
+
+export class Relay extends Context.Service<Relay, {
+  /** Relays one batch once; fails on a transient error (the batch is rolled back). */
+  readonly relayBatch: Effect.Effect<BatchResult, TransientError>
+  /** Relays batches until one comes back short, retrying transient failures; returns rows claimed. */
+  readonly drain: Effect.Effect<number>
+}>()("outbox-relay/Relay") {
+  static readonly layer = Layer.effect(
+    Relay,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const database = yield* Database
+      const publisher = yield* StreamPublisher
+      const health = yield* Health
+
+      const relayBatch = Effect.gen(function*() {
+        const started = yield* Clock.currentTimeMillis
+        const batch = yield* database.claimBatch(config.batchSize)
+        if (batch.rows.length === 0) {
+          yield* batch.commit([])
+          return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+        }
+        const dead: Array<DeadLetter> = []
+        const publishable: Array<OutboxRow> = []
+        for (const row of batch.rows) {
+          const reason = rejectReason(row, config.topicPattern, config.maxPayloadBytes)
+          if (reason === undefined) publishable.push(row)
+          else dead.push({ row, reason })
+        }
+        const publishStarted = yield* Clock.currentTimeMillis
+        const outcomes = yield* publisher.publish(publishable)
+        const publishEnded = yield* Clock.currentTimeMillis
+        const published: Array<OutboxRow> = []
+        let duplicates = 0
+        outcomes.forEach((outcome, i) => {
+          const row = publishable[i]!
+          if (outcome._tag === "Rejected") {
+            dead.push({ row, reason: `redis refused the entry: ${outcome.reason}` })
+          } else {
+            published.push(row)
+            if (outcome.duplicate) duplicates++
+          }
+        })
+        yield* batch.commit(dead)
+        // Markers are only dropped once the deletion is durable; not awaited (same connection, so it
+        // is written before the next batch's scripts anyway).
+        if (published.length > 0) yield* Effect.forkDetach(publisher.forget(published))
+        if (dead.length > 0) yield* reportDead(dead)
+        const ended = yield* Clock.currentTimeMillis
+        yield* Effect.all([
+          Metric.update(Metrics.eventsRelayed, published.length),
+          Metric.update(Metrics.eventsDuplicateSkipped, duplicates),
+          Metric.update(Metrics.eventsDeadLettered, dead.length),
+          Metric.update(Metrics.batchSize, batch.rows.length),
+          Metric.update(Metrics.publishSeconds, (publishEnded - publishStarted) / 1000),
+          Metric.update(Metrics.batchSeconds, (ended - started) / 1000)
+        ], { discard: true })
+        return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
+      }).pipe(Effect.scoped, Effect.uninterruptible)
+
+      const reportDead = (dead: ReadonlyArray<DeadLetter>) =>
+        Effect.gen(function*() {
+          for (const { reason, row } of dead) {
+            yield* Effect.logWarning("event dead-lettered").pipe(Effect.annotateLogs({
+              event_id: row.event_id,
+              outbox_id: row.id,
+              topic: row.topic,
+              reason
+            }))
+          }
+          yield* publisher.mirrorDeadLetters(dead).pipe(
+            Effect.catch((error) =>
+              Effect.logWarning("dead letters kept in Postgres but not mirrored to Redis").pipe(
+                Effect.annotateLogs({ reason: error.message, count: dead.length })
+              )
+            )
+          )
+        })
+
+      let failing = false
+      const relayBatchWithRetry = relayBatch.pipe(
+        Effect.tap(() =>
+          Effect.gen(function*() {
+            if (failing) {
+              failing = false
+              yield* Effect.logInfo("relaying again after transient failures")
+            }
+            yield* health.report("postgres")
+            yield* health.report("redis")
+          })
+        ),
+        Effect.tapError((error) =>
+          Effect.gen(function*() {
+            failing = true
+            yield* Metric.update(Metrics.batchFailures, 1)
+            yield* health.report(error._tag === "DatabaseUnavailable" ? "postgres" : "redis", error.message)
+            yield* Effect.logWarning("batch failed; rolled back, will retry").pipe(
+              Effect.annotateLogs({ error: error._tag, operation: error.operation, reason: error.message })
+            )
+          })
+        ),
+        Effect.retry(retryPublish(config.retryBaseDelay, config.retryMaxDelay)),
+        // The schedule never ends, so no error gets past the retry.
+        Effect.orDie
+      )
+
+      const drain = Effect.gen(function*() {
+        let total = 0
+        while (true) {
+          const result = yield* relayBatchWithRetry
+          total += result.claimed
+          if (result.claimed < config.batchSize) return total
+        }
+      })
+
+      return Relay.of({ relayBatch, drain })
+    })
+  )
+
+  /**
+   * The daemon: drains at start, then after every wake-up or `RELAY_POLL_INTERVAL`, until its scope
+   * closes. Also keeps the backlog gauges fresh.
+   */
+  static readonly layerDaemon = Layer.effectDiscard(
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const relay = yield* Relay
+      const notifications = yield* Notifications
+      const database = yield* Database
+      const scope = yield* Scope.Scope
+      yield* Effect.logInfo("relay started").pipe(Effect.annotateLogs({
+        schema: config.schema,
+        streamPrefix: config.streamPrefix,
+        batchSize: config.batchSize,
+        pollInterval: Duration.format(config.pollInterval)
+      }))
+      yield* Effect.forkIn(
+        Effect.forever(
+          Effect.andThen(
+            relay.drain,
+            Effect.raceFirst(Queue.take(notifications.wakeups), Effect.sleep(config.pollInterval))
+          )
+        ).pipe(Effect.onInterrupt(() => Effect.logInfo("relay stopped: no batch in flight"))),
+        scope
+      )
+      const refreshStats = database.stats.pipe(
+        Effect.flatMap((stats) =>
+          Effect.all([
+            Metric.update(Metrics.backlog, stats.pending),
+            Metric.update(Metrics.oldestPendingSeconds, stats.oldestPendingSeconds),
+            Metric.update(Metrics.deadLetters, stats.dead)
+          ], { discard: true })
+        ),
+        Effect.ignore
+      )
+      yield* Effect.forkIn(Effect.repeat(refreshStats, Schedule.spaced(config.metricsInterval)), scope)
+    })
+  )
+}
+
+/** Why a row can never be published, or undefined when it can. */
+export const rejectReason = (row: OutboxRow, topicPattern: RegExp, maxPayloadBytes: number): string | undefined => {
+  if (!topicPattern.test(row.topic)) {
+    return `topic ${JSON.stringify(row.topic)} does not match RELAY_TOPIC_PATTERN ${topicPattern.source}`
+  }
+  // Cheap bound first: a UTF-8 byte is at least one UTF-16 unit and at most three.
+  if (row.payload.length * 3 > maxPayloadBytes) {
+    const bytes = Buffer.byteLength(row.payload)
+    if (bytes > maxPayloadBytes) {
+      return `payload is ${bytes} bytes, over RELAY_MAX_PAYLOAD_BYTES (${maxPayloadBytes})`
+    }
+  }
+  return undefined
+}

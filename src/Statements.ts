@@ -1,0 +1,94 @@
+/**
+ * Every SQL statement the relay runs, in one place, built once per schema.
+ *
+ * Locking, in short: a batch is claimed and deleted by one statement inside a transaction that stays
+ * open while the rows are published. `FOR UPDATE SKIP LOCKED` lets other relays (or a later claim)
+ * pass over rows in flight; a crash or a rollback puts the rows back untouched. Rows are never read
+ * with an `id > last_seen` cursor, because ids are taken before commit and commit out of order.
+ */
+
+/** Quotes an identifier for Postgres. */
+export const quoteIdent = (name: string): string => `"${name.replaceAll("\"", "\"\"")}"`
+
+const returningColumns = `
+  o.id::text AS id,
+  o.event_id::text AS event_id,
+  o.topic,
+  o.event_type,
+  o.aggregate_type,
+  o.aggregate_id,
+  o.tenant_id,
+  o.payload::text AS payload,
+  o.headers::text AS headers,
+  o.schema_version,
+  to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
+  o.created_at::text AS created_at,
+  o.attempts`
+
+/** The statements for one schema. */
+export const statements = (schema: string) => {
+  const table = `${quoteIdent(schema)}.outbox_events`
+  return {
+    table,
+    /**
+     * Claims up to $1 pending rows in id order and deletes them, returning them for publishing.
+     * Must run inside a transaction that commits only after Redis acknowledged the XADDs.
+     */
+    claimBatch: `
+      DELETE FROM ${table} AS o
+      USING (
+        SELECT event_id FROM ${table}
+        WHERE dead_at IS NULL
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+      ) AS c
+      WHERE o.event_id = c.event_id
+      RETURNING ${returningColumns}`,
+    /**
+     * Puts a claimed (deleted) row back, marked dead, in the same transaction: the dead-letter store of
+     * record. Same id and event_id, so it stays where it was and is replayable.
+     */
+    insertDead: `
+      INSERT INTO ${table} (id, event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id,
+                            payload, headers, schema_version, occurred_at, created_at,
+                            attempts, last_error, dead_at)
+      OVERRIDING SYSTEM VALUE
+      VALUES ($1::bigint, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10::int,
+              $11::timestamptz, $12::timestamptz, $13::int, $14, now())`,
+    /** Backlog, age of the oldest pending row (seconds) and dead-letter count, for metrics. */
+    stats: `
+      SELECT
+        (SELECT count(*) FROM ${table} WHERE dead_at IS NULL)::float8 AS pending,
+        coalesce(extract(epoch FROM now() - (
+          SELECT created_at FROM ${table} WHERE dead_at IS NULL ORDER BY id LIMIT 1)), 0)::float8 AS oldest_pending_seconds,
+        (SELECT count(*) FROM ${table} WHERE dead_at IS NOT NULL)::float8 AS dead`,
+    /** Dead rows, newest first. */
+    listDead: `
+      SELECT o.id::text AS id, o.event_id::text AS event_id, o.topic, o.event_type, o.aggregate_id,
+             o.attempts, o.last_error, o.dead_at::text AS dead_at
+      FROM ${table} AS o
+      WHERE o.dead_at IS NOT NULL
+      ORDER BY o.dead_at DESC, o.id DESC
+      LIMIT $1`,
+    /**
+     * Replays dead rows: moves them back to pending with a fresh id (so they are claimed after what is
+     * already waiting) and fires the wake-up trigger. $1: event ids, or NULL for all.
+     */
+    replayDead: `
+      WITH moved AS (
+        DELETE FROM ${table}
+        WHERE dead_at IS NOT NULL AND ($1::uuid[] IS NULL OR event_id = ANY($1::uuid[]))
+        RETURNING *
+      )
+      INSERT INTO ${table} (event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id,
+                            payload, headers, schema_version, occurred_at, created_at, attempts, last_error)
+      SELECT event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id,
+             payload, headers, schema_version, occurred_at, created_at, attempts, last_error
+      FROM moved
+      ORDER BY id
+      RETURNING event_id::text AS event_id`
+  } as const
+}
+
+export type Statements = ReturnType<typeof statements>

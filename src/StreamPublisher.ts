@@ -1,0 +1,170 @@
+/**
+ * The Redis side of the relay (ioredis): turns claimed outbox rows into stream entries.
+ *
+ * One script call per stream adds that stream's events in id order with an in-flight marker per
+ * event (`lua/publish.lua`), so a batch published twice (crash between XADD and COMMIT) adds each
+ * event once. The calls for different streams run as concurrent fibers; ioredis' auto-pipelining
+ * sends them in one write, so a whole batch costs one round trip.
+ *
+ * The connection refuses to queue commands while disconnected (`enableOfflineQueue: false`): a batch
+ * fails fast with `RedisUnavailable` and the relay's retry schedule decides when to try again.
+ */
+import { readFileSync } from "node:fs"
+import { Context, Duration, Effect, Layer, Redacted } from "effect"
+import { Redis } from "ioredis"
+import type { DeadLetter, OutboxRow } from "./Database.js"
+import { describe, RedisUnavailable } from "./Errors.js"
+import { deadLetterKey, inflightKey, streamKey } from "./RedisKeys.js"
+import { RelayConfig } from "./RelayConfig.js"
+
+const publishScript = readFileSync(new URL("../lua/publish.lua", import.meta.url), "utf8")
+
+/** What became of one row. */
+export type PublishOutcome =
+  | { readonly _tag: "Published"; readonly entryId: string; readonly duplicate: boolean }
+  | { readonly _tag: "Rejected"; readonly reason: string }
+
+/** How long markers of a crashed relay may linger before Redis drops them. */
+const markerTtl = Duration.hours(1)
+
+interface ScriptRedis extends Redis {
+  outboxPublish(stream: string, inflight: string, ...args: Array<string>): Promise<Array<string>>
+}
+
+/** Opens an ioredis client that fails fast while disconnected and reconnects in the background. */
+export const makeRedis = (
+  url: Redacted.Redacted<string>,
+  options: { readonly commandTimeout: Duration.Duration; readonly connectionName: string }
+): Redis =>
+  new Redis(Redacted.value(url), {
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectionName: options.connectionName,
+    commandTimeout: Math.ceil(Duration.toMillis(options.commandTimeout)),
+    connectTimeout: Math.ceil(Duration.toMillis(options.commandTimeout)),
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000)
+  })
+
+export class StreamPublisher extends Context.Service<StreamPublisher, {
+  /** Publishes rows (in id order); one outcome per row, same order. */
+  readonly publish: (
+    rows: ReadonlyArray<OutboxRow>
+  ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable>
+  /** Drops the in-flight markers of rows whose deletion committed. Best effort. */
+  readonly forget: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
+  /** Mirrors dead letters to `<stream>:dlq`. */
+  readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
+  readonly ping: Effect.Effect<void, RedisUnavailable>
+  /** The underlying client, for admin tools and tests. */
+  readonly redis: Redis
+}>()("outbox-relay/StreamPublisher") {
+  static readonly layer = Layer.effect(
+    StreamPublisher,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const redis = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const client = makeRedis(config.redisUrl, {
+            commandTimeout: config.redisCommandTimeout,
+            connectionName: "outbox-relay"
+          })
+          client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
+          // Failures surface on the commands; the event is only here so Node does not crash on it.
+          client.on("error", () => {})
+          client.connect().catch(() => {})
+          return client as ScriptRedis
+        }),
+        (client) => Effect.promise(() => client.quit().catch(() => client.disconnect())).pipe(Effect.ignore)
+      )
+      const fail = (operation: string) => (cause: unknown) => new RedisUnavailable({ operation, message: describe(cause) })
+      const maxLen = String(config.streamMaxLen)
+      const ttl = String(Duration.toMillis(markerTtl))
+
+      const publishStream = (stream: string, rows: ReadonlyArray<OutboxRow>) => {
+        const args: Array<string> = [maxLen, ttl]
+        for (const row of rows) {
+          args.push(
+            row.event_id, row.event_type, row.topic, row.aggregate_type, row.aggregate_id, row.tenant_id,
+            String(row.schema_version), row.occurred_at, row.payload, row.headers
+          )
+        }
+        return Effect.tryPromise({
+          try: () => redis.outboxPublish(stream, inflightKey(stream), ...args),
+          catch: fail("publish")
+        })
+      }
+
+      const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
+        const groups = groupByStream(config.streamPrefix, rows)
+        const replies = yield* Effect.forEach(
+          groups,
+          ([stream, group]) => publishStream(stream, group.rows),
+          { concurrency: "unbounded" }
+        )
+        const outcomes = new Array<PublishOutcome>(rows.length)
+        groups.forEach(([, group], g) => {
+          const reply = replies[g]!
+          group.indexes.forEach((rowIndex, i) => {
+            const r = reply[i]!
+            outcomes[rowIndex] = r.startsWith("!")
+              ? { _tag: "Rejected", reason: r.slice(1) }
+              : r.startsWith("=")
+              ? { _tag: "Published", entryId: r.slice(1), duplicate: true }
+              : { _tag: "Published", entryId: r, duplicate: false }
+          })
+        })
+        return outcomes as ReadonlyArray<PublishOutcome>
+      })
+
+      const forget = (rows: ReadonlyArray<OutboxRow>) =>
+        Effect.forEach(
+          groupByStream(config.streamPrefix, rows),
+          ([stream, group]) =>
+            Effect.tryPromise(() => redis.hdel(inflightKey(stream), ...group.rows.map((r) => r.event_id))),
+          { concurrency: "unbounded", discard: true }
+        ).pipe(Effect.ignore)
+
+      const mirrorDeadLetters = (dead: ReadonlyArray<DeadLetter>) =>
+        Effect.forEach(dead, ({ reason, row }) =>
+          Effect.tryPromise({
+            try: () => {
+              const tooLarge = Buffer.byteLength(row.payload) > config.maxPayloadBytes
+              return redis.xadd(
+                deadLetterKey(streamKey(config.streamPrefix, row.topic)), "*",
+                "event_id", row.event_id, "event_type", row.event_type, "topic", row.topic,
+                "aggregate_type", row.aggregate_type, "aggregate_id", row.aggregate_id, "tenant_id", row.tenant_id,
+                "schema_version", String(row.schema_version), "occurred_at", row.occurred_at,
+                "payload", tooLarge ? "" : row.payload, "headers", row.headers,
+                "outbox_id", row.id, "reason", reason, "attempts", String(row.attempts + 1),
+                "dead_at", new Date().toISOString()
+              )
+            },
+            catch: fail("mirrorDeadLetter")
+          }), { discard: true })
+
+      const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
+
+      return StreamPublisher.of({ publish, forget, mirrorDeadLetters, ping, redis })
+    })
+  )
+}
+
+interface StreamGroup {
+  readonly rows: Array<OutboxRow>
+  readonly indexes: Array<number>
+}
+
+/** Groups rows by stream, keeping id order inside each group. */
+const groupByStream = (prefix: string, rows: ReadonlyArray<OutboxRow>): Array<[string, StreamGroup]> => {
+  const groups = new Map<string, StreamGroup>()
+  rows.forEach((row, index) => {
+    const key = streamKey(prefix, row.topic)
+    let group = groups.get(key)
+    if (!group) groups.set(key, group = { rows: [], indexes: [] })
+    group.rows.push(row)
+    group.indexes.push(index)
+  })
+  return [...groups]
+}
