@@ -312,3 +312,13 @@ export class RelayConfig extends Context.Service<RelayConfig, RelaySettings>()("
       })))
     )
 }
+
+/** The README's settings table (Markdown), generated from `settings`; a test keeps the README in step. */
+export const settingsTable = (): string => {
+  const rows = Object.values(settings).map((s: Setting<unknown>) => {
+    const names = s.names.map((n) => `\`${n}\``).join(" / ")
+    const fallback = s.default === undefined ? "(required)" : s.names[0] === "RELAY_LISTEN_DATABASE_URL" ? s.default : `\`${s.default}\``
+    return `| ${names} | ${fallback} | ${s.accepts.replaceAll("|", "\\|")} | ${s.description} |`
+  })
+  return ["| Variable | Default | Accepts | What it does |", "|---|---|---|---|", ...rows].join("\n")
+}

@@ -1,0 +1,166 @@
+/**
+ * Throwaway Postgres servers: one for the whole run (globalSetup) and extra ones for tests that stop,
+ * crash and restart the database under the relay. Spawned from local binaries in a temp dir (as the
+ * `postgres` user when we are root: Postgres refuses to run as root), or, without binaries, a
+ * testcontainers `postgres:16-alpine`. Either way the port survives stop/start.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import postgres from "postgres"
+import { startFixedPortContainer } from "./containers.js"
+import { freePort, pollUntil } from "./ports.js"
+import { findBinary, isRunning, lookupUser, onProcessExit, waitForChildExit } from "./processes.js"
+
+export type PgStopMode = "fast" | "immediate"
+
+export interface PgServerHandle {
+  readonly kind: "spawned" | "container"
+  /** URL of the `postgres` database, user `postgres`, trust auth. */
+  readonly url: string
+  readonly port: number
+  /** fast: roll back and disconnect clients, then shut down; immediate: crash-like, recovery on start. */
+  readonly stop: (mode?: PgStopMode) => Promise<void>
+  /** Starts it again on the same port with the same data; resolves once it accepts connections. */
+  readonly start: () => Promise<void>
+  /** Stops it and removes its data. Idempotent. */
+  readonly dispose: () => Promise<void>
+}
+
+/** `url` with its path (the database name) replaced. */
+export const databaseUrl = (url: string, database: string): string => {
+  const parsed = new URL(url)
+  parsed.pathname = `/${encodeURIComponent(database)}`
+  return parsed.toString()
+}
+
+/** Resolves once `url` accepts a connection and answers `select 1`. */
+export const waitForPostgres = (url: string, timeoutMs: number, abort?: () => Error | undefined): Promise<void> =>
+  pollUntil(`postgres at ${url}`, async () => {
+    const sql = postgres(url, { max: 1, connect_timeout: 2, idle_timeout: 1, onnotice: () => {} })
+    try {
+      await sql`select 1`
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
+  }, { timeoutMs, intervalMs: 100, ...(abort ? { abort } : {}) })
+
+interface LocalPostgres {
+  readonly initdb: string
+  readonly postgres: string
+  /** Set when we are root: the user the server runs as. */
+  readonly owner: { readonly uid: number; readonly gid: number } | undefined
+}
+
+/** The local binaries (and, as root, the `postgres` user), or undefined when Postgres cannot be spawned. */
+export const localPostgres = (): LocalPostgres | undefined => {
+  const initdb = findBinary("initdb")
+  const server = findBinary("postgres")
+  if (!initdb || !server) return undefined
+  if (process.getuid?.() !== 0) return { initdb, postgres: server, owner: undefined }
+  const owner = lookupUser("postgres")
+  return owner ? { initdb, postgres: server, owner } : undefined
+}
+
+const tail = (file: string): string =>
+  existsSync(file) ? readFileSync(file, "utf8").split("\n").slice(-20).join("\n") : "(no log)"
+
+const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
+  const dir = mkdtempSync(join(tmpdir(), "outbox-pg-"))
+  const removeDir = () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
+  const unregisterDir = onProcessExit(removeDir)
+  const asOwner = bins.owner ? { uid: bins.owner.uid, gid: bins.owner.gid } : {}
+  if (bins.owner) chownSync(dir, bins.owner.uid, bins.owner.gid)
+  const dataDir = join(dir, "data")
+  const logFile = join(dir, "postgres.log")
+  try {
+    await promisify(execFile)(
+      bins.initdb,
+      ["-D", dataDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"],
+      { ...asOwner, cwd: dir }
+    )
+  } catch (error) {
+    removeDir()
+    unregisterDir()
+    const stderr = (error as { stderr?: string }).stderr ?? ""
+    throw new Error(`initdb failed: ${(error as Error).message}\n${stderr}`)
+  }
+  const port = await freePort()
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`
+  let child: ChildProcess | undefined
+
+  const start = async () => {
+    if (child && isRunning(child)) return
+    const log = openSync(logFile, "a")
+    const args = [
+      "-D", dataDir, "-p", String(port), "-k", dir,
+      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
+      "-c", "max_connections=300"
+    ]
+    const current = spawn(bins.postgres, args, { ...asOwner, cwd: dir, stdio: ["ignore", log, log] })
+    closeSync(log)
+    child = current
+    const unregister = onProcessExit(() => current.kill("SIGQUIT"))
+    current.once("exit", unregister)
+    await waitForPostgres(url, 60_000, () =>
+      isRunning(current)
+        ? undefined
+        : new Error(`postgres exited (${current.exitCode ?? current.signalCode}) on port ${port}:\n${tail(logFile)}`))
+  }
+
+  const stop = async (mode: PgStopMode = "fast") => {
+    const current = child
+    if (!current || !isRunning(current)) return
+    current.kill(mode === "fast" ? "SIGINT" : "SIGQUIT")
+    await waitForChildExit(current, 30_000)
+  }
+
+  let disposed = false
+  const dispose = async () => {
+    if (disposed) return
+    disposed = true
+    await stop("immediate")
+    removeDir()
+    unregisterDir()
+  }
+
+  try {
+    await start()
+  } catch (error) {
+    await dispose()
+    throw error
+  }
+  return { kind: "spawned", url, port, stop, start, dispose }
+}
+
+const startContainer = async (): Promise<PgServerHandle> => {
+  const container = await startFixedPortContainer({
+    image: "postgres:16-alpine",
+    containerPort: 5432,
+    environment: { POSTGRES_HOST_AUTH_METHOD: "trust", POSTGRES_USER: "postgres" },
+    command: ["postgres", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+    // The image's entrypoint runs a temporary server first: the second "ready" is the real one.
+    readyLog: /database system is ready to accept connections/,
+    readyLogTimes: 2
+  })
+  const url = `postgres://postgres@${container.host}:${container.port}/postgres`
+  return {
+    kind: "container",
+    url,
+    port: container.port,
+    stop: (mode = "fast") => container.signal(mode === "fast" ? "SIGINT" : "SIGQUIT"),
+    start: async () => {
+      await container.start()
+      await waitForPostgres(url, 60_000)
+    },
+    dispose: container.dispose
+  }
+}
+
+/** A throwaway Postgres, from local binaries when there are any, else from Docker. */
+export const startPostgresServer = async (): Promise<PgServerHandle> => {
+  const bins = localPostgres()
+  return bins ? spawnLocal(bins) : startContainer()
+}

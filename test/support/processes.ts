@@ -1,0 +1,97 @@
+/**
+ * What every child-process helper of the suite needs: finding server binaries, waiting for a child
+ * to exit, and killing leftover children when the test process goes away (a failed test must not
+ * leave a relay or a throwaway server running).
+ */
+import type { ChildProcess } from "node:child_process"
+import { execFileSync } from "node:child_process"
+import { existsSync, readdirSync } from "node:fs"
+import { delimiter, join } from "node:path"
+
+const exitCleanups = new Set<() => void>()
+let hooksInstalled = false
+
+const runExitCleanups = () => {
+  for (const cleanup of [...exitCleanups]) {
+    exitCleanups.delete(cleanup)
+    try {
+      cleanup()
+    } catch {
+      // Best effort: the process is going away.
+    }
+  }
+}
+
+const installHooks = () => {
+  if (hooksInstalled) return
+  hooksInstalled = true
+  process.on("exit", runExitCleanups)
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const onSignal = () => {
+      runExitCleanups()
+      process.removeListener(signal, onSignal)
+      // Keep the default behaviour (terminate) unless someone else handles the signal.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+    }
+    process.on(signal, onSignal)
+  }
+}
+
+/**
+ * Registers a synchronous cleanup run when this process exits or gets SIGINT/SIGTERM/SIGHUP.
+ * Returns the function that unregisters it (call it once the resource is released normally).
+ */
+export const onProcessExit = (cleanup: () => void): (() => void) => {
+  installHooks()
+  exitCleanups.add(cleanup)
+  return () => {
+    exitCleanups.delete(cleanup)
+  }
+}
+
+/** True while the child has neither exited nor been killed by a signal. */
+export const isRunning = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null
+
+/** Resolves when the child has exited; SIGKILLs it if it is still running after `timeoutMs`. */
+export const waitForChildExit = (child: ChildProcess, timeoutMs: number): Promise<void> =>
+  new Promise((resolve) => {
+    if (!isRunning(child)) return resolve()
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+    child.once("exit", () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+
+const postgresBinDirs = (): Array<string> => {
+  const root = "/usr/lib/postgresql"
+  if (!existsSync(root)) return []
+  return readdirSync(root)
+    .filter((version) => /^\d+(\.\d+)?$/.test(version))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((version) => join(root, version, "bin"))
+}
+
+/**
+ * Absolute path of a server binary: first on PATH, then in /usr/lib/postgresql/<highest>/bin
+ * (Debian installs the Postgres server binaries there, off PATH). Undefined when not found.
+ */
+export const findBinary = (name: string): string | undefined => {
+  const pathDirs = (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "")
+  for (const dir of [...pathDirs, ...postgresBinDirs()]) {
+    const candidate = join(dir, name)
+    if (existsSync(candidate)) return candidate
+  }
+  return undefined
+}
+
+/** uid/gid of a system user (via `id`), or undefined when there is no such user. */
+export const lookupUser = (user: string): { readonly uid: number; readonly gid: number } | undefined => {
+  try {
+    const uid = Number(execFileSync("id", ["-u", user], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }))
+    const gid = Number(execFileSync("id", ["-g", user], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }))
+    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * Throwaway Redis servers: one for the whole run (globalSetup) and extra ones for tests that stop,
+ * kill and restart Redis under the relay, or run it with AOF or a memory limit. Spawned from the local
+ * `redis-server` binary in a temp dir, or, without it, a testcontainers `redis:7-alpine`. Either way
+ * the port survives stop/start.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { connect } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { startFixedPortContainer } from "./containers.js"
+import { freePort, pollUntil } from "./ports.js"
+import { findBinary, isRunning, onProcessExit, waitForChildExit } from "./processes.js"
+
+export interface RedisServerOptions {
+  /** Turn on the append-only file (data survives stop/kill + start). Default false. */
+  readonly appendonly?: boolean
+  /** `maxmemory`, e.g. "2mb" (with `maxmemory-policy noeviction`, so writes fail when full). */
+  readonly maxmemory?: string
+}
+
+export interface RedisServerHandle {
+  readonly kind: "spawned" | "container"
+  readonly url: string
+  readonly port: number
+  /** Graceful stop (SIGTERM: no RDB save, AOF flushed); resolves once the server has exited. */
+  readonly stop: () => Promise<void>
+  /** SIGKILL; resolves once the server has exited. */
+  readonly kill: () => Promise<void>
+  /** Starts it again on the same port (same dir); resolves once it answers PING. */
+  readonly start: () => Promise<void>
+  /** Kills it and removes its files. Idempotent. */
+  readonly dispose: () => Promise<void>
+}
+
+/** One raw PING over TCP; resolves on +PONG, rejects otherwise (refused, -LOADING, timeout). */
+export const pingRedis = (host: string, port: number, timeoutMs = 1_000): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const socket = connect({ host, port })
+    let reply = ""
+    const done = (error?: Error) => {
+      socket.destroy()
+      if (error) reject(error)
+      else resolve()
+    }
+    socket.setTimeout(timeoutMs, () => done(new Error(`no PING reply from ${host}:${port}`)))
+    socket.once("error", done)
+    socket.once("connect", () => socket.write("PING\r\n"))
+    socket.on("data", (chunk) => {
+      reply += chunk.toString("utf8")
+      if (!reply.includes("\r\n")) return
+      if (reply.startsWith("+PONG")) done()
+      else done(new Error(`redis ${host}:${port} answered ${reply.trim()}`))
+    })
+  })
+
+const configArgs = (options: RedisServerOptions): Array<string> => [
+  "--appendonly", options.appendonly ? "yes" : "no",
+  ...(options.maxmemory ? ["--maxmemory", options.maxmemory, "--maxmemory-policy", "noeviction"] : [])
+]
+
+const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {
+  const dir = mkdtempSync(join(tmpdir(), "outbox-redis-"))
+  const removeDir = () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
+  const unregisterDir = onProcessExit(removeDir)
+  const port = await freePort()
+  const args = [
+    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
+    "--daemonize", "no", "--logfile", "", ...configArgs(options)
+  ]
+  let child: ChildProcess | undefined
+  let output = ""
+
+  const start = async () => {
+    if (child && isRunning(child)) return
+    const current = spawn(binary, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
+    child = current
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString("utf8")).slice(-4_000)
+    }
+    current.stdout?.on("data", collect)
+    current.stderr?.on("data", collect)
+    const unregister = onProcessExit(() => current.kill("SIGKILL"))
+    current.once("exit", unregister)
+    await pollUntil(`redis-server on port ${port}`, () => pingRedis("127.0.0.1", port), {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      abort: () =>
+        isRunning(current)
+          ? undefined
+          : new Error(`redis-server exited (${current.exitCode ?? current.signalCode}) on port ${port}:\n${output}`)
+    })
+  }
+
+  const signal = async (sig: NodeJS.Signals) => {
+    const current = child
+    if (!current || !isRunning(current)) return
+    current.kill(sig)
+    await waitForChildExit(current, 30_000)
+  }
+
+  let disposed = false
+  const dispose = async () => {
+    if (disposed) return
+    disposed = true
+    await signal("SIGKILL")
+    removeDir()
+    unregisterDir()
+  }
+
+  try {
+    await start()
+  } catch (error) {
+    await dispose()
+    throw error
+  }
+  return {
+    kind: "spawned",
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () => signal("SIGTERM"),
+    kill: () => signal("SIGKILL"),
+    start,
+    dispose
+  }
+}
+
+const startContainer = async (options: RedisServerOptions): Promise<RedisServerHandle> => {
+  const container = await startFixedPortContainer({
+    image: "redis:7-alpine",
+    containerPort: 6379,
+    command: ["redis-server", "--save", "", ...configArgs(options)],
+    readyLog: /Ready to accept connections/
+  })
+  return {
+    kind: "container",
+    url: `redis://${container.host}:${container.port}`,
+    port: container.port,
+    stop: () => container.signal("SIGTERM"),
+    kill: () => container.signal("SIGKILL"),
+    start: async () => {
+      await container.start()
+      await pollUntil(`redis container on port ${container.port}`, () => pingRedis(container.host, container.port), {
+        timeoutMs: 60_000
+      })
+    },
+    dispose: container.dispose
+  }
+}
+
+/** A throwaway Redis, from the local `redis-server` when there is one, else from Docker. */
+export const startRedisServer = async (options: RedisServerOptions = {}): Promise<RedisServerHandle> => {
+  const binary = findBinary("redis-server")
+  return binary ? spawnLocal(binary, options) : startContainer(options)
+}
