@@ -148,8 +148,8 @@ export class Database extends Context.Service<Database, {
               ...dead.map(({ reason, row }) =>
                 sql.unsafe(sqlText.insertDead, [
                   row.id, row.event_id, row.topic, row.event_type, row.aggregate_type, row.aggregate_id,
-                  row.tenant_id, row.payload, row.headers, row.schema_version, row.occurred_at, row.created_at,
-                  row.attempts + 1, reason
+                  row.tenant_id, row.payload, row.headers, String(row.schema_version), row.occurred_at,
+                  row.created_at, String(row.attempts + 1), reason
                 ], { prepare: true })
               ),
               sql.unsafe("COMMIT")

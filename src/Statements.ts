@@ -47,15 +47,17 @@ export const statements = (schema: string) => {
       RETURNING ${returningColumns}`,
     /**
      * Puts a claimed (deleted) row back, marked dead, in the same transaction: the dead-letter store of
-     * record. Same id and event_id, so it stays where it was and is replayable.
+     * record. Same id and event_id, so it stays where it was and is replayable. Every parameter is
+     * sent as text (postgres.js would JSON-encode a string bound to a jsonb parameter).
      */
     insertDead: `
       INSERT INTO ${table} (id, event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id,
                             payload, headers, schema_version, occurred_at, created_at,
                             attempts, last_error, dead_at)
       OVERRIDING SYSTEM VALUE
-      VALUES ($1::bigint, $2::uuid, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10::int,
-              $11::timestamptz, $12::timestamptz, $13::int, $14, now())`,
+      VALUES ($1::text::bigint, $2::text::uuid, $3::text, $4::text, $5::text, $6::text, $7::text,
+              $8::text::jsonb, $9::text::jsonb, $10::text::int, $11::text::timestamptz, $12::text::timestamptz,
+              $13::text::int, $14::text, now())`,
     /** Backlog, age of the oldest pending row (seconds) and dead-letter count, for metrics. */
     stats: `
       SELECT

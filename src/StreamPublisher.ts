@@ -73,10 +73,14 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
           client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
           // Failures surface on the commands; the event is only here so Node does not crash on it.
           client.on("error", () => {})
-          client.connect().catch(() => {})
           return client as ScriptRedis
         }),
         (client) => Effect.promise(() => client.quit().catch(() => client.disconnect())).pipe(Effect.ignore)
+      )
+      // Give the first connection a moment so the first batch does not fail needlessly; when Redis is
+      // down, go on: ioredis keeps reconnecting and the relay's retries cover the wait.
+      yield* Effect.promise(() => redis.connect().then(() => true, () => false)).pipe(
+        Effect.timeoutOption(config.redisCommandTimeout)
       )
       const fail = (operation: string) => (cause: unknown) => new RedisUnavailable({ operation, message: describe(cause) })
       const maxLen = String(config.streamMaxLen)

@@ -8,12 +8,14 @@ import { afterAll, describe, expect, inject, it } from "vitest"
 import { createTestDatabase, uniquePrefix } from "./support/db.js"
 import { startPostgresServer } from "./support/pgServer.js"
 import { startRedisServer } from "./support/redisServer.js"
+import { killAllRelayProcesses, startRelayProcess } from "./support/relayProcess.js"
 
 const quiet = { onnotice: () => {} }
 
 describe("test support", () => {
   const cleanups: Array<() => Promise<unknown>> = []
   afterAll(async () => {
+    await killAllRelayProcesses()
     for (const cleanup of cleanups.reverse()) await cleanup()
   })
 
@@ -108,5 +110,19 @@ describe("test support", () => {
     await server.start()
     expect(await query()).toBe(String(server.port))
     await server.dispose()
+  })
+
+  it("runs the relay CLI and reads its output and exit", async () => {
+    const help = startRelayProcess({ RELAY_DATABASE_URL: "postgres://x@127.0.0.1:1/x" }, ["help"])
+    const usage = await help.waitForLine((line) => line.startsWith("Usage: outbox-relay"), 20_000)
+    expect(usage.stream).toBe("stdout")
+    expect(await help.waitForExit(20_000)).toEqual({ code: 0, signal: null })
+    expect(help.stderr()).toEqual([])
+    await expect(help.waitForLine((line) => line === "never printed", 1_000)).rejects.toThrow(/ended before/)
+
+    const bogus = startRelayProcess({}, ["bogus"])
+    expect((await bogus.waitForExit(20_000)).code).toBe(2)
+    expect(bogus.stderr().join("\n")).toContain('Unknown command "bogus"')
+    expect(bogus.lines().length).toBe(bogus.stdout().length + bogus.stderr().length)
   })
 })

@@ -7,6 +7,7 @@ import { Redis } from "ioredis"
 import postgres from "postgres"
 import { inject } from "vitest"
 import { RelayLoop } from "../../src/Daemon.js"
+import { loggerLayer } from "../../src/Logging.js"
 import { RelayConfig } from "../../src/RelayConfig.js"
 import { createTestDatabase, uniquePrefix } from "../support/db.js"
 
@@ -61,7 +62,12 @@ export const testEnv = (label: string, settings: Record<string, string> = {}) =>
   )
 
 /** The relay loop (LISTEN wake-ups, slow poll, claim/publish/commit) configured by `env`. */
-export const relayLayer = (env: Record<string, string>) => RelayLoop.pipe(Layer.provide(RelayConfig.layerFrom(env)))
+export const relayLayer = (env: Record<string, string>) =>
+  RelayLoop.pipe(
+    Layer.provide(RelayConfig.layerFrom(env)),
+    // Failures the tests provoke on purpose would drown the output; RELAY_LOG_LEVEL=debug shows them.
+    Layer.provide(loggerLayer({ logLevel: (process.env.RELAY_LOG_LEVEL as "error") ?? "error", logFormat: "pretty" }))
+  )
 
 export interface StreamEntry {
   readonly id: string

@@ -1,6 +1,6 @@
 /**
  * The Docker fallback (testcontainers) for machines without local Postgres/Redis binaries: one
- * container bound to a fixed host port, so it can be stopped, killed and started again on the same
+ * container bound to a fixed host port, so it can be signalled (stopped, killed) and started again on the same
  * port with its data, like the local throwaway servers. testcontainers is imported lazily: the local
  * path never loads it.
  */
@@ -21,8 +21,6 @@ export interface FixedPortContainer {
   readonly host: string
   /** Host port, the same across stop/start. */
   readonly port: number
-  /** `docker stop`: the image's stop signal, then SIGKILL after `timeoutMs`. */
-  readonly stop: (timeoutMs?: number) => Promise<void>
   /** Sends a signal to the container's main process and waits until the container has stopped. */
   readonly signal: (signal: NodeJS.Signals) => Promise<void>
   /** Starts the stopped container again (same port, same data); the caller checks readiness. */
@@ -47,7 +45,6 @@ export const startFixedPortContainer = async (spec: ContainerSpec): Promise<Fixe
   return {
     host: started.getHost(),
     port: hostPort,
-    stop: (timeoutMs = 10_000) => client.container.stop(container, { timeout: timeoutMs }),
     signal: async (signal) => {
       await container.kill({ signal })
       await container.wait()

@@ -36,8 +36,7 @@ type Cleanup = () => Promise<void>
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`
 
 /** Runs `node dist/main.js migrate` against `url`; throws with its stderr when it fails. */
-const migrateTemplate = async (root: string, url: string): Promise<void> => {
-  const main = relayMainPath(root)
+const migrateTemplate = async (root: string, main: string, url: string): Promise<void> => {
   try {
     await promisify(execFile)(process.execPath, [main, "migrate"], {
       cwd: root,
@@ -76,6 +75,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     }
   }
   try {
+    const main = relayMainPath(project.config.root) // fail before starting anything
     let adminDatabaseUrl: string
     let postgresKind: ServerKind
     const testDatabaseUrl = process.env.TEST_DATABASE_URL
@@ -120,7 +120,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
         })
       )
     }
-    await migrateTemplate(project.config.root, databaseUrl(adminDatabaseUrl, templateDatabase))
+    await migrateTemplate(project.config.root, main, databaseUrl(adminDatabaseUrl, templateDatabase))
 
     project.provide("adminDatabaseUrl", adminDatabaseUrl)
     project.provide("templateDatabase", templateDatabase)

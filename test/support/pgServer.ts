@@ -146,6 +146,12 @@ const startContainer = async (): Promise<PgServerHandle> => {
     readyLogTimes: 2
   })
   const url = `postgres://postgres@${container.host}:${container.port}/postgres`
+  try {
+    await waitForPostgres(url, 60_000)
+  } catch (error) {
+    await container.dispose()
+    throw error
+  }
   return {
     kind: "container",
     url,

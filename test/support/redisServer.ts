@@ -133,6 +133,16 @@ const startContainer = async (options: RedisServerOptions): Promise<RedisServerH
     command: ["redis-server", "--save", "", ...configArgs(options)],
     readyLog: /Ready to accept connections/
   })
+  const ready = () =>
+    pollUntil(`redis container on port ${container.port}`, () => pingRedis(container.host, container.port), {
+      timeoutMs: 60_000
+    })
+  try {
+    await ready()
+  } catch (error) {
+    await container.dispose()
+    throw error
+  }
   return {
     kind: "container",
     url: `redis://${container.host}:${container.port}`,
@@ -141,9 +151,7 @@ const startContainer = async (options: RedisServerOptions): Promise<RedisServerH
     kill: () => container.signal("SIGKILL"),
     start: async () => {
       await container.start()
-      await pollUntil(`redis container on port ${container.port}`, () => pingRedis(container.host, container.port), {
-        timeoutMs: 60_000
-      })
+      await ready()
     },
     dispose: container.dispose
   }
