@@ -9,6 +9,7 @@ import { Health } from "./Health.js"
 import { Notifications } from "./Notifications.js"
 import { Relay } from "./Relay.js"
 import { StreamPublisher } from "./StreamPublisher.js"
+import { WakeState } from "./WakeState.js"
 
 /** Database, Redis, health probe and relay, without the loop or the HTTP server. */
 export const RelayServices = Relay.layer.pipe(
@@ -18,12 +19,12 @@ export const RelayServices = Relay.layer.pipe(
 
 /** The relay loop with LISTEN/NOTIFY wake-ups, on top of `RelayServices`. */
 export const RelayLoop = Relay.layerDaemon.pipe(
-  Layer.provide(Notifications.layer),
+  Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer)),
   Layer.provideMerge(RelayServices)
 )
 
 /** Everything `node dist/main.js run` starts: the loop and the admin HTTP server. Needs `RelayConfig`. */
 export const RelayDaemon = Layer.mergeAll(
-  Relay.layerDaemon.pipe(Layer.provide(Notifications.layer)),
+  Relay.layerDaemon.pipe(Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer))),
   AdminLive
 ).pipe(Layer.provideMerge(RelayServices))

@@ -64,7 +64,12 @@ type Client = postgres.Sql<{}>
 /** Opens a postgres.js client with the relay's session settings. */
 export const makeClient = (
   url: Redacted.Redacted<string>,
-  options: { readonly max: number; readonly applicationName: string; readonly timeout: Duration.Duration }
+  options: {
+    readonly max: number
+    readonly applicationName: string
+    readonly timeout: Duration.Duration
+    readonly synchronousCommit?: boolean
+  }
 ): Client =>
   postgres(Redacted.value(url), {
     max: options.max,
@@ -76,7 +81,8 @@ export const makeClient = (
       application_name: options.applicationName,
       // A relay that stalls mid-batch must not hold its row locks for ever.
       idle_in_transaction_session_timeout: Math.ceil(Duration.toMillis(options.timeout)),
-      statement_timeout: Math.ceil(Duration.toMillis(options.timeout))
+      statement_timeout: Math.ceil(Duration.toMillis(options.timeout)),
+      ...(options.synchronousCommit === false ? { synchronous_commit: "off" } : {})
     }
   })
 

@@ -20,6 +20,7 @@ import * as Metrics from "./Metrics.js"
 import { Notifications } from "./Notifications.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { StreamPublisher } from "./StreamPublisher.js"
+import { WakeState } from "./WakeState.js"
 
 /** Jittered exponential backoff, capped, without limit: transient failures are retried for ever. */
 export const retryPublish = (base: Duration.Duration, cap: Duration.Duration) =>
@@ -36,6 +37,8 @@ export interface BatchResult {
 export class Relay extends Context.Service<Relay, {
   /** Relays one batch once; fails on a transient error (the batch is rolled back). */
   readonly relayBatch: Effect.Effect<BatchResult, TransientError>
+  /** Relays one batch, retrying transient failures (with backoff, for ever) until it succeeds. */
+  readonly relayBatchRetrying: Effect.Effect<BatchResult>
   /** Relays batches until one comes back short, retrying transient failures; returns rows claimed. */
   readonly drain: Effect.Effect<number>
 }>()("outbox-relay/Relay") {
@@ -147,13 +150,14 @@ export class Relay extends Context.Service<Relay, {
         }
       })
 
-      return Relay.of({ relayBatch, drain })
+      return Relay.of({ relayBatch, relayBatchRetrying: relayBatchWithRetry, drain })
     })
   )
 
   /**
    * The daemon: drains at start, then after every wake-up or `RELAY_POLL_INTERVAL`, until its scope
-   * closes. Also keeps the backlog gauges fresh.
+   * closes. While it keeps finding rows it tells producers to skip NOTIFY, and hands over correctly
+   * before sleeping (`WakeState`). Also keeps the backlog gauges fresh.
    */
   static readonly layerDaemon = Layer.effectDiscard(
     Effect.gen(function*() {
@@ -161,6 +165,7 @@ export class Relay extends Context.Service<Relay, {
       const relay = yield* Relay
       const notifications = yield* Notifications
       const database = yield* Database
+      const wake = yield* WakeState
       const scope = yield* Scope.Scope
       yield* Effect.logInfo("relay started").pipe(Effect.annotateLogs({
         schema: config.schema,
@@ -168,10 +173,60 @@ export class Relay extends Context.Service<Relay, {
         batchSize: config.batchSize,
         pollInterval: Duration.format(config.pollInterval)
       }))
+
+      /** The flag is a hint to producers: failing to set it only costs notifications. */
+      const markAwake = wake.markAwake.pipe(
+        Effect.catch((error) => Effect.logDebug("could not mark the relay awake", error.message))
+      )
+
+      /**
+       * Clears the flag and waits (claiming meanwhile, never blocking producers) until every producer
+       * that saw it set has finished. Returns true when it found rows on the way (stay awake).
+       */
+      const handOver = Effect.gen(function*() {
+        let cleared = yield* Effect.orElseSucceed(Effect.as(wake.markAsleep, true), () => false)
+        let delayMs = 0.2
+        while (true) {
+          if (cleared) {
+            const done = yield* Effect.orElseSucceed(wake.handoverDone, () => false)
+            if (done) return false
+          } else {
+            // The flag could not be cleared: it lapses with its lease, then producers notify again.
+            const now = yield* Clock.currentTimeMillis
+            if (now > (yield* wake.flagExpiresAt)) return false
+            cleared = yield* Effect.orElseSucceed(Effect.as(wake.markAsleep, true), () => false)
+          }
+          yield* Effect.sleep(Duration.micros(BigInt(Math.round(delayMs * 1000))))
+          delayMs = Math.min(delayMs * 2, 5)
+          if ((yield* relay.relayBatchRetrying).claimed > 0) return true
+        }
+      })
+
+      /** Claims until a claim comes back empty and no producer relies on this relay being awake. */
+      const drainCycle = Effect.gen(function*() {
+        let busyClaims = 0
+        while (true) {
+          const result = yield* relay.relayBatchRetrying
+          if (result.claimed > 0) {
+            // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
+            if (++busyClaims >= 2) yield* markAwake
+            continue
+          }
+          if (!(yield* wake.isAwake)) return
+          const stillBusy = yield* handOver
+          if (!stillBusy) {
+            // The last claim, after every producer that skipped its NOTIFY has committed.
+            if ((yield* relay.relayBatchRetrying).claimed === 0) return
+          }
+          busyClaims = 2
+          yield* markAwake
+        }
+      })
+
       yield* Effect.forkIn(
         Effect.forever(
           Effect.andThen(
-            relay.drain,
+            drainCycle,
             Effect.raceFirst(Queue.take(notifications.wakeups), Effect.sleep(config.pollInterval))
           )
         ).pipe(Effect.onInterrupt(() => Effect.logInfo("relay stopped: no batch in flight"))),

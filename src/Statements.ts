@@ -25,6 +25,12 @@ const returningColumns = `
   o.created_at::text AS created_at,
   o.attempts`
 
+/**
+ * Advisory lock key of the wake-up hand-over ('outbox' in hex); the trigger in
+ * sql/0003_relay_wake.sql takes it shared, a relay going to sleep try-locks it exclusively.
+ */
+export const wakeLockKey = "122519062982776"
+
 /** The statements for one schema. */
 export const statements = (schema: string) => {
   const table = `${quoteIdent(schema)}.outbox_events`
@@ -89,7 +95,31 @@ export const statements = (schema: string) => {
              payload, headers, schema_version, occurred_at, created_at, attempts, last_error
       FROM moved
       ORDER BY id
-      RETURNING event_id::text AS event_id`
+      RETURNING event_id::text AS event_id`,
+    /** This relay is draining: producers may skip NOTIFY until `awake_until` ($2 ms from now). */
+    markAwake: `
+      INSERT INTO ${quoteIdent(schema)}.outbox_relay_wake (relay_id, awake_until, seen_at)
+      VALUES ($1, clock_timestamp() + $2::int * interval '1 millisecond', now())
+      ON CONFLICT (relay_id) DO UPDATE SET awake_until = EXCLUDED.awake_until, seen_at = EXCLUDED.seen_at`,
+    /** This relay is about to sleep: producers must notify again. */
+    markAsleep: `
+      INSERT INTO ${quoteIdent(schema)}.outbox_relay_wake (relay_id, awake_until, seen_at)
+      VALUES ($1, '-infinity', now())
+      ON CONFLICT (relay_id) DO UPDATE SET awake_until = '-infinity', seen_at = now()`,
+    /**
+     * True once no producer transaction holds the hand-over lock, i.e. every producer that may have
+     * read this relay's flag as awake has finished. Never waits (a blocking exclusive request would
+     * queue every new producer behind it).
+     */
+    tryHandover: `
+      SELECT CASE WHEN pg_try_advisory_lock(${wakeLockKey}) THEN pg_advisory_unlock(${wakeLockKey}) ELSE false END AS free`,
+    /** Keeps this relay's row fresh and forgets relays not seen for a minute (they died). */
+    heartbeat: `
+      WITH touched AS (
+        UPDATE ${quoteIdent(schema)}.outbox_relay_wake SET seen_at = now() WHERE relay_id = $1
+      )
+      DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> $1`,
+    unregister: `DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE relay_id = $1`
   } as const
 }
 

@@ -1,0 +1,102 @@
+/**
+ * The relay's side of the NOTIFY hand-over (see sql/0003_relay_wake.sql for the whole protocol).
+ *
+ * While this relay keeps finding rows it marks itself awake, and producers skip their NOTIFY (which
+ * would otherwise serialise their commits). Before it sleeps it clears the flag and waits, without
+ * ever blocking producers, until every producer that saw the flag has finished; the relay loop then
+ * claims once more, so no committed row waits for the slow poll.
+ *
+ * It has its own connection with `synchronous_commit = off`: the flags need no durability (a lost
+ * update only costs a notification or a lease of a few seconds), and their commits must not wait for
+ * a WAL flush.
+ */
+import { randomBytes } from "node:crypto"
+import { Clock, Context, Duration, Effect, Layer, Schedule } from "effect"
+import { makeClient } from "./Database.js"
+import { DatabaseUnavailable, describe } from "./Errors.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { statements } from "./Statements.js"
+
+/** How long an awake flag holds without a refresh; a relay that dies stops refreshing. */
+export const awakeLease = Duration.seconds(5)
+
+export class WakeState extends Context.Service<WakeState, {
+  /** Marks this relay awake (or refreshes the lease when it is about to run out). */
+  readonly markAwake: Effect.Effect<void, DatabaseUnavailable>
+  /** Clears the flag; producers notify again from the moment this returns. */
+  readonly markAsleep: Effect.Effect<void, DatabaseUnavailable>
+  /** True once every producer that may have seen the flag set has finished. Never blocks. */
+  readonly handoverDone: Effect.Effect<boolean, DatabaseUnavailable>
+  /** Whether this relay's flag is (as far as it knows) set. */
+  readonly isAwake: Effect.Effect<boolean>
+  /** When a failed `markAsleep` leaves the flag set, the time (ms, local clock) it surely expired. */
+  readonly flagExpiresAt: Effect.Effect<number>
+}>()("outbox-relay/WakeState") {
+  static readonly layer = Layer.effect(
+    WakeState,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const sqlText = statements(config.schema)
+      const relayId = `${process.pid}-${randomBytes(6).toString("hex")}`
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          makeClient(config.databaseUrl, {
+            max: 1,
+            applicationName: "outbox-relay-wake",
+            timeout: config.databaseTimeout,
+            synchronousCommit: false
+          })
+        ),
+        (sql) =>
+          // A clean stop leaves no flag behind.
+          Effect.promise(() => sql.unsafe(sqlText.unregister, [relayId]).then(() => sql.end({ timeout: 1 })))
+            .pipe(Effect.timeout("2 seconds"), Effect.ignore)
+      )
+      const query = (operation: string, text: string, params: Array<string | number>) =>
+        Effect.tryPromise({
+          try: () => client.unsafe(text, params, { prepare: true }),
+          catch: (cause) => new DatabaseUnavailable({ operation, message: describe(cause) })
+        }).pipe(Effect.timeoutOrElse({
+          duration: config.databaseTimeout,
+          orElse: () => Effect.fail(new DatabaseUnavailable({ operation, message: "no answer" }))
+        }))
+
+      const leaseMs = Duration.toMillis(awakeLease)
+      // Local view of the flag: set, and until when (local clock, with a margin for clock skew).
+      let awakeUntil = 0
+      let flagSet = false
+
+      const markAwake = Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        if (flagSet && awakeUntil - now > leaseMs / 2) return
+        yield* query("markAwake", sqlText.markAwake, [relayId, leaseMs])
+        flagSet = true
+        awakeUntil = now + leaseMs
+      })
+
+      const markAsleep = Effect.gen(function*() {
+        if (!flagSet) return
+        yield* query("markAsleep", sqlText.markAsleep, [relayId])
+        flagSet = false
+      })
+
+      const handoverDone = query("handover", sqlText.tryHandover, []).pipe(
+        Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true)
+      )
+
+      // Registered (asleep) from the start, and kept fresh so other relays do not prune this row.
+      yield* query("register", sqlText.markAsleep, [relayId]).pipe(Effect.ignore)
+      yield* Effect.forkScoped(
+        Effect.repeat(query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore), Schedule.spaced("10 seconds"))
+      )
+
+      return WakeState.of({
+        markAwake,
+        markAsleep,
+        handoverDone,
+        isAwake: Effect.sync(() => flagSet),
+        flagExpiresAt: Effect.sync(() => awakeUntil + 1000)
+      })
+    })
+  )
+}
