@@ -1,0 +1,221 @@
+/**
+ * The consumer: reads a Redis stream as a member of a consumer group and hands each entry to a
+ * handler, at least once, acknowledging (XACK) only after the handler succeeded.
+ *
+ * Fibers, all in the layer's scope:
+ * - reader: first this consumer's own pending entries (what a previous incarnation, or a lost read,
+ *   left unacknowledged), then `XREADGROUP ... BLOCK` for new ones, on its own connection. After any
+ *   failure (Redis down, watchdog, group gone) it backs off, recreates the group when missing, and
+ *   reads its own pending entries again before new ones.
+ * - claimer: every `claimInterval`, `XAUTOCLAIM` takes over entries idle for `claimIdle` (their
+ *   consumer died, or their delivery failed): that is how a failed message gets its next delivery.
+ * - renewer: every `claimIdle / 3`, resets the idle time of entries this consumer holds, so entries
+ *   queued behind a slow aggregate are not mistaken for abandoned ones.
+ * - acker: sends the XACKs of finished handlers in batches (one command per batch).
+ * - lanes (see Dispatcher): the handlers, `concurrency` at a time, in order per aggregate if asked.
+ *
+ * Stop (scope close, or `stop`): no new reads (the blocked read is cut by closing its connection),
+ * queued entries are not started, running handlers get `stopTimeout` to finish, their XACKs are
+ * flushed; whatever is not acknowledged stays pending for the group and is reclaimed later.
+ */
+import { Context, Duration, Effect, Fiber, Layer, Queue, Schedule, Schema, Scope } from "effect"
+import type { ConsumerOptionsInvalid } from "./Errors.js"
+import { ConsumerRedisUnavailable } from "./Errors.js"
+import { type ConsumerStats, makeProcess, redisRetry } from "./Delivery.js"
+import { type Dispatcher, makeDispatcher } from "./Dispatcher.js"
+import { type Delivery, makeGroupClient } from "./GroupClient.js"
+import { type ConsumerOptions, resolveOptions } from "./Options.js"
+
+export class Consumer extends Context.Service<Consumer, {
+  /** This consumer's name in the group. */
+  readonly name: string
+  /** Stops gracefully (see the module doc); idempotent. The layer's scope closing does the same. */
+  readonly stop: Effect.Effect<void>
+  /** What it did so far, and how many entries it holds now. */
+  readonly stats: Effect.Effect<ConsumerStats & { readonly held: number }>
+}>()("outbox-relay/consumer/Consumer") {
+  /** A running consumer for as long as the layer lives. Fails to build on bad options or when Redis never answers. */
+  static readonly layer = <P = unknown, E = never, R = never>(
+    options: ConsumerOptions<P, E, R>
+  ): Layer.Layer<Consumer, ConsumerOptionsInvalid | ConsumerRedisUnavailable, R> => Layer.effect(Consumer, make(options))
+}
+
+/** Starts a consumer in the current scope (`Consumer.layer` wraps this). */
+export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOptions<P, E, R>) {
+  const options = yield* resolveOptions(userOptions)
+  const scope = yield* Scope.Scope
+  const client = yield* makeGroupClient(options)
+  const logContext = { stream: options.stream, group: options.group, consumer: options.consumer }
+  const stats: ConsumerStats = { acked: 0, failed: 0, deadLettered: 0 }
+
+  // The group must exist before `make` returns: with startFrom "new", entries added after that are seen.
+  yield* client.ensureGroup(options.startFrom === "new" ? "$" : "0").pipe(
+    Effect.retry(Schedule.max([redisRetry, Schedule.during(Duration.millis(Math.max(options.commandTimeoutMillis, 2_000)))]))
+  )
+
+  const acks = yield* Queue.unbounded<string>()
+  let unacked = 0
+  const decode = userOptions.payloadSchema === undefined ? undefined : Schema.decodeUnknownEffect(userOptions.payloadSchema)
+  const process: (delivery: Delivery) => Effect.Effect<void, never, R> = makeProcess({
+    options,
+    client,
+    handler: userOptions.handler,
+    decodePayload: decode,
+    acknowledge: (id) => {
+      unacked++
+      Queue.offerUnsafe(acks, id)
+    },
+    release: (id) => dispatcher.release(id),
+    stats
+  })
+  const dispatcher: Dispatcher<R> = yield* makeDispatcher({
+    concurrency: options.concurrency,
+    orderByAggregate: options.orderByAggregate,
+    maxHeld: options.batchSize * 2,
+    process
+  })
+
+  /** Logs the first failure of a streak and the recovery, not every retry. */
+  const failureLog = (loop: string) => {
+    let failing = false
+    return {
+      failed: (error: ConsumerRedisUnavailable) =>
+        failing ? Effect.void : Effect.sync(() => (failing = true)).pipe(
+          Effect.andThen(Effect.logWarning(`consumer ${loop} failed; retrying`)),
+          Effect.annotateLogs({ ...logContext, operation: error.operation, reason: error.message })
+        ),
+      succeeded: failing
+        ? Effect.sync(() => (failing = false)).pipe(
+          Effect.andThen(Effect.logInfo(`consumer ${loop} working again`)),
+          Effect.annotateLogs(logContext)
+        )
+        : Effect.void
+    }
+  }
+
+  const dispatchAll = (deliveries: ReadonlyArray<Delivery>) =>
+    Effect.forEach(deliveries, dispatcher.dispatch, { discard: true })
+
+  /** Re-reads this consumer's own pending list from the start, dispatching what is not held already. */
+  const readOwnPending = Effect.gen(function*() {
+    let cursor = "0"
+    while (true) {
+      const deliveries = yield* client.readOwnPending(cursor, options.batchSize)
+      if (deliveries.length === 0) return
+      yield* dispatcher.awaitRoom
+      yield* dispatchAll(deliveries)
+      cursor = deliveries[deliveries.length - 1]!.id
+    }
+  })
+
+  const readLog = failureLog("read")
+  const readLoop = Effect.gen(function*() {
+    yield* readOwnPending
+    while (true) {
+      yield* dispatcher.awaitRoom
+      const room = options.batchSize * 2 - dispatcher.heldCount()
+      const deliveries = yield* client.readNew(Math.max(1, Math.min(options.batchSize, room)))
+      yield* readLog.succeeded
+      yield* dispatchAll(deliveries)
+    }
+  }).pipe(
+    Effect.catch((error: ConsumerRedisUnavailable) =>
+      Effect.gen(function*() {
+        yield* readLog.failed(error)
+        if (error.message.includes("NOGROUP")) {
+          // The stream or the group is gone (Redis restarted without persistence, or XGROUP DESTROY):
+          // recreate it from the beginning, so nothing added since is skipped.
+          yield* client.ensureGroup("0").pipe(Effect.ignore)
+        }
+        return yield* Effect.fail(error)
+      })
+    ),
+    Effect.retry(redisRetry),
+    Effect.orDie
+  )
+
+  const claimLog = failureLog("reclaim")
+  const claimOnce = Effect.gen(function*() {
+    let cursor = "0-0"
+    do {
+      yield* dispatcher.awaitRoom
+      const { next, deliveries } = yield* client.claimIdle(cursor, options.batchSize)
+      if (deliveries.length > 0) {
+        yield* Effect.logInfo("reclaimed idle messages").pipe(Effect.annotateLogs({ ...logContext, count: deliveries.length }))
+      }
+      yield* dispatchAll(deliveries)
+      cursor = next
+    } while (cursor !== "0-0")
+    yield* claimLog.succeeded
+  }).pipe(Effect.catch((error: ConsumerRedisUnavailable) => claimLog.failed(error)))
+
+  const renewLog = failureLog("renew")
+  const renewOnce = Effect.suspend(() => client.renew(dispatcher.held())).pipe(
+    Effect.tap((lost) =>
+      lost.length === 0 ? Effect.void : Effect.logWarning("held messages were taken over by another consumer").pipe(
+        Effect.annotateLogs({ ...logContext, entry_ids: lost.slice(0, 10).join(",") })
+      )
+    ),
+    Effect.andThen(renewLog.succeeded),
+    Effect.catch((error: ConsumerRedisUnavailable) => renewLog.failed(error))
+  )
+
+  const ackLog = failureLog("ack")
+  const ackLoop = Effect.forever(Effect.gen(function*() {
+    const ids = yield* Queue.takeAll(acks)
+    yield* client.ack(ids).pipe(
+      // A missing group has nothing left to acknowledge.
+      Effect.catchIf((error) => error.message.includes("NOGROUP"), () => Effect.void),
+      Effect.tapError(ackLog.failed),
+      Effect.retry(redisRetry),
+      Effect.orDie
+    )
+    yield* ackLog.succeeded
+    for (const id of ids) dispatcher.release(id)
+    unacked -= ids.length
+  }))
+
+  const reader = yield* Effect.forkIn(readLoop, scope)
+  const claimer = yield* Effect.forkIn(
+    Effect.repeat(claimOnce, Schedule.spaced(Duration.millis(options.claimIntervalMillis))),
+    scope
+  )
+  const renewer = yield* Effect.forkIn(
+    Effect.repeat(Effect.delay(renewOnce, Duration.millis(options.renewIntervalMillis)), Schedule.forever),
+    scope
+  )
+  const acker = yield* Effect.forkIn(ackLoop, scope)
+
+  const waitForAcks = Effect.gen(function*() {
+    while (unacked > 0) yield* Effect.sleep("5 millis")
+  }).pipe(Effect.timeoutOption(Duration.millis(options.commandTimeoutMillis)))
+
+  // `stop` runs in the caller's fiber or in a finalizer; either way, log with this consumer's logger.
+  const context = yield* Effect.context<never>()
+  const stop = yield* Effect.cached(Effect.gen(function*() {
+    yield* Effect.logInfo("consumer stopping").pipe(Effect.annotateLogs(logContext))
+    yield* dispatcher.close
+    yield* client.closeBlocking
+    yield* Fiber.interruptAll([reader, claimer])
+    const finished = yield* dispatcher.awaitRunning.pipe(
+      Effect.timeoutOption(Duration.millis(options.stopTimeoutMillis))
+    )
+    if (finished._tag === "None") {
+      yield* Effect.logWarning("handlers still running after stopTimeout were interrupted; their messages stay pending")
+        .pipe(Effect.annotateLogs(logContext))
+      yield* dispatcher.interruptRunning
+    }
+    yield* waitForAcks
+    yield* Fiber.interruptAll([renewer, acker])
+    yield* Effect.logInfo("consumer stopped").pipe(Effect.annotateLogs({ ...logContext, ...stats }))
+  }).pipe(Effect.uninterruptible, Effect.provideContext(context)))
+  // Registered last, so it runs first when the scope closes: before the connections are closed.
+  yield* Scope.addFinalizer(scope, stop)
+
+  yield* Effect.logInfo("consumer started").pipe(Effect.annotateLogs(logContext))
+  return Consumer.of({
+    name: options.consumer,
+    stop,
+    stats: Effect.sync(() => ({ ...stats, held: dispatcher.heldCount() }))
+  })
+})

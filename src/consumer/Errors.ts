@@ -1,0 +1,38 @@
+/**
+ * The consumer's typed failures. As in the relay, the class says what happens next:
+ * - `ConsumerRedisUnavailable` is transient: the loop that hit it (read, ack, reclaim) backs off and
+ *   tries again, for ever; nothing is dead-lettered because Redis was down.
+ * - `ConsumerOptionsInvalid` stops the consumer before it starts (a setting that cannot work).
+ * - `HandlerTimedOut` and `MessagePoisoned` describe one message: a timed-out delivery is left pending
+ *   for a later delivery; a poisoned message goes to `<stream>:dlq` and is acknowledged.
+ */
+import { Schema } from "effect"
+
+/** Redis could not be reached, timed out, or refused the command for now. */
+export class ConsumerRedisUnavailable extends Schema.TaggedError<ConsumerRedisUnavailable>()("ConsumerRedisUnavailable", {
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/** An option that can never work (e.g. `claimIdle` not above `handlerTimeout`). */
+export class ConsumerOptionsInvalid extends Schema.TaggedError<ConsumerOptionsInvalid>()("ConsumerOptionsInvalid", {
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/** A delivery (all its attempts) took longer than `handlerTimeout`. */
+export class HandlerTimedOut extends Schema.TaggedError<HandlerTimedOut>()("HandlerTimedOut", {
+  entryId: Schema.String,
+  timeoutMillis: Schema.Number
+}) {}
+
+/** A message that can never be handled: malformed envelope, payload refused by the schema, too many deliveries. */
+export class MessagePoisoned extends Schema.TaggedError<MessagePoisoned>()("MessagePoisoned", {
+  entryId: Schema.String,
+  reason: Schema.String
+}) {}
+
+/** Postgres (inbox) could not be reached or failed mid-transaction. */
+export class InboxUnavailable extends Schema.TaggedError<InboxUnavailable>()("InboxUnavailable", {
+  message: Schema.String
+}) {}

@@ -1,0 +1,149 @@
+/**
+ * The consumer's options, their defaults, and the checks that refuse a combination that cannot work.
+ *
+ * The one rule that matters for correctness: `claimIdle` (how long a message must sit unacknowledged
+ * before another consumer may take it over) is above `handlerTimeout` (the longest a delivery may
+ * run), so a message is never reclaimed while a live handler may still be working on it. Messages a
+ * consumer holds but has not finished (queued behind others of their aggregate, or running) have their
+ * idle time reset every `claimIdle / 3`, so a long local queue does not make them look abandoned.
+ */
+import { hostname } from "node:os"
+import { randomBytes } from "node:crypto"
+import { Duration, Effect, Redacted, Schedule, type Schema } from "effect"
+import type { ConsumedEvent } from "./Envelope.js"
+import { ConsumerOptionsInvalid } from "./Errors.js"
+
+/** Where a group created by the consumer starts: every entry already in the stream, or only new ones. */
+export type StartFrom = "beginning" | "new"
+
+export interface ConsumerOptions<P, E, R> {
+  /** redis:// or rediss:// URL. */
+  readonly redisUrl: string | Redacted.Redacted<string>
+  /** The stream key, e.g. `outbox:orders` (`RELAY_STREAM_PREFIX` + topic). */
+  readonly stream: string
+  readonly group: string
+  /** Unique per process; default `<hostname>-<pid>-<random>`. */
+  readonly consumer?: string
+  readonly handler: (event: ConsumedEvent<P>) => Effect.Effect<void, E, R>
+  /** Decodes `payload` (parsed JSON); a payload it refuses is poison (dead-lettered, not retried). */
+  readonly payloadSchema?: Schema.Decoder<P>
+  /** Used only when the group does not exist yet. Default "beginning" (`XGROUP CREATE ... 0`). */
+  readonly startFrom?: StartFrom
+  /** Handlers running at once. Default 16. */
+  readonly concurrency?: number
+  /** Entries of one `aggregate_id` are handled one after the other, in stream order. Default false. */
+  readonly orderByAggregate?: boolean
+  /** Entries asked for per XREADGROUP (COUNT). Default 200. At most twice this many are held at once. */
+  readonly batchSize?: number
+  /** BLOCK of one read. Default 2 seconds. */
+  readonly block?: Duration.Input
+  /** A read not answered within `block + blockGrace` means a dead connection: it is replaced. Default 5 s. */
+  readonly blockGrace?: Duration.Input
+  /** A message delivered this many times without success is dead-lettered. Default 5. */
+  readonly maxDeliveries?: number
+  /** Longest one delivery may take, all its retries included. Default 30 seconds. */
+  readonly handlerTimeout?: Duration.Input
+  /** Retries of a failed handler within one delivery. Default: 3 retries, jittered exponential from 100 ms. */
+  readonly retry?: Schedule.Schedule<unknown, unknown>
+  /** Idle time after which pending messages (of dead consumers, or failed deliveries) are reclaimed. Default 60 s. */
+  readonly claimIdle?: Duration.Input
+  /** How often to look for such messages. Default: `claimIdle / 2`, at most 30 seconds. */
+  readonly claimInterval?: Duration.Input
+  /** On stop, how long handlers already running may take to finish. Default 10 seconds. */
+  readonly stopTimeout?: Duration.Input
+  /** Timeout of the non-blocking commands (XACK, XAUTOCLAIM, XADD to the DLQ). Default 5 seconds. */
+  readonly commandTimeout?: Duration.Input
+}
+
+/** The options with every default filled in and every duration in milliseconds. */
+export interface ResolvedOptions {
+  readonly redisUrl: Redacted.Redacted<string>
+  readonly stream: string
+  readonly group: string
+  readonly consumer: string
+  readonly startFrom: StartFrom
+  readonly concurrency: number
+  readonly orderByAggregate: boolean
+  readonly batchSize: number
+  readonly blockMillis: number
+  readonly blockGraceMillis: number
+  readonly maxDeliveries: number
+  readonly handlerTimeoutMillis: number
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  readonly claimIdleMillis: number
+  readonly claimIntervalMillis: number
+  readonly renewIntervalMillis: number
+  readonly stopTimeoutMillis: number
+  readonly commandTimeoutMillis: number
+}
+
+/** Jittered exponential backoff from 100 ms, three retries: the default retry of one delivery. */
+export const defaultHandlerRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
+  Schedule.jittered,
+  Schedule.upTo({ times: 3 })
+)
+
+/** `<hostname>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS. */
+export const defaultConsumerName = (): string => `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`
+
+const millis = (option: string, input: Duration.Input | undefined, fallback: number, min = 1) =>
+  Effect.gen(function*() {
+    if (input === undefined) return fallback
+    const duration = Duration.fromInput(input)
+    if (duration._tag === "None" || !Number.isFinite(Duration.toMillis(duration.value)) || Duration.toMillis(duration.value) < min) {
+      return yield* new ConsumerOptionsInvalid({ option, message: `${option} must be a finite duration of at least ${min} ms` })
+    }
+    return Math.ceil(Duration.toMillis(duration.value))
+  })
+
+const positiveInt = (option: string, value: number | undefined, fallback: number, max: number) =>
+  Effect.gen(function*() {
+    if (value === undefined) return fallback
+    if (!Number.isInteger(value) || value < 1 || value > max) {
+      return yield* new ConsumerOptionsInvalid({ option, message: `${option} must be an integer from 1 to ${max}` })
+    }
+    return value
+  })
+
+/** Fills in defaults; fails with `ConsumerOptionsInvalid` naming the first option that cannot work. */
+export const resolveOptions = Effect.fnUntraced(function*<P, E, R>(options: ConsumerOptions<P, E, R>) {
+  const required = (option: string, value: string) =>
+    value === "" ? new ConsumerOptionsInvalid({ option, message: `${option} must not be empty` }) : undefined
+  for (const [option, value] of [["stream", options.stream], ["group", options.group]] as const) {
+    const error = required(option, value ?? "")
+    if (error) return yield* error
+  }
+  const handlerTimeoutMillis = yield* millis("handlerTimeout", options.handlerTimeout, 30_000)
+  const claimIdleMillis = yield* millis("claimIdle", options.claimIdle, Math.max(60_000, handlerTimeoutMillis * 2))
+  if (claimIdleMillis <= handlerTimeoutMillis) {
+    return yield* new ConsumerOptionsInvalid({
+      option: "claimIdle",
+      message: `claimIdle (${claimIdleMillis} ms) must be above handlerTimeout (${handlerTimeoutMillis} ms), ` +
+        "or messages could be reclaimed while their handler is still running"
+    })
+  }
+  const startFrom = options.startFrom ?? "beginning"
+  if (startFrom !== "beginning" && startFrom !== "new") {
+    return yield* new ConsumerOptionsInvalid({ option: "startFrom", message: `startFrom must be "beginning" or "new"` })
+  }
+  return {
+    redisUrl: typeof options.redisUrl === "string" ? Redacted.make(options.redisUrl) : options.redisUrl,
+    stream: options.stream,
+    group: options.group,
+    consumer: options.consumer ?? defaultConsumerName(),
+    startFrom,
+    concurrency: yield* positiveInt("concurrency", options.concurrency, 16, 100_000),
+    orderByAggregate: options.orderByAggregate ?? false,
+    batchSize: yield* positiveInt("batchSize", options.batchSize, 200, 100_000),
+    blockMillis: yield* millis("block", options.block, 2_000),
+    blockGraceMillis: yield* millis("blockGrace", options.blockGrace, 5_000),
+    maxDeliveries: yield* positiveInt("maxDeliveries", options.maxDeliveries, 5, 1_000_000),
+    handlerTimeoutMillis,
+    retry: options.retry ?? defaultHandlerRetry,
+    claimIdleMillis,
+    claimIntervalMillis: yield* millis("claimInterval", options.claimInterval, Math.min(claimIdleMillis / 2, 30_000)),
+    renewIntervalMillis: Math.max(10, Math.floor(claimIdleMillis / 3)),
+    stopTimeoutMillis: yield* millis("stopTimeout", options.stopTimeout, 10_000, 0),
+    commandTimeoutMillis: yield* millis("commandTimeout", options.commandTimeout, 5_000)
+  } satisfies ResolvedOptions
+})
