@@ -39,7 +39,11 @@ export const addEvents = async (redis: Redis, stream: string, events: ReadonlyAr
 /** A Redis client and a key prefix of its own; keys under the prefix are deleted at the end. */
 export const testRedis = (label: string, url: string = inject("redisUrl")) =>
   Effect.acquireRelease(
-    Effect.sync(() => ({ redis: new Redis(url, { maxRetriesPerRequest: 1 }), prefix: uniquePrefix(label), url })),
+    Effect.sync(() => {
+      const redis = new Redis(url, { maxRetriesPerRequest: 1 })
+      redis.on("error", () => {})
+      return { redis, prefix: uniquePrefix(label), url }
+    }),
     ({ prefix, redis }) =>
       Effect.promise(async () => {
         const keys = await redis.keys(`${prefix}*`).catch(() => [])
