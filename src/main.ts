@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The daemon's entry point: `node dist/main.js [run|migrate|help]`.
+ * The daemon's entry point: `node dist/main.js [run|migrate|dlq|help]`.
  *
  * `run` (the default) validates every setting, applies pending migrations, then relays until
  * SIGTERM/SIGINT. `migrate` only applies migrations. A bad setting exits with code 2 and one line
@@ -10,6 +10,7 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Duration, Effect, Exit, Layer, Runtime, Schedule } from "effect"
 import { RelayDaemon } from "./Daemon.js"
 import { loggerLayer } from "./Logging.js"
+import { runDlqCommand } from "./consumer/DeadLetterCli.js"
 import { migrate } from "./Migrator.js"
 import { ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./RelayConfig.js"
 
@@ -18,6 +19,9 @@ const usage = `Usage: outbox-relay [command]
 Commands:
   run       apply pending migrations (unless RELAY_MIGRATE=false), then relay until SIGTERM (default)
   migrate   apply pending migrations and exit
+  dlq       list or replay a stream's dead letters (uses RELAY_REDIS_URL):
+              dlq list <stream> [--count N] [--json]
+              dlq replay <stream> (--id ID [--id ID ...] | --all)
   help      print this text
 
 Settings come from RELAY_* environment variables; see the README.`
@@ -69,6 +73,11 @@ const command = process.argv[2] ?? "run"
 const program = Effect.gen(function*() {
   if (command === "help" || command === "--help" || command === "-h") {
     return yield* Console.log(usage)
+  }
+  if (command === "dlq") {
+    const redisUrl = process.env.RELAY_REDIS_URL || process.env.REDIS_URL || "redis://127.0.0.1:6379"
+    const code = yield* runDlqCommand(process.argv.slice(3), redisUrl)
+    return yield* Effect.sync(() => void (process.exitCode = code))
   }
   if (command !== "run" && command !== "migrate") {
     yield* Console.error(`Unknown command ${JSON.stringify(command)}.\n\n${usage}`)

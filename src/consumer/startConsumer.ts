@@ -1,0 +1,149 @@
+/**
+ * The consumer for applications without Effect: `startConsumer(options)` resolves once the group
+ * exists and the consumer runs; `handle.stop()` stops it gracefully (running handlers finish, the
+ * rest stays pending for the group).
+ *
+ * ```js
+ * import { startConsumer } from "outbox-relay"
+ * const consumer = await startConsumer({
+ *   redisUrl: "redis://127.0.0.1:6379", stream: "outbox:orders", group: "mailer",
+ *   handler: async (event) => { await sendMail(event.payload) }
+ * })
+ * process.once("SIGTERM", () => consumer.stop())
+ * ```
+ *
+ * Built on the Effect `Consumer` (a `ManagedRuntime` owns its layer); the semantics are the same.
+ */
+import { Effect, Layer, ManagedRuntime, Schedule } from "effect"
+import postgres from "postgres"
+import { loggerLayer } from "../Logging.js"
+import type { RelaySettings } from "../RelayConfig.js"
+import { Consumer } from "./Consumer.js"
+import type { ConsumerStats } from "./Delivery.js"
+import type { ConsumedEvent } from "./Envelope.js"
+import { withInbox } from "./Inbox.js"
+import type { StartFrom } from "./Options.js"
+
+/** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
+export interface HandlerContext<Tx> {
+  /** Aborted when the delivery times out or the consumer is stopped past `stopTimeoutMs`. */
+  readonly signal: AbortSignal
+  readonly sql: Tx
+}
+
+export type Handler<Tx, P> = (event: ConsumedEvent<P>, context: HandlerContext<Tx>) => Promise<void> | void
+
+export interface InboxOptions {
+  /** Your postgres.js client; or `databaseUrl` to let the consumer open (and close) one. */
+  readonly sql?: postgres.Sql<any>
+  readonly databaseUrl?: string
+  /** Schema of `outbox_inbox` (the relay's RELAY_SCHEMA). Default "public". */
+  readonly schema?: string
+}
+
+export interface BaseConsumerOptions {
+  readonly redisUrl: string
+  /** Stream key: `RELAY_STREAM_PREFIX` + topic, e.g. "outbox:orders". */
+  readonly stream: string
+  readonly group: string
+  /** Unique per process; default `<hostname>-<pid>-<random>`. */
+  readonly consumer?: string
+  /** Handlers running at once. Default 16. */
+  readonly concurrency?: number
+  /** Handle the entries of one aggregate_id one after the other, in stream order. Default false. */
+  readonly orderByAggregate?: boolean
+  /** Only when the group is created: "beginning" (default) or "new". */
+  readonly startFrom?: StartFrom
+  /** A message delivered this many times without success goes to `<stream>:dlq`. Default 5. */
+  readonly maxDeliveries?: number
+  /** Retries within one delivery (jittered exponential backoff from `retryDelayMs`). Default 3. */
+  readonly retries?: number
+  readonly retryDelayMs?: number
+  /** Longest one delivery may take, retries included. Default 30000. */
+  readonly handlerTimeoutMs?: number
+  /** Unacknowledged messages idle this long are taken over by another consumer. Default 60000. */
+  readonly claimIdleMs?: number
+  readonly claimIntervalMs?: number
+  /** BLOCK of one XREADGROUP. Default 2000. */
+  readonly blockMs?: number
+  /** Entries per read (COUNT). Default 200. */
+  readonly batchSize?: number
+  /** On stop, how long running handlers may take. Default 10000. */
+  readonly stopTimeoutMs?: number
+  readonly logLevel?: RelaySettings["logLevel"]
+  readonly logFormat?: RelaySettings["logFormat"]
+}
+
+export type StartConsumerOptions<P = any> =
+  | BaseConsumerOptions & { readonly inbox?: undefined; readonly handler: Handler<undefined, P> }
+  | BaseConsumerOptions & { readonly inbox: InboxOptions; readonly handler: Handler<postgres.TransactionSql<any>, P> }
+
+export interface ConsumerHandle {
+  /** This consumer's name in the group. */
+  readonly name: string
+  /** Stops reading, lets running handlers finish (up to `stopTimeoutMs`), closes the connections. */
+  readonly stop: () => Promise<void>
+  readonly stats: () => ConsumerStats & { readonly held: number }
+}
+
+const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sql: Tx) =>
+  Effect.tryPromise({ try: async (signal) => handler(event, { signal, sql }), catch: (cause) => cause })
+
+/** Starts a consumer; rejects when an option is invalid or Redis cannot be reached to create the group. */
+export const startConsumer = async <P = any>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {
+  const ms = (value: number | undefined) => value === undefined ? undefined : Math.max(0, value)
+  let inboxClient: postgres.Sql<any> | undefined
+  const ownClient = options.inbox !== undefined && options.inbox.sql === undefined
+  if (options.inbox !== undefined) {
+    inboxClient = options.inbox.sql ??
+      postgres(options.inbox.databaseUrl ?? "", { max: options.concurrency ?? 16, onnotice: () => {}, fetch_types: false })
+  }
+  const handler = options.inbox !== undefined
+    ? withInbox<P, unknown, never>(
+      { sql: inboxClient!, group: options.group, ...(options.inbox.schema ? { schema: options.inbox.schema } : {}) },
+      (event, tx) => callHandler(options.handler as Handler<postgres.TransactionSql<any>, P>, event, tx)
+    )
+    : (event: ConsumedEvent<P>) => callHandler(options.handler as Handler<undefined, P>, event, undefined)
+
+  const layer = Consumer.layer<P, unknown, never>({
+    redisUrl: options.redisUrl,
+    stream: options.stream,
+    group: options.group,
+    handler,
+    retry: Schedule.exponential(`${options.retryDelayMs ?? 100} millis`).pipe(
+      Schedule.jittered,
+      Schedule.upTo({ times: options.retries ?? 3 })
+    ),
+    ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
+    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+    ...(options.orderByAggregate === undefined ? {} : { orderByAggregate: options.orderByAggregate }),
+    ...(options.startFrom === undefined ? {} : { startFrom: options.startFrom }),
+    ...(options.maxDeliveries === undefined ? {} : { maxDeliveries: options.maxDeliveries }),
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    ...(ms(options.handlerTimeoutMs) === undefined ? {} : { handlerTimeout: ms(options.handlerTimeoutMs)! }),
+    ...(ms(options.claimIdleMs) === undefined ? {} : { claimIdle: ms(options.claimIdleMs)! }),
+    ...(ms(options.claimIntervalMs) === undefined ? {} : { claimInterval: ms(options.claimIntervalMs)! }),
+    ...(ms(options.blockMs) === undefined ? {} : { block: ms(options.blockMs)! }),
+    ...(ms(options.stopTimeoutMs) === undefined ? {} : { stopTimeout: ms(options.stopTimeoutMs)! })
+  }).pipe(Layer.provide(loggerLayer({ logLevel: options.logLevel ?? "info", logFormat: options.logFormat ?? "json" })))
+
+  const closeInbox = async () => {
+    if (ownClient && inboxClient) await inboxClient.end({ timeout: 5 }).catch(() => {})
+  }
+  const runtime = ManagedRuntime.make(layer)
+  try {
+    const consumer = await runtime.runPromise(Effect.gen(function*() {
+      return yield* Consumer
+    }))
+    let stopping: Promise<void> | undefined
+    return {
+      name: consumer.name,
+      stop: () => (stopping ??= runtime.dispose().finally(closeInbox)),
+      stats: () => runtime.runSync(consumer.stats)
+    }
+  } catch (error) {
+    await runtime.dispose().catch(() => {})
+    await closeInbox()
+    throw error
+  }
+}
