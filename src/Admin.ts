@@ -1,7 +1,7 @@
 /**
  * The admin HTTP surface: `GET /healthz` (the process is up), `GET /readyz` (Postgres and Redis
  * reachable; 503 otherwise, with the reason as JSON) and `GET /metrics` (Prometheus text from
- * `effect/observability`). Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
+ * `effect/observability`). `/readyz` also shows the slots this relay owns (with several relays). Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
  * port 0 picks a free port, and the address is logged at start either way.
  */
 import { createServer } from "node:http"
@@ -9,16 +9,21 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
+import { Database } from "./Database.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
 const routes = HttpRouter.use(Effect.fn(function*(router) {
   const health = yield* Health
+  const database = yield* Database
   yield* router.add("GET", "/healthz", Effect.succeed(HttpServerResponse.text("ok\n")))
   yield* router.add(
     "GET",
     "/readyz",
-    Effect.map(health.snapshot, (snapshot) => HttpServerResponse.jsonUnsafe(snapshot, { status: snapshot.ready ? 200 : 503 }))
+    Effect.map(
+      Effect.all([health.snapshot, database.lease]),
+      ([snapshot, lease]) => HttpServerResponse.jsonUnsafe({ ...snapshot, slots: lease }, { status: snapshot.ready ? 200 : 503 })
+    )
   )
 }))
 

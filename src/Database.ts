@@ -10,7 +10,7 @@ import { Context, Duration, Effect, Layer, Redacted, Scope } from "effect"
 import postgres from "postgres"
 import { DatabaseUnavailable, describe } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
-import { statements } from "./Statements.js"
+import { arrayParam, slotCount, statements } from "./Statements.js"
 
 /** One claimed outbox row, with JSON columns kept as text (published as-is, never re-serialised). */
 export interface OutboxRow {
@@ -69,6 +69,8 @@ export const makeClient = (
     readonly applicationName: string
     readonly timeout: Duration.Duration
     readonly synchronousCommit?: boolean
+    /** Let the server drop this session (and its leases) when the client is gone for this long. */
+    readonly deadClientTimeout?: Duration.Duration
   }
 ): Client =>
   postgres(Redacted.value(url), {
@@ -82,13 +84,42 @@ export const makeClient = (
       // A relay that stalls mid-batch must not hold its row locks for ever.
       idle_in_transaction_session_timeout: Math.ceil(Duration.toMillis(options.timeout)),
       statement_timeout: Math.ceil(Duration.toMillis(options.timeout)),
-      ...(options.synchronousCommit === false ? { synchronous_commit: "off" } : {})
+      ...(options.synchronousCommit === false ? { synchronous_commit: "off" } : {}),
+      ...(options.deadClientTimeout ? deadClientSettings(options.deadClientTimeout) : {})
     }
   })
 
+/** Server-side keepalive so a vanished relay's session, and so its slot leases, end in time. */
+const deadClientSettings = (timeout: Duration.Duration) => {
+  const seconds = Math.max(3, Math.floor(Duration.toSeconds(timeout)))
+  const idle = Math.max(1, Math.floor(seconds / 3))
+  return {
+    tcp_keepalives_idle: idle,
+    tcp_keepalives_interval: 1,
+    tcp_keepalives_count: Math.max(1, seconds - idle - 1),
+    tcp_user_timeout: (seconds - 1) * 1000
+  }
+}
+
+/** Who owns what: this relay's slots and how many relays share them. */
+export interface SlotLease {
+  readonly owned: ReadonlyArray<number>
+  readonly liveRelays: number
+  readonly target: number
+}
+
 export class Database extends Context.Service<Database, {
-  /** Claims up to `limit` pending rows; rolls back when the scope closes before `commit`. */
+  /**
+   * Claims up to `limit` pending rows of the slots this relay leases; rolls back when the scope
+   * closes before `commit`.
+   */
   readonly claimBatch: (limit: number) => Effect.Effect<ClaimedBatch, DatabaseUnavailable, Scope.Scope>
+  /**
+   * Takes or gives back slots so that every live relay owns its share. Runs between batches only, on
+   * the claim connection (so a lease never outlives the claims made under it).
+   */
+  readonly rebalance: Effect.Effect<SlotLease, DatabaseUnavailable>
+  readonly lease: Effect.Effect<SlotLease>
   readonly ping: Effect.Effect<void, DatabaseUnavailable>
   readonly stats: Effect.Effect<OutboxStats, DatabaseUnavailable>
   readonly listDead: (limit: number) => Effect.Effect<ReadonlyArray<DeadRow>, DatabaseUnavailable>
@@ -109,11 +140,21 @@ export class Database extends Context.Service<Database, {
 
       // The relay loop's own connection; replaced after any failure.
       let relayClient: Client | undefined
+      // Slots leased by the relay connection's session; gone with it.
+      let owned = new Set<number>()
+      let lease: SlotLease = { owned: [], liveRelays: 1, target: slotCount }
       const relayConnection = () =>
-        relayClient ??= makeClient(config.databaseUrl, { max: 1, applicationName: "outbox-relay-claim", timeout })
+        relayClient ??= makeClient(config.databaseUrl, {
+          max: 1,
+          applicationName: "outbox-relay-claim",
+          timeout,
+          deadClientTimeout: config.leaseTimeout
+        })
       const discardRelayConnection = Effect.suspend(() => {
         const client = relayClient
         relayClient = undefined
+        owned = new Set()
+        lease = { ...lease, owned: [] }
         return client ? Effect.promise(() => client.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
       })
       yield* Effect.addFinalizer(() => discardRelayConnection)
@@ -135,13 +176,17 @@ export class Database extends Context.Service<Database, {
         query(operation, () => run(relayConnection())).pipe(Effect.tapError(() => discardRelayConnection))
 
       const claimBatch = Effect.fnUntraced(function*(limit: number) {
+        if (owned.size === 0) {
+          return { rows: [], commit: () => Effect.void } satisfies ClaimedBatch
+        }
+        const slots = [...owned]
         const open = { done: false }
         // BEGIN and the claim are pipelined: one round trip.
         const rows = yield* Effect.acquireRelease(
           onRelayConnection("claim", (sql) =>
             Promise.all([
               sql.unsafe("BEGIN"),
-              sql.unsafe<Array<OutboxRow>>(sqlText.claimBatch, [limit], { prepare: true })
+              sql.unsafe<Array<OutboxRow>>(sqlText.claimBatch, [limit, arrayParam(slots)], { prepare: true })
             ]).then(([, rows]) => rows)),
           () =>
             open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
@@ -169,6 +214,32 @@ export class Database extends Context.Service<Database, {
         return { rows: sorted, commit } satisfies ClaimedBatch
       })
 
+      // A relay is live when its heartbeat (every second, see WakeState) is this recent.
+      const liveWindowMs = Math.min(5000, Math.max(2000, Duration.toMillis(config.leaseTimeout) / 2))
+      const rebalance = Effect.gen(function*() {
+        const [{ live }] = yield* onRelayConnection("rebalance", (sql) =>
+          sql.unsafe<[{ live: number }]>(sqlText.liveRelays, [liveWindowMs], { prepare: true }))
+        const target = Math.ceil(slotCount / live)
+        if (owned.size > target) {
+          const extra = [...owned].sort((a, b) => b - a).slice(0, owned.size - target)
+          yield* onRelayConnection("rebalance", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(extra)], { prepare: true }))
+          for (const slot of extra) owned.delete(slot)
+        } else if (owned.size < target) {
+          const candidates = shuffle(Array.from({ length: slotCount }, (_, i) => i).filter((i) => !owned.has(i)))
+          const [{ slots: leased }] = yield* onRelayConnection("rebalance", (sql) =>
+            sql.unsafe<[{ slots: string }]>(sqlText.tryLeaseSlots, [arrayParam(candidates)], { prepare: true }))
+          const slots = leased === "" ? [] : leased.split(",").map(Number)
+          const keep = slots.slice(0, target - owned.size)
+          const giveBack = slots.slice(target - owned.size)
+          if (giveBack.length > 0) {
+            yield* onRelayConnection("rebalance", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(giveBack)], { prepare: true }))
+          }
+          for (const slot of keep) owned.add(slot)
+        }
+        lease = { owned: [...owned].sort((a, b) => a - b), liveRelays: live, target }
+        return lease
+      })
+
       const ping = query("ping", () => pool.unsafe("SELECT 1")).pipe(Effect.asVoid)
 
       const stats = query("stats", () => pool.unsafe<Array<Record<string, number>>>(sqlText.stats)).pipe(
@@ -184,10 +255,18 @@ export class Database extends Context.Service<Database, {
 
       const replayDead = (eventIds?: ReadonlyArray<string>) =>
         query("replayDead", () =>
-          pool.unsafe<Array<{ event_id: string }>>(sqlText.replayDead, [eventIds ? [...eventIds] : null] as never))
+          pool.unsafe<Array<{ event_id: string }>>(sqlText.replayDead, [eventIds ? arrayParam(eventIds) : null] as never))
           .pipe(Effect.map((rows) => rows.map((r) => r.event_id)))
 
-      return Database.of({ claimBatch, ping, stats, listDead, replayDead })
+      return Database.of({
+        claimBatch,
+        rebalance,
+        lease: Effect.sync(() => lease),
+        ping,
+        stats,
+        listDead,
+        replayDead
+      })
     })
   )
 }
@@ -195,3 +274,11 @@ export class Database extends Context.Service<Database, {
 /** Numeric comparison of bigint ids held as decimal strings. */
 export const compareIds = (a: string, b: string): number =>
   a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0
+
+const shuffle = <A>(items: Array<A>): Array<A> => {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
+}

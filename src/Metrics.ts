@@ -62,3 +62,7 @@ export const ready = Metric.gauge("outbox_ready", {
 export const listenConnected = Metric.gauge("outbox_listen_connected", {
   description: "1 when the LISTEN connection is up and proven alive"
 })
+
+export const slotsOwned = Metric.gauge("outbox_slots_owned", {
+  description: "Slots (of 64) this relay leases; with several relays they share the slots"
+})

@@ -202,10 +202,32 @@ export class Relay extends Context.Service<Relay, {
         }
       })
 
+      // Slot leases are checked at most this often (and on every wake-up after that).
+      const leaseCheckMs = Math.min(1000, Duration.toMillis(config.leaseTimeout) / 5)
+      let lastRebalance = -Infinity
+      /** Rebalances slot leases when due; true when this relay gained slots (drain them). */
+      const maybeRebalance = Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        if (now - lastRebalance < leaseCheckMs) return false
+        lastRebalance = now
+        const before = (yield* database.lease).owned
+        return yield* database.rebalance.pipe(
+          Effect.tap((lease) => Metric.update(Metrics.slotsOwned, lease.owned.length)),
+          Effect.tap((lease) =>
+            lease.owned.length === before.length ? Effect.void : Effect.logInfo("slot leases changed").pipe(
+              Effect.annotateLogs({ owned: lease.owned.length, liveRelays: lease.liveRelays, target: lease.target })
+            )
+          ),
+          Effect.map((lease) => lease.owned.some((slot) => !before.includes(slot))),
+          Effect.catch((error) => Effect.as(Effect.logWarning("slot rebalance failed").pipe(Effect.annotateLogs({ reason: error.message })), false))
+        )
+      })
+
       /** Claims until a claim comes back empty and no producer relies on this relay being awake. */
       const drainCycle = Effect.gen(function*() {
         let busyClaims = 0
         while (true) {
+          yield* maybeRebalance
           const result = yield* relay.relayBatchRetrying
           if (result.claimed > 0) {
             // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
@@ -223,13 +245,25 @@ export class Relay extends Context.Service<Relay, {
         }
       })
 
-      yield* Effect.forkIn(
-        Effect.forever(
-          Effect.andThen(
-            drainCycle,
-            Effect.raceFirst(Queue.take(notifications.wakeups), Effect.sleep(config.pollInterval))
+      /** Sleeps until a notification, new slots, or the slow poll. */
+      const tickMs = Math.min(Duration.toMillis(config.pollInterval), leaseCheckMs)
+      const idle = Effect.gen(function*() {
+        const since = yield* Clock.currentTimeMillis
+        while (true) {
+          const woken = yield* Effect.raceFirst(
+            Effect.as(Queue.take(notifications.wakeups), true),
+            Effect.as(Effect.sleep(Duration.millis(tickMs)), false)
           )
-        ).pipe(Effect.onInterrupt(() => Effect.logInfo("relay stopped: no batch in flight"))),
+          if (woken) return
+          if (yield* maybeRebalance) return
+          if ((yield* Clock.currentTimeMillis) - since >= Duration.toMillis(config.pollInterval)) return
+        }
+      })
+
+      yield* Effect.forkIn(
+        Effect.forever(Effect.andThen(drainCycle, idle)).pipe(
+          Effect.onInterrupt(() => Effect.logInfo("relay stopped: no batch in flight"))
+        ),
         scope
       )
       const refreshStats = database.stats.pipe(

@@ -193,6 +193,13 @@ export const settings = {
     description: "Upper bound for one relay statement; also the server-side `idle_in_transaction_session_timeout`.",
     parse: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
+  leaseTimeout: {
+    names: ["RELAY_LEASE_TIMEOUT"],
+    default: "10 seconds",
+    accepts: `${durationAccepts}, from 3 seconds`,
+    description: "With several relays: how fast the others take over the slots of one that died (or lost its connection).",
+    parse: duration(Duration.seconds(3))
+  } satisfies Setting<Duration.Duration>,
   shutdownTimeout: {
     names: ["RELAY_SHUTDOWN_TIMEOUT"],
     default: "10 seconds",

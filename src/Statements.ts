@@ -31,20 +31,36 @@ const returningColumns = `
  */
 export const wakeLockKey = "122519062982776"
 
+/** Number of slots the aggregate keys hash into (sql/0004_slots.sql). */
+export const slotCount = 64
+
+/** Advisory lock class of the slot leases, per schema. */
+const slotLockClass = (schema: string) => `'outbox-relay:slot:' || ${quoteLiteral(schema)}`
+
+/**
+ * An array parameter as Postgres array text (`{1,2,3}`), bound as text and cast in the statement:
+ * the clients skip fetching array types at connect, so they cannot serialise arrays themselves.
+ */
+export const arrayParam = (values: ReadonlyArray<string | number>): string => `{${values.join(",")}}`
+
+/** Quotes a string literal for Postgres. */
+export const quoteLiteral = (value: string): string => `'${value.replaceAll("'", "''")}'`
+
 /** The statements for one schema. */
 export const statements = (schema: string) => {
   const table = `${quoteIdent(schema)}.outbox_events`
   return {
     table,
     /**
-     * Claims up to $1 pending rows in id order and deletes them, returning them for publishing.
-     * Must run inside a transaction that commits only after Redis acknowledged the XADDs.
+     * Claims up to $1 pending rows of the slots $2 (those this relay leases) in id order and deletes
+     * them, returning them for publishing. Must run inside a transaction that commits only after Redis
+     * acknowledged the XADDs.
      */
     claimBatch: `
       DELETE FROM ${table} AS o
       USING (
         SELECT event_id FROM ${table}
-        WHERE dead_at IS NULL
+        WHERE dead_at IS NULL AND slot = ANY($2::text::int2[])
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
@@ -86,7 +102,7 @@ export const statements = (schema: string) => {
     replayDead: `
       WITH moved AS (
         DELETE FROM ${table}
-        WHERE dead_at IS NOT NULL AND ($1::uuid[] IS NULL OR event_id = ANY($1::uuid[]))
+        WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR event_id = ANY($1::text::uuid[]))
         RETURNING *
       )
       INSERT INTO ${table} (event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id,
@@ -119,7 +135,19 @@ export const statements = (schema: string) => {
         UPDATE ${quoteIdent(schema)}.outbox_relay_wake SET seen_at = now() WHERE relay_id = $1
       )
       DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> $1`,
-    unregister: `DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE relay_id = $1`
+    unregister: `DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE relay_id = $1`,
+    /** Relays that sent a heartbeat lately: the slots are shared among them. */
+    liveRelays: `
+      SELECT greatest(count(*), 1)::int AS live FROM ${quoteIdent(schema)}.outbox_relay_wake
+      WHERE seen_at > now() - $1::int * interval '1 millisecond'`,
+    /** Tries to lease each slot of $1 (session advisory locks); returns those now held, comma-separated. */
+    tryLeaseSlots: `
+      SELECT coalesce(string_agg(s::text, ','), '') AS slots FROM unnest($1::text::int[]) AS s
+      WHERE pg_try_advisory_lock(hashtext(${slotLockClass(schema)}), s)`,
+    /** Gives slots $1 back. */
+    releaseSlots: `
+      SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(${slotLockClass(schema)}), s))::int AS released
+      FROM unnest($1::text::int[]) AS s`
   } as const
 }
 

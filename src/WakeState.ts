@@ -84,10 +84,11 @@ export class WakeState extends Context.Service<WakeState, {
         Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true)
       )
 
-      // Registered (asleep) from the start, and kept fresh so other relays do not prune this row.
+      // Registered (asleep) from the start; the heartbeat also tells other relays this one is live
+      // (they share the slots among live relays, see Database.rebalance).
       yield* query("register", sqlText.markAsleep, [relayId]).pipe(Effect.ignore)
       yield* Effect.forkScoped(
-        Effect.repeat(query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore), Schedule.spaced("10 seconds"))
+        Effect.repeat(query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore), Schedule.spaced("1 second"))
       )
 
       return WakeState.of({

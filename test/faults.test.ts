@@ -71,6 +71,7 @@ describe("faults", () => {
       const health = Context.get(context, Health)
       const { Redis } = yield* promise(() => import("ioredis"))
       const reader = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: null })
+      reader.on("error", () => {})
       yield* Effect.addFinalizer(() => Effect.sync(() => reader.disconnect()))
       const stream = `${t.prefix}orders`
       const produce = (from: number, count: number) =>
