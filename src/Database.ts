@@ -121,6 +121,8 @@ export class Database extends Context.Service<Database, {
   readonly rebalance: Effect.Effect<SlotLease, DatabaseUnavailable>
   readonly lease: Effect.Effect<SlotLease>
   readonly ping: Effect.Effect<void, DatabaseUnavailable>
+  /** Deletes published rows older than RELAY_RETENTION (all of them when it is 0); returns how many. */
+  readonly purgePublished: Effect.Effect<number, DatabaseUnavailable>
   readonly stats: Effect.Effect<OutboxStats, DatabaseUnavailable>
   readonly listDead: (limit: number) => Effect.Effect<ReadonlyArray<DeadRow>, DatabaseUnavailable>
   /** Moves dead rows (all, or the given event ids) back to pending; returns their event ids. */
@@ -132,6 +134,7 @@ export class Database extends Context.Service<Database, {
       const config = yield* RelayConfig
       const sqlText = statements(config.schema)
       const timeout = config.databaseTimeout
+      const retaining = Duration.toMillis(config.retention) > 0
 
       const pool = yield* Effect.acquireRelease(
         Effect.sync(() => makeClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
@@ -186,7 +189,10 @@ export class Database extends Context.Service<Database, {
           onRelayConnection("claim", (sql) =>
             Promise.all([
               sql.unsafe("BEGIN"),
-              sql.unsafe<Array<OutboxRow>>(sqlText.claimBatch, [limit, arrayParam(slots)], { prepare: true })
+              sql.unsafe<Array<OutboxRow>>(retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch, [
+                limit,
+                arrayParam(slots)
+              ], { prepare: true })
             ]).then(([, rows]) => rows)),
           () =>
             open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
@@ -197,7 +203,11 @@ export class Database extends Context.Service<Database, {
           onRelayConnection("commit", (sql) =>
             Promise.all([
               ...dead.map(({ reason, row }) =>
-                sql.unsafe(sqlText.insertDead, [
+                retaining
+                  ? sql.unsafe(sqlText.markDeadRetaining, [row.event_id, reason, String(row.attempts + 1)], {
+                    prepare: true
+                  })
+                  : sql.unsafe(sqlText.insertDead, [
                   row.id, row.event_id, row.topic, row.event_type, row.aggregate_type, row.aggregate_id,
                   row.tenant_id, row.payload, row.headers, String(row.schema_version), row.occurred_at,
                   row.created_at, String(row.attempts + 1), reason
@@ -240,6 +250,18 @@ export class Database extends Context.Service<Database, {
         return lease
       })
 
+      const purgePublished = Effect.gen(function*() {
+        let total = 0
+        while (true) {
+          const [{ purged }] = yield* query("purge", () =>
+            pool.unsafe<[{ purged: number }]>(sqlText.purgePublished, [Duration.toMillis(config.retention), 5000], {
+              prepare: true
+            }))
+          total += purged
+          if (purged < 5000) return total
+        }
+      })
+
       const ping = query("ping", () => pool.unsafe("SELECT 1")).pipe(Effect.asVoid)
 
       const stats = query("stats", () => pool.unsafe<Array<Record<string, number>>>(sqlText.stats)).pipe(
@@ -263,6 +285,7 @@ export class Database extends Context.Service<Database, {
         rebalance,
         lease: Effect.sync(() => lease),
         ping,
+        purgePublished,
         stats,
         listDead,
         replayDead

@@ -277,6 +277,17 @@ export class Relay extends Context.Service<Relay, {
         Effect.ignore
       )
       yield* Effect.forkIn(Effect.repeat(refreshStats, Schedule.spaced(config.metricsInterval)), scope)
+      // Retained published rows (RELAY_RETENTION) are purged in the background, in small batches.
+      yield* Effect.forkIn(
+        Effect.repeat(
+          database.purgePublished.pipe(
+            Effect.tap((purged) => purged > 0 ? Effect.logDebug("purged published rows", purged) : Effect.void),
+            Effect.ignore
+          ),
+          Schedule.spaced("10 seconds")
+        ),
+        scope
+      )
     })
   )
 }

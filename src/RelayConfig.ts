@@ -158,6 +158,13 @@ export const settings = {
     description: "Topics not matching are dead-lettered (the table's own check is the outer bound).",
     parse: regex
   } satisfies Setting<RegExp>,
+  retention: {
+    names: ["RELAY_RETENTION"],
+    default: "0",
+    accepts: `${durationAccepts}; 0 deletes rows as they are published`,
+    description: "Keep published rows this long (marked `published_at`, then purged): `event_id` dedupes producer retries for that window. Costs an UPDATE instead of a DELETE per event.",
+    parse: duration(Duration.zero)
+  } satisfies Setting<Duration.Duration>,
   streamMaxLen: {
     names: ["RELAY_STREAM_MAXLEN"],
     default: "0",

@@ -46,6 +46,14 @@ export const arrayParam = (values: ReadonlyArray<string | number>): string => `{
 /** Quotes a string literal for Postgres. */
 export const quoteLiteral = (value: string): string => `'${value.replaceAll("'", "''")}'`
 
+/** Pending rows of the slots $2, in id order, at most $1, locked (skipping rows other claims hold). */
+const pendingRows = (table: string) => `
+        SELECT event_id FROM ${table}
+        WHERE dead_at IS NULL AND published_at IS NULL AND slot = ANY($2::text::int2[])
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED`
+
 /** The statements for one schema. */
 export const statements = (schema: string) => {
   const table = `${quoteIdent(schema)}.outbox_events`
@@ -58,15 +66,31 @@ export const statements = (schema: string) => {
      */
     claimBatch: `
       DELETE FROM ${table} AS o
-      USING (
-        SELECT event_id FROM ${table}
-        WHERE dead_at IS NULL AND slot = ANY($2::text::int2[])
-        ORDER BY id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-      ) AS c
+      USING (${pendingRows(table)}) AS c
       WHERE o.event_id = c.event_id
       RETURNING ${returningColumns}`,
+    /** The same claim when published rows are retained (RELAY_RETENTION): marks instead of deleting. */
+    claimBatchRetaining: `
+      UPDATE ${table} AS o SET published_at = now()
+      FROM (${pendingRows(table)}) AS c
+      WHERE o.event_id = c.event_id
+      RETURNING ${returningColumns}`,
+    /** Marks a claimed row dead when rows are retained (it was marked published by the claim). */
+    markDeadRetaining: `
+      UPDATE ${table} SET published_at = NULL, dead_at = now(), last_error = $2::text, attempts = $3::text::int
+      WHERE event_id = $1::text::uuid`,
+    /** Deletes up to $2 rows published more than $1 ms ago; returns how many. */
+    purgePublished: `
+      WITH gone AS (
+        DELETE FROM ${table} WHERE event_id IN (
+          SELECT event_id FROM ${table}
+          WHERE published_at < now() - $1::int * interval '1 millisecond'
+          ORDER BY published_at
+          LIMIT $2
+        )
+        RETURNING 1
+      )
+      SELECT count(*)::int AS purged FROM gone`,
     /**
      * Puts a claimed (deleted) row back, marked dead, in the same transaction: the dead-letter store of
      * record. Same id and event_id, so it stays where it was and is replayable. Every parameter is
@@ -83,9 +107,10 @@ export const statements = (schema: string) => {
     /** Backlog, age of the oldest pending row (seconds) and dead-letter count, for metrics. */
     stats: `
       SELECT
-        (SELECT count(*) FROM ${table} WHERE dead_at IS NULL)::float8 AS pending,
+        (SELECT count(*) FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL)::float8 AS pending,
         coalesce(extract(epoch FROM now() - (
-          SELECT created_at FROM ${table} WHERE dead_at IS NULL ORDER BY id LIMIT 1)), 0)::float8 AS oldest_pending_seconds,
+          SELECT created_at FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL ORDER BY id LIMIT 1)),
+          0)::float8 AS oldest_pending_seconds,
         (SELECT count(*) FROM ${table} WHERE dead_at IS NOT NULL)::float8 AS dead`,
     /** Dead rows, newest first. */
     listDead: `

@@ -125,6 +125,6 @@ export const insertEvents = (sql: postgres.Sql, events: ReadonlyArray<NewEvent>)
 
 /** Number of rows still pending (not published, not dead). */
 export const pendingCount = async (sql: postgres.Sql): Promise<number> => {
-  const [row] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL`
+  const [row] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`
   return row!.n
 }

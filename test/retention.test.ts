@@ -1,0 +1,66 @@
+/**
+ * RELAY_RETENTION: published rows are kept (marked) for the window, so a producer re-inserting an
+ * event_id after it was published still gets one stream entry; older rows are purged.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { Database } from "../src/Database.js"
+import { eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+
+const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+describe("retention", () => {
+  it.live("dedupes an event_id re-inserted after publishing, for the retention window", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("retention", { RELAY_RETENTION: "1 hour", RELAY_MAX_PAYLOAD_BYTES: "100" })
+      yield* Layer.build(relayLayer(t.env))
+      const id = "3e5a2c1b-7d4f-4a8e-9b6c-1f2e3d4c5b6a"
+      const produce = () =>
+        t.sql`INSERT INTO outbox_events (event_id, topic, event_type, aggregate_id, payload)
+              VALUES (${id}, 'orders', 'OrderPlaced', 'o-1', '{}') ON CONFLICT (event_id) DO NOTHING`
+      yield* promise(produce)
+      yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 1))
+      // The producer retries after the relay published: same key, nothing new.
+      yield* promise(produce)
+      yield* promise(() =>
+        insertEvents(t.sql, [
+          { topic: "orders", event_type: "Marker" },
+          { topic: "orders", event_type: "TooBig", payload: { blob: "x".repeat(200) } }
+        ])
+      )
+      const entries = yield* promise(() =>
+        eventually(() => readStream(t.redis, `${t.prefix}orders`), (es) => es.some((e) => e.fields.event_type === "Marker"))
+      )
+      assert.deepStrictEqual(entries.map((e) => e.fields.event_type), ["OrderPlaced", "Marker"])
+      const rows = yield* promise(() =>
+        eventually(
+          () => t.sql<Array<{ event_type: string; published: boolean; dead: boolean }>>`
+            SELECT event_type, published_at IS NOT NULL AS published, dead_at IS NOT NULL AS dead
+            FROM outbox_events ORDER BY id`,
+          (rs) => rs.some((r) => r.dead)
+        )
+      )
+      assert.deepStrictEqual(rows, [
+        { event_type: "OrderPlaced", published: true, dead: false },
+        { event_type: "Marker", published: true, dead: false },
+        { event_type: "TooBig", published: false, dead: true }
+      ])
+      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+    }).pipe(Effect.scoped))
+
+  it.live("purges published rows older than the retention, never pending or dead ones", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("purge", { RELAY_RETENTION: "200 millis" })
+      const context = yield* Layer.build(relayLayer(t.env))
+      const database = Context.get(context, Database)
+      yield* promise(() => insertEvents(t.sql, Array.from({ length: 20 }, () => ({ topic: "orders" }))))
+      yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 20))
+      yield* promise(() => t.sql`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload, dead_at)
+                                 VALUES ('orders', 'Dead', 'x', '{}', now())`)
+      yield* Effect.sleep("300 millis")
+      const purged = yield* database.purgePublished
+      assert.strictEqual(purged, 20)
+      const [left] = yield* promise(() => t.sql`SELECT count(*)::int AS n FROM outbox_events`)
+      assert.strictEqual(left!.n, 1, "the dead row stays")
+    }).pipe(Effect.scoped))
+})
