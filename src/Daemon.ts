@@ -5,6 +5,7 @@
 import { Layer } from "effect"
 import { AdminLive } from "./Admin.js"
 import { Database } from "./Database.js"
+import { DrainLoop } from "./DrainLoop.js"
 import { Health } from "./Health.js"
 import { Notifications } from "./Notifications.js"
 import { Relay } from "./Relay.js"
@@ -18,13 +19,13 @@ export const RelayServices = Relay.layer.pipe(
 )
 
 /** The relay loop with LISTEN/NOTIFY wake-ups, on top of `RelayServices`. */
-export const RelayLoop = Relay.layerDaemon.pipe(
+export const RelayLoop = DrainLoop.pipe(
   Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer)),
   Layer.provideMerge(RelayServices)
 )
 
 /** Everything `node dist/main.js run` starts: the loop and the admin HTTP server. Needs `RelayConfig`. */
 export const RelayDaemon = Layer.mergeAll(
-  Relay.layerDaemon.pipe(Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer))),
+  DrainLoop.pipe(Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer))),
   AdminLive
 ).pipe(Layer.provideMerge(RelayServices))

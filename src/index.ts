@@ -5,6 +5,8 @@
 export { AdminLive } from "./Admin.js"
 export { RelayDaemon, RelayLoop, RelayServices } from "./Daemon.js"
 export { Database } from "./Database.js"
+export { DrainLoop } from "./DrainLoop.js"
+export { WakeState } from "./WakeState.js"
 export type { ClaimedBatch, DeadLetter, DeadRow, OutboxRow, OutboxStats } from "./Database.js"
 export { DatabaseUnavailable, MigrationFailed, RedisUnavailable } from "./Errors.js"
 export type { TransientError } from "./Errors.js"

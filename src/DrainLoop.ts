@@ -1,0 +1,148 @@
+/**
+ * The daemon's loop: drains at start, then after every wake-up (notification, reconnect), new slot
+ * leases, or `RELAY_POLL_INTERVAL`, until its scope closes.
+ *
+ * While it keeps finding rows it marks itself awake so producers skip NOTIFY, and before it sleeps it
+ * hands over (see `WakeState` and sql/0003_relay_wake.sql) so no committed row waits for the poll.
+ * It rebalances slot leases between batches (never while a batch is in flight), keeps the backlog
+ * gauges fresh and purges retained rows.
+ */
+import { Clock, Duration, Effect, Layer, Metric, Queue, Schedule, Scope } from "effect"
+import { Database } from "./Database.js"
+import * as Metrics from "./Metrics.js"
+import { Notifications } from "./Notifications.js"
+import { Relay } from "./Relay.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { WakeState } from "./WakeState.js"
+
+export const DrainLoop = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const config = yield* RelayConfig
+    const relay = yield* Relay
+    const notifications = yield* Notifications
+    const database = yield* Database
+    const wake = yield* WakeState
+    const scope = yield* Scope.Scope
+    yield* Effect.logInfo("relay started").pipe(Effect.annotateLogs({
+      schema: config.schema,
+      streamPrefix: config.streamPrefix,
+      batchSize: config.batchSize,
+      pollInterval: Duration.format(config.pollInterval)
+    }))
+
+    /** The flag is a hint to producers: failing to set it only costs notifications. */
+    const markAwake = wake.markAwake.pipe(
+      Effect.catch((error) => Effect.logDebug("could not mark the relay awake", error.message))
+    )
+
+    /**
+     * Clears the flag and waits (claiming meanwhile, never blocking producers) until every producer
+     * that saw it set has finished. Returns true when it found rows on the way (stay awake).
+     */
+    const handOver = Effect.gen(function*() {
+      let cleared = yield* Effect.orElseSucceed(Effect.as(wake.markAsleep, true), () => false)
+      let delayMs = 0.2
+      while (true) {
+        if (cleared) {
+          const done = yield* Effect.orElseSucceed(wake.handoverDone, () => false)
+          if (done) return false
+        } else {
+          // The flag could not be cleared: it lapses with its lease, then producers notify again.
+          const now = yield* Clock.currentTimeMillis
+          if (now > (yield* wake.flagExpiresAt)) return false
+          cleared = yield* Effect.orElseSucceed(Effect.as(wake.markAsleep, true), () => false)
+        }
+        yield* Effect.sleep(Duration.micros(BigInt(Math.round(delayMs * 1000))))
+        delayMs = Math.min(delayMs * 2, 5)
+        if ((yield* relay.relayBatchRetrying).claimed > 0) return true
+      }
+    })
+
+    // Slot leases are checked at most this often (and on every wake-up after that).
+    const leaseCheckMs = Math.min(1000, Duration.toMillis(config.leaseTimeout) / 5)
+    let lastRebalance = -Infinity
+    /** Rebalances slot leases when due; true when this relay gained slots (drain them). */
+    const maybeRebalance = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      if (now - lastRebalance < leaseCheckMs) return false
+      lastRebalance = now
+      const before = (yield* database.lease).owned
+      return yield* database.rebalance.pipe(
+        Effect.tap((lease) => Metric.update(Metrics.slotsOwned, lease.owned.length)),
+        Effect.tap((lease) =>
+          lease.owned.length === before.length ? Effect.void : Effect.logInfo("slot leases changed").pipe(
+            Effect.annotateLogs({ owned: lease.owned.length, liveRelays: lease.liveRelays, target: lease.target })
+          )
+        ),
+        Effect.map((lease) => lease.owned.some((slot) => !before.includes(slot))),
+        Effect.catch((error) => Effect.as(Effect.logWarning("slot rebalance failed").pipe(Effect.annotateLogs({ reason: error.message })), false))
+      )
+    })
+
+    /** Claims until a claim comes back empty and no producer relies on this relay being awake. */
+    const drainCycle = Effect.gen(function*() {
+      let busyClaims = 0
+      while (true) {
+        yield* maybeRebalance
+        const result = yield* relay.relayBatchRetrying
+        if (result.claimed > 0) {
+          // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
+          if (++busyClaims >= 2) yield* markAwake
+          continue
+        }
+        if (!(yield* wake.isAwake)) return
+        const stillBusy = yield* handOver
+        if (!stillBusy) {
+          // The last claim, after every producer that skipped its NOTIFY has committed.
+          if ((yield* relay.relayBatchRetrying).claimed === 0) return
+        }
+        busyClaims = 2
+        yield* markAwake
+      }
+    })
+
+    /** Sleeps until a notification, new slots, or the slow poll. */
+    const tickMs = Math.min(Duration.toMillis(config.pollInterval), leaseCheckMs)
+    const idle = Effect.gen(function*() {
+      const since = yield* Clock.currentTimeMillis
+      while (true) {
+        const woken = yield* Effect.raceFirst(
+          Effect.as(Queue.take(notifications.wakeups), true),
+          Effect.as(Effect.sleep(Duration.millis(tickMs)), false)
+        )
+        if (woken) return
+        if (yield* maybeRebalance) return
+        if ((yield* Clock.currentTimeMillis) - since >= Duration.toMillis(config.pollInterval)) return
+      }
+    })
+
+    yield* Effect.forkIn(
+      Effect.forever(Effect.andThen(drainCycle, idle)).pipe(
+        Effect.onInterrupt(() => Effect.logInfo("relay stopped: no batch in flight"))
+      ),
+      scope
+    )
+    const refreshStats = database.stats.pipe(
+      Effect.flatMap((stats) =>
+        Effect.all([
+          Metric.update(Metrics.backlog, stats.pending),
+          Metric.update(Metrics.oldestPendingSeconds, stats.oldestPendingSeconds),
+          Metric.update(Metrics.deadLetters, stats.dead)
+        ], { discard: true })
+      ),
+      Effect.ignore
+    )
+    yield* Effect.forkIn(Effect.repeat(refreshStats, Schedule.spaced(config.metricsInterval)), scope)
+    // Retained published rows (RELAY_RETENTION) are purged in the background, in small batches.
+    yield* Effect.forkIn(
+      Effect.repeat(
+        database.purgePublished.pipe(
+          Effect.tap((purged) => purged > 0 ? Effect.logDebug("purged published rows", purged) : Effect.void),
+          Effect.ignore
+        ),
+        Schedule.spaced("10 seconds")
+      ),
+      scope
+    )
+  })
+)
