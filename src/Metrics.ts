@@ -24,7 +24,7 @@ export const batchFailures = Metric.counter("outbox_batch_failures_total", {
 })
 
 export const eventsFailed = Metric.counter("outbox_events_failed_total", {
-  description: "Events in batch attempts that failed transiently (each is retried)",
+  description: "Claimed events whose publish or commit failed transiently (rolled back, retried)",
   incremental: true
 })
 

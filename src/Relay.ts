@@ -63,7 +63,9 @@ export class Relay extends Context.Service<Relay, {
           else dead.push({ row, reason })
         }
         const publishStarted = yield* Clock.currentTimeMillis
-        const outcomes = yield* publisher.publish(publishable)
+        const outcomes = yield* publisher.publish(publishable).pipe(
+          Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
+        )
         const publishEnded = yield* Clock.currentTimeMillis
         const published: Array<OutboxRow> = []
         let duplicates = 0
@@ -76,7 +78,7 @@ export class Relay extends Context.Service<Relay, {
             if (outcome.duplicate) duplicates++
           }
         })
-        yield* batch.commit(dead)
+        yield* batch.commit(dead).pipe(Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length)))
         // Markers are only dropped once the deletion is durable; not awaited (same connection, so it
         // is written before the next batch's scripts anyway).
         if (published.length > 0) yield* Effect.forkDetach(publisher.forget(published))
