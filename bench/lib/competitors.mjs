@@ -1,0 +1,165 @@
+/**
+ * The competitors, each behind the same small interface: how to lay out its database, how a producer
+ * writes one event (from Node and from pgbench), how to bulk-insert a backlog, how to start its process,
+ * and how many events are still waiting.
+ */
+import { spawn, execFile } from "node:child_process"
+import { createWriteStream, mkdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { runMigrations, Logger } from "graphile-worker"
+
+export const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "")
+export const logDir = join(root, ".bench", "logs")
+mkdirSync(logDir, { recursive: true })
+
+/** The common event: ~150 bytes of JSON payload, one topic. */
+export const PAD = "x".repeat(96)
+export const TOPIC = "orders"
+/** SQL expression of the backlog payload (jsonb) for generate_series row `g`. */
+const payloadSql = `jsonb_build_object('n', g, 'total', 10.5, 'currency', 'EUR', 'pad', '${PAD}')`
+
+const quietLogger = new Logger(() => (level, message) => {
+  if (level === "error") process.stderr.write(`[graphile ${level}] ${message}\n`)
+})
+
+/** Spawns a competitor process with its output in .bench/logs/<name>.log. */
+const spawnLogged = (name, command, args, env) => {
+  const file = join(logDir, `${name}.log`)
+  const out = createWriteStream(file, { flags: "a" })
+  out.write(`\n==== ${new Date().toISOString()} ${command} ${args.join(" ")}\n`)
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+  child.stdout.pipe(out, { end: false })
+  child.stderr.pipe(out, { end: false })
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
+  const isRunning = () => child.exitCode === null && child.signalCode === null
+  return {
+    pid: child.pid,
+    isRunning,
+    exited,
+    logFile: file,
+    logTail: () => {
+      try {
+        return readFileSync(file, "utf8").split("\n").slice(-15).join("\n")
+      } catch {
+        return ""
+      }
+    },
+    stop: async (timeoutMs = 15_000) => {
+      if (!isRunning()) return exited
+      child.kill("SIGTERM")
+      const t = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+      const r = await exited
+      clearTimeout(t)
+      out.end()
+      return r
+    }
+  }
+}
+
+const relayEnv = (dbUrl, redisUrl, extra = {}) => ({
+  RELAY_DATABASE_URL: dbUrl,
+  RELAY_REDIS_URL: redisUrl,
+  RELAY_HTTP_PORT: "0",
+  RELAY_LOG_LEVEL: "warn",
+  RELAY_STREAM_PREFIX: "bench:relay:",
+  ...extra
+})
+
+const relay = {
+  name: "relay",
+  label: "outbox-relay",
+  settings: "defaults (RELAY_BATCH_SIZE etc. unset), RELAY_HTTP_PORT=0, RELAY_LOG_LEVEL=warn",
+  streamPrefix: "bench:relay:",
+  table: "outbox_events",
+  setup: async (dbUrl, redisUrl) => {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/main.js", "migrate"], {
+      cwd: root, env: { ...process.env, ...relayEnv(dbUrl, redisUrl) }, timeout: 60_000
+    }).catch((e) => {
+      throw new Error(`node dist/main.js migrate failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`)
+    })
+    return { stdout, stderr }
+  },
+  backlogSql: (from, to) =>
+    `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
+     SELECT '${TOPIC}', 'OrderPlaced', 'order-' || (g % 1000), ${payloadSql} FROM generate_series(${from}, ${to}) g`,
+  insertOne: { text: `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('${TOPIC}', 'OrderPlaced', $1, $2::text::jsonb)` },
+  pgbenchScript: `\\set a random(1, 1000)
+INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('${TOPIC}', 'OrderPlaced', 'order-' || :a, '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}');
+`,
+  pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL`,
+  start: (dbUrl, redisUrl, extraEnv = {}) =>
+    spawnLogged("relay", process.execPath, ["dist/main.js"], relayEnv(dbUrl, redisUrl, extraEnv)),
+  hasTriggers: true
+}
+
+const graphile = (mode) => ({
+  name: mode === "best" ? "graphile" : "graphile-default",
+  label: mode === "best" ? "graphile-worker (tuned)" : "graphile-worker (defaults)",
+  settings: mode === "best"
+    ? "concurrency 24, maxPoolSize 25, localQueue {size: 500}, completeJobBatchDelay 0, failJobBatchDelay 0"
+    : "library defaults: concurrency 1, maxPoolSize 10, pollInterval 2000, no local queue, no batching",
+  streamPrefix: `bench:${mode === "best" ? "graphile" : "graphile-default"}:`,
+  table: "graphile_worker._private_jobs",
+  setup: async (dbUrl) => {
+    await runMigrations({ connectionString: dbUrl, logger: quietLogger })
+  },
+  backlogSql: (from, to) =>
+    `SELECT graphile_worker.add_jobs(ARRAY(
+       SELECT ROW('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', 'aggregate_id', 'order-' || (g % 1000),
+                  'payload', ${payloadSql}), NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+       FROM generate_series(${from}, ${to}) g))`,
+  insertOne: {
+    text: `SELECT 1 FROM graphile_worker.add_job('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', 'aggregate_id', $1::text, 'payload', $2::text::json))`
+  },
+  pgbenchScript: `\\set a random(1, 1000)
+SELECT 1 FROM graphile_worker.add_job('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', 'aggregate_id', 'order-' || :a, 'payload', '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}'::json));
+`,
+  pendingSql: `SELECT count(*)::int AS n FROM graphile_worker._private_jobs`,
+  start: (dbUrl, redisUrl) =>
+    spawnLogged(mode === "best" ? "graphile" : "graphile-default", process.execPath, ["bench/competitors/graphile-worker.mjs"], {
+      BENCH_DATABASE_URL: dbUrl,
+      BENCH_REDIS_URL: redisUrl,
+      BENCH_STREAM_PREFIX: `bench:${mode === "best" ? "graphile" : "graphile-default"}:`,
+      BENCH_MODE: mode
+    }),
+  hasTriggers: false
+})
+
+const classic = {
+  name: "classic",
+  label: "classic polling relay",
+  settings: "poll every 300 ms, SELECT 100 unpublished rows ORDER BY id, per event one XADD + one UPDATE published_at",
+  streamPrefix: "bench:classic:",
+  table: "outbox_events",
+  setup: async (_dbUrl, _redisUrl, sql) => {
+    await sql.unsafe(`
+      CREATE TABLE outbox_events (
+        id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id     uuid        NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+        topic        text        NOT NULL,
+        event_type   text        NOT NULL,
+        aggregate_id text        NOT NULL DEFAULT '',
+        payload      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+        headers      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+        occurred_at  timestamptz NOT NULL DEFAULT now(),
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        published_at timestamptz
+      );
+      CREATE INDEX outbox_events_unpublished ON outbox_events (id) WHERE published_at IS NULL;`)
+  },
+  backlogSql: relay.backlogSql,
+  insertOne: relay.insertOne,
+  pgbenchScript: relay.pgbenchScript,
+  pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE published_at IS NULL`,
+  start: (dbUrl, redisUrl) =>
+    spawnLogged("classic", process.execPath, ["bench/competitors/classic.mjs"], {
+      BENCH_DATABASE_URL: dbUrl,
+      BENCH_REDIS_URL: redisUrl,
+      BENCH_STREAM_PREFIX: "bench:classic:"
+    }),
+  hasTriggers: false
+}
+
+export const competitors = { relay, graphile: graphile("best"), "graphile-default": graphile("default"), classic }
+export const streamOf = (c) => c.streamPrefix + TOPIC

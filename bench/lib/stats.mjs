@@ -1,0 +1,36 @@
+/** Small statistics helpers shared by the bench, the profile and the report. */
+export const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (s.length === 0) return null
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** Nearest-rank percentile of an ascending array (Infinity allowed: undelivered events). */
+export const percentile = (sorted, q) => {
+  if (sorted.length === 0) return null
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((q / 100) * sorted.length) - 1))
+  return sorted[rank]
+}
+
+/** The quantiles the report draws the latency CDF from. */
+export const cdfPoints = [0, 1, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 92, 94,
+  95, 96, 97, 98, 99, 99.5, 99.9, 100]
+
+export const round = (x, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? x : Number(x.toFixed(digits)))
+
+export const fmtNum = (x, digits = 0) => {
+  if (x === null || x === undefined) return "n/a"
+  if (x === Infinity) return "∞"
+  if (!Number.isFinite(x)) return String(x)
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
+
+export const fmtMs = (x) => {
+  if (x === null || x === undefined) return "n/a"
+  if (x === Infinity) return "not delivered"
+  if (x >= 1000) return `${(x / 1000).toFixed(2)} s`
+  if (x >= 100) return `${x.toFixed(0)} ms`
+  if (x >= 10) return `${x.toFixed(1)} ms`
+  return `${x.toFixed(2)} ms`
+}

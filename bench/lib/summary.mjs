@@ -1,0 +1,132 @@
+/**
+ * The results as Markdown tables plus ratios: printed at the end of `npm run bench` and embedded in
+ * docs/benchmarks.md by bench/report.mjs. Everything comes from the results JSON.
+ */
+import { fmtMs, fmtNum } from "./stats.mjs"
+
+const label = (results, name) => results.competitors?.[name]?.label ?? name
+const table = (header, rows) =>
+  [`| ${header.join(" | ")} |`, `|${header.map((h, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n")
+const ratio = (a, b) => (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×` : "n/a")
+
+export const drainTable = (results) => {
+  const rows = results.drain.map((d) => [
+    label(results, d.competitor),
+    fmtNum(d.backlog),
+    d.mode === "window" || d.mode === "capped" ? `${fmtNum(d.delivered)}${d.complete ? "" : ` (${d.capSec} s cap)`}` : fmtNum(d.delivered),
+    `**${fmtNum(d.rate)}**`,
+    d.rates?.length > 1 ? d.rates.map((r) => fmtNum(r)).join(" / ") : "",
+    d.startupSeconds ?? "n/a",
+    fmtNum(d.rssMaxMiB, 0),
+    fmtNum(d.cpuMicrosPerEvent, 0),
+    d.error ? "ERROR" : d.leftInTable > 0 && d.complete ? `${d.leftInTable} rows left` : ""
+  ])
+  return table(["competitor", "backlog", "delivered", "events/s (median)", "runs (events/s)", "startup s", "RSS max MiB",
+    "competitor CPU µs/event", "note"], rows)
+}
+
+export const latencyTable = (results) => {
+  const rows = results.latency.filter((l) => !l.error).map((l) => [
+    label(results, l.competitor),
+    `${l.rate}/s`,
+    fmtMs(l.p50),
+    fmtMs(l.p90),
+    fmtMs(l.p99),
+    fmtMs(l.max),
+    `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""}`
+  ])
+  return table(["competitor", "rate", "p50", "p90", "p99", "max", "delivered"], rows)
+}
+
+export const overheadTable = (results) => {
+  const groups = new Map()
+  for (const o of results.overhead.filter((o) => !o.error)) {
+    const key = `${o.competitor}/${o.trigger}`
+    if (!groups.has(key)) groups.set(key, { competitor: o.competitor, trigger: o.trigger, byWriters: {} })
+    groups.get(key).byWriters[o.writers] = o
+  }
+  const writers = [...new Set(results.overhead.filter((o) => !o.error).map((o) => o.writers))].sort((a, b) => a - b)
+  const rows = [...groups.values()].map((g) => [
+    label(results, g.competitor),
+    g.competitor === "relay" ? `trigger ${g.trigger}` : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
+    ...writers.map((w) => (g.byWriters[w] ? `${fmtNum(g.byWriters[w].median)}` : "n/a"))
+  ])
+  return table(["competitor", "producer statement", ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)], rows)
+}
+
+export const soakTable = (results) => {
+  const rows = results.soak.filter((s) => s.samples?.length).map((s) => {
+    const last = s.samples.filter((x) => !x.final).at(-1)
+    const fin = s.samples.at(-1)
+    const max = (f) => Math.max(...s.samples.map(f).filter((x) => Number.isFinite(x)))
+    const claims = s.samples.map((x) => x.claimMeanMs).filter((x) => x !== null && x !== undefined)
+    const idx = Object.entries(last.indexes ?? {}).map(([n, b]) => `${n.replace(/^.*\./, "")} ${fmtNum(b / 2 ** 20, 1)}`).join(", ")
+    return [
+      label(results, s.competitor),
+      `${fmtNum(s.producer?.tps)}/s × ${s.seconds} s`,
+      `${fmtNum(s.samples[0].totalBytes / 2 ** 20, 2)} → ${fmtNum(last.totalBytes / 2 ** 20, 2)} (max ${fmtNum(max((x) => x.totalBytes) / 2 ** 20, 2)})`,
+      idx,
+      fmtNum(max((x) => x.deadTuples)),
+      fmtNum(max((x) => x.backlog)),
+      claims.length ? `${fmtMs(claims[0])} → ${fmtMs(claims.at(-1))} (max ${fmtMs(Math.max(...claims))})` : "n/a",
+      fmtNum(fin.backlog)
+    ]
+  })
+  return table(["competitor", "produced", "table+indexes MiB start → end", "indexes at end (MiB)", "max dead tuples",
+    "max backlog", "claim statement mean", "backlog after"], rows)
+}
+
+export const ratios = (results) => {
+  const lines = []
+  const drain = (c, n) => results.drain.find((d) => d.competitor === c && d.backlog === n && !d.error)
+  const relayDrains = results.drain.filter((d) => d.competitor === "relay" && d.rate)
+  for (const r of relayDrains) {
+    for (const other of ["graphile", "graphile-default"]) {
+      const o = drain(other, r.backlog)
+      if (o?.rate) lines.push(`- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, o.rate)} the rate of ${label(results, other)}${o.complete ? "" : " (capped run)"}`)
+    }
+  }
+  const classic = results.drain.find((d) => d.competitor === "classic" && d.rate)
+  if (classic && relayDrains.length) {
+    lines.push(`- Drain: relay (${fmtNum(relayDrains[0].backlog)} backlog) ${ratio(relayDrains[0].rate, classic.rate)} the rate of the classic poller (measured on a ${fmtNum(classic.backlog)} backlog, ${classic.capSec} s window)`)
+  }
+  for (const c of ["relay", "graphile"]) {
+    const small = results.drain.filter((d) => d.competitor === c && d.rate && d.complete).sort((a, b) => a.backlog - b.backlog)
+    if (small.length >= 2) lines.push(`- ${label(results, c)}: drain rate at ${fmtNum(small.at(-1).backlog)} is ${ratio(small.at(-1).rate, small[0].rate)} the rate at ${fmtNum(small[0].backlog)}`)
+  }
+  const lat = (c, rate) => results.latency.find((l) => l.competitor === c && l.rate === rate && !l.error)
+  for (const rate of [...new Set(results.latency.filter((l) => l.rate).map((l) => l.rate))]) {
+    const r = lat("relay", rate)
+    if (!r) continue
+    for (const other of ["graphile", "graphile-default", "classic"]) {
+      const o = lat(other, rate)
+      if (o) lines.push(`- Latency @${rate}/s: ${label(results, other)} p50 ${ratio(o.p50, r.p50)}, p99 ${ratio(o.p99, r.p99)} the relay's`)
+    }
+  }
+  const ov = (c, w, t) => results.overhead.find((o) => o.competitor === c && o.writers === w && o.trigger === t)?.median
+  for (const w of [...new Set(results.overhead.filter((o) => o.writers).map((o) => o.writers))]) {
+    const on = ov("relay", w, "on")
+    const off = ov("relay", w, "off")
+    const parts = []
+    if (on && off) parts.push(`trigger on/off ${ratio(on, off)}`)
+    const g = ov("graphile", w, "n/a")
+    if (on && g) parts.push(`relay-table INSERT vs graphile add_job ${ratio(on, g)}`)
+    const cl = ov("classic", w, "n/a")
+    if (on && cl) parts.push(`vs classic plain INSERT ${ratio(on, cl)}`)
+    if (parts.length) lines.push(`- Producer commits/s at ${w} writer${w > 1 ? "s" : ""}: ${parts.join("; ")}`)
+  }
+  return lines.join("\n")
+}
+
+export const summaryTable = (results) => {
+  const parts = []
+  if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
+  if (results.latency.length) parts.push(`### Latency (producer COMMIT → consumer XREAD)\n\n${latencyTable(results)}`)
+  if (results.overhead.length) parts.push(`### Producer overhead (pgbench, single-row transactions, relay running)\n\n${overheadTable(results)}`)
+  if (results.soak.length) parts.push(`### Table health (soak)\n\n${soakTable(results)}`)
+  const r = ratios(results)
+  if (r) parts.push(`### Ratios\n\n${r}`)
+  if (results.errors?.length) parts.push(`### Errors\n\n${results.errors.map((e) => `- ${e.where}: ${e.message.split("\n")[0]}`).join("\n")}`)
+  return parts.join("\n\n")
+}

@@ -1,0 +1,735 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: outbox-relay against graphile-worker (tuned and default) and a classic polling
+ * relay, on ONE throwaway Postgres (fsync and synchronous_commit on) and ONE throwaway Redis
+ * (no persistence), each competitor in its own database and its own stream.
+ *
+ *   npm run bench                          full run (about 12 minutes on 2 cores)
+ *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
+ *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic
+ *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak (comma-separated)
+ *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run, off with --quick)
+ *   npm run bench -- --no-build            do not run `npm run build` first
+ *   npm run bench -- --no-report           do not regenerate docs/benchmarks.md
+ *
+ * Writes bench/results/latest.json and bench/results/<timestamp>[-quick].json; a full run also
+ * regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
+ */
+import { execFile, execFileSync, spawn } from "node:child_process"
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { cpus, loadavg, tmpdir, totalmem } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import postgres from "postgres"
+import Redis from "ioredis"
+import { competitors, root, streamOf, PAD, TOPIC } from "./lib/competitors.mjs"
+import { cdfPoints, fmtMs, fmtNum, median, percentile, round } from "./lib/stats.mjs"
+import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+
+// ---------------------------------------------------------------------------------------------- flags
+const argv = process.argv.slice(2)
+const flag = (name) => argv.includes(`--${name}`)
+const option = (name) => {
+  const i = argv.indexOf(`--${name}`)
+  if (i < 0) return undefined
+  const v = argv[i + 1]
+  if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`)
+  return v
+}
+const known = new Set(["quick", "only", "scenario", "soak", "no-build", "no-report", "help"])
+for (const a of argv) {
+  if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
+}
+if (flag("help")) {
+  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 16).join("\n"))
+  process.exit(0)
+}
+const quick = flag("quick")
+const onlyArg = option("only")
+const scenarioArg = option("scenario")
+const soakArg = option("soak")
+const allNames = ["relay", "graphile", "graphile-default", "classic"]
+const selected = onlyArg
+  ? [...new Set(onlyArg.split(",").flatMap((n) => {
+    if (n === "graphile") return ["graphile", "graphile-default"]
+    if (!allNames.includes(n)) throw new Error(`--only: unknown competitor ${n} (relay, graphile, graphile-default, classic)`)
+    return [n]
+  }))]
+  : allNames
+const scenarios = scenarioArg
+  ? scenarioArg.split(",").map((s) => {
+    if (!["drain", "latency", "overhead", "soak"].includes(s)) throw new Error(`--scenario: unknown ${s}`)
+    return s
+  })
+  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : [])]
+
+const config = quick
+  ? {
+    drainSizes: [20_000], drainReps: 1, drainCapSec: 60, classicBacklog: 20_000, classicWindowSec: 15,
+    defaultGraphileSizes: [20_000], defaultGraphileCapSec: 30,
+    latencyRates: [100, 1000], latencySec: 5, latencyDrainWaitSec: 5,
+    overheadWriters: [1, 8, 32], overheadSec: 2, overheadReps: 1,
+    soakSec: Number(soakArg ?? 20), soakRate: 5000
+  }
+  : {
+    drainSizes: [100_000, 1_000_000], drainReps: 3, drainCapSec: 300, classicBacklog: 20_000, classicWindowSec: 60,
+    defaultGraphileSizes: [100_000], defaultGraphileCapSec: 90,
+    latencyRates: [100, 1000], latencySec: 15, latencyDrainWaitSec: 10,
+    overheadWriters: [1, 8, 32], overheadSec: 4, overheadReps: 3,
+    soakSec: Number(soakArg ?? 60), soakRate: 5000
+  }
+if (!Number.isFinite(config.soakSec) || config.soakSec < 5 || config.soakSec > 7200) throw new Error("--soak: seconds from 5 to 7200")
+
+const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a)
+const started = Date.now()
+
+// ---------------------------------------------------------------------------------------------- build
+const results = {
+  meta: {},
+  competitors: {},
+  drain: [],
+  latency: [],
+  overhead: [],
+  soak: [],
+  errors: []
+}
+const noteError = (where, error) => {
+  const message = error instanceof Error ? error.message : String(error)
+  log(`ERROR in ${where}: ${message}`)
+  results.errors.push({ where, message: message.slice(0, 2000) })
+}
+
+if (!flag("no-build") && selected.includes("relay")) {
+  log("npm run build")
+  try {
+    execFileSync("npm", ["run", "build"], { cwd: root, stdio: ["ignore", "pipe", "pipe"], timeout: 300_000 })
+  } catch (error) {
+    noteError("npm run build", `${error.message}\n${error.stdout ?? ""}${error.stderr ?? ""}`)
+  }
+}
+
+const sourceHash = (() => {
+  const h = createHash("sha256")
+  const walk = (dir) => {
+    for (const e of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const rel = join(dir, e.name)
+      if (e.isDirectory()) walk(rel)
+      else h.update(rel).update(readFileSync(join(root, rel)))
+    }
+  }
+  for (const dir of ["src", "sql", "lua"]) walk(dir)
+  return h.digest("hex").slice(0, 12)
+})()
+const git = (...args) => {
+  try {
+    return execFileSync("git", args, { cwd: root, encoding: "utf8" }).trim()
+  } catch {
+    return ""
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- servers
+log("starting throwaway Postgres and Redis")
+const pg = await startPostgres()
+const redisServer = await startRedis()
+log(`postgres ${pg.url} (${pg.version}); redis ${redisServer.url}`)
+const admin = postgres(pg.url, { max: 2, onnotice: () => {}, fetch_types: false })
+await admin.unsafe("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+const redis = new Redis(redisServer.url)
+redis.on("error", () => {})
+const pgbench = findBinary("pgbench")
+
+let cleaningUp = false
+const cleanup = async () => {
+  if (cleaningUp) return
+  cleaningUp = true
+  for (const p of live) await p.stop(5_000).catch(() => {})
+  await admin.end({ timeout: 2 }).catch(() => {})
+  redis.disconnect()
+  await pg.stop().catch(() => {})
+  await redisServer.stop().catch(() => {})
+}
+const live = new Set()
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.once(sig, async () => {
+    log(`${sig}: stopping servers`)
+    await cleanup()
+    process.exit(130)
+  })
+}
+
+const versions = {
+  node: process.version,
+  postgres: pg.version,
+  redis: redisServer.version,
+  graphileWorker: JSON.parse(readFileSync(join(root, "node_modules/graphile-worker/package.json"), "utf8")).version,
+  effect: JSON.parse(readFileSync(join(root, "node_modules/effect/package.json"), "utf8")).version,
+  postgresJs: JSON.parse(readFileSync(join(root, "node_modules/postgres/package.json"), "utf8")).version,
+  ioredis: JSON.parse(readFileSync(join(root, "node_modules/ioredis/package.json"), "utf8")).version,
+  pgbench: pgbench ? execFileSync(pgbench, ["--version"], { encoding: "utf8" }).trim() : null
+}
+const cpuModel = (/model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpus()[0]?.model ?? "unknown").trim()
+results.meta = {
+  startedAt: new Date(started).toISOString(),
+  command: `npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}`,
+  quick,
+  selected,
+  scenarios,
+  config,
+  machine: {
+    nproc: Number(execFileSync("nproc", { encoding: "utf8" }).trim()),
+    memoryMiB: Math.round(totalmem() / 2 ** 20),
+    cpuModel,
+    loadavgAtStart: loadavg().map((x) => round(x, 2))
+  },
+  versions,
+  postgresSettings: pgSettings,
+  redisSettings: { save: "", appendonly: "no" },
+  relaySource: { gitHead: git("rev-parse", "--short", "HEAD"), dirtyFiles: git("status", "--porcelain", "src", "sql", "lua").split("\n").filter(Boolean).length, sourceHash }
+}
+for (const name of selected) {
+  const c = competitors[name]
+  results.competitors[name] = { label: c.label, settings: c.settings }
+}
+
+// ---------------------------------------------------------------------------------------------- helpers
+const dbName = (c, scenario) => `bench_${c.name.replace(/-/g, "_")}_${scenario}`
+
+/** A fresh database laid out for the competitor; returns a client for it. */
+const freshDb = async (c, scenario) => {
+  const db = dbName(c, scenario)
+  await admin.unsafe(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`)
+  await admin.unsafe(`CREATE DATABASE "${db}"`)
+  const url = pg.urlFor(db)
+  const sql = postgres(url, { max: 10, onnotice: () => {}, fetch_types: false })
+  await c.setup(url, redisServer.url, sql)
+  return { db, url, sql }
+}
+const dropDb = async ({ db, sql }) => {
+  await sql.end({ timeout: 2 }).catch(() => {})
+  await admin.unsafe(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`).catch((e) => noteError(`drop ${db}`, e))
+}
+
+const startCompetitor = (c, url, env) => {
+  const p = c.start(url, redisServer.url, env)
+  live.add(p)
+  p.exited.then(() => live.delete(p))
+  return p
+}
+const stopCompetitor = async (p) => {
+  const r = await p.stop()
+  live.delete(p)
+  return r
+}
+
+/** Samples RSS and CPU of a pid every 200 ms until stopped. */
+const sampler = (pid) => {
+  const samples = []
+  const first = procSample(pid)
+  const timer = setInterval(() => {
+    const s = procSample(pid)
+    if (s) samples.push({ t: Date.now(), ...s })
+  }, 200)
+  return {
+    /** Usage over the whole run, and CPU between two wall-clock instants (e.g. first and last entry). */
+    stop: (fromMs, toMs) => {
+      clearInterval(timer)
+      const rss = samples.map((s) => s.rssKiB / 1024)
+      const last = samples.at(-1)
+      const at = (ms) => {
+        // Linear interpolation of the cumulative CPU ticks at `ms`.
+        const i = samples.findIndex((s) => s.t >= ms)
+        if (i <= 0) return i === 0 ? samples[0].cpuTicks : last?.cpuTicks
+        const a = samples[i - 1]
+        const b = samples[i]
+        return a.cpuTicks + ((b.cpuTicks - a.cpuTicks) * (ms - a.t)) / Math.max(1, b.t - a.t)
+      }
+      return {
+        rssMaxMiB: rss.length ? round(Math.max(...rss), 1) : null,
+        rssMedianMiB: round(median(rss), 1),
+        cpuSeconds: first && last ? round((last.cpuTicks - first.cpuTicks) / 100, 2) : null,
+        windowCpuSeconds: fromMs && toMs && samples.length > 1 ? round((at(toMs) - at(fromMs)) / 100, 3) : null
+      }
+    }
+  }
+}
+
+const pending = async (c, sql) => (await sql.unsafe(c.pendingSql))[0].n
+
+const insertBacklog = async (c, sql, n) => {
+  const chunk = c.name.startsWith("graphile") ? 50_000 : 100_000
+  const t0 = performance.now()
+  for (let from = 1; from <= n; from += chunk) {
+    await sql.unsafe(c.backlogSql(from, Math.min(n, from + chunk - 1)))
+  }
+  const seconds = (performance.now() - t0) / 1000
+  await sql.unsafe(`VACUUM ANALYZE ${c.table}`)
+  await sql.unsafe("CHECKPOINT")
+  return seconds
+}
+
+const streamSpan = async (stream) => {
+  const [first] = await redis.xrange(stream, "-", "+", "COUNT", 1)
+  const [last] = await redis.xrevrange(stream, "+", "-", "COUNT", 1)
+  if (!first || !last) return null
+  return { firstMs: Number(first[0].split("-")[0]), lastMs: Number(last[0].split("-")[0]) }
+}
+
+// ---------------------------------------------------------------------------------------------- drain
+/**
+ * Inserts `n` events while the competitor is stopped, starts it, and waits (polling XLEN every 50 ms)
+ * until the stream has n entries, the process dies, or `capSec` passes.
+ */
+const drainOnce = async (c, n, capSec) => {
+  const handle = await freshDb(c, "drain")
+  const stream = streamOf(c)
+  await redis.unlink(stream)
+  const row = { competitor: c.name, backlog: n, capSec }
+  try {
+    log(`  ${c.name}: inserting ${fmtNum(n)} events`)
+    row.insertSeconds = round(await insertBacklog(c, handle.sql, n), 2)
+    const t0 = Date.now()
+    const p = startCompetitor(c, handle.url)
+    const s = sampler(p.pid)
+    const deadline = t0 + capSec * 1000
+    let len = 0
+    for (let i = 0; i < capSec * 20 + 100; i++) {
+      len = await redis.xlen(stream)
+      if (len >= n || Date.now() > deadline || !p.isRunning()) break
+      await sleep(50)
+    }
+    const tEnd = Date.now()
+    const span = await streamSpan(stream)
+    const usage = s.stop(span?.firstMs, span?.lastMs)
+    const exitedEarly = !p.isRunning()
+    await sleep(300)
+    row.leftInTable = await pending(c, handle.sql)
+    await stopCompetitor(p)
+    row.delivered = len
+    row.complete = len >= n
+    row.wallSeconds = round((tEnd - t0) / 1000, 3)
+    row.startupSeconds = span ? round((span.firstMs - t0) / 1000, 3) : null
+    row.drainSeconds = span ? round((span.lastMs - span.firstMs) / 1000, 3) : null
+    row.rate = span && span.lastMs > span.firstMs ? Math.round((len - 1) / ((span.lastMs - span.firstMs) / 1000)) : null
+    row.wallRate = Math.round(len / ((tEnd - t0) / 1000))
+    Object.assign(row, usage)
+    // CPU of the competitor's process between the first and the last stream entry (sampled every 200 ms).
+    row.cpuMicrosPerEvent = usage.windowCpuSeconds && len > 1 ? round((usage.windowCpuSeconds * 1e6) / (len - 1), 1) : null
+    if (exitedEarly) row.error = `process exited during the drain:\n${p.logTail()}`
+    log(`  ${c.name}: ${fmtNum(len)}/${fmtNum(n)} in ${row.drainSeconds}s → ${fmtNum(row.rate)} ev/s` +
+      ` (startup ${row.startupSeconds}s, RSS max ${row.rssMaxMiB} MiB, CPU ${row.cpuSeconds}s, left ${row.leftInTable})`)
+    if (row.error) log(`  ${row.error}`)
+  } catch (error) {
+    row.error = error.message
+    noteError(`drain ${c.name} ${n}`, error)
+  } finally {
+    await redis.unlink(stream)
+    await dropDb(handle)
+  }
+  return row
+}
+
+const runDrain = async () => {
+  log("== drain")
+  for (const name of selected) {
+    const c = competitors[name]
+    const plans = name === "classic"
+      ? [{ n: config.classicBacklog, cap: config.classicWindowSec, reps: 1, mode: "window" }]
+      : name === "graphile-default"
+      ? config.defaultGraphileSizes.map((n) => ({ n, cap: config.defaultGraphileCapSec, reps: 1, mode: "capped" }))
+      : config.drainSizes.map((n) => ({ n, cap: config.drainCapSec, reps: n >= 1_000_000 ? 1 : config.drainReps, mode: "full" }))
+    for (const plan of plans) {
+      const runs = []
+      for (let r = 0; r < plan.reps; r++) runs.push(await drainOnce(c, plan.n, plan.cap))
+      const ok = runs.filter((x) => x.rate)
+      const best = ok.length ? ok.slice().sort((a, b) => a.rate - b.rate)[ok.length >> 1] : runs[0]
+      results.drain.push({
+        ...best,
+        mode: plan.mode,
+        reps: runs.length,
+        rates: runs.map((x) => x.rate),
+        rate: median(runs.map((x) => x.rate ?? NaN)),
+        rssMaxMiB: Math.max(...runs.map((x) => x.rssMaxMiB ?? 0)) || null
+      })
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- latency
+/**
+ * Open-loop producer at `rate` events/s for `seconds`: each event is a single-statement (autocommit)
+ * INSERT / add_job whose payload carries `t`, the producer's clock just before the statement (and so
+ * its COMMIT) is sent. A separate Redis connection in this process reads the stream with XREAD BLOCK;
+ * latency = receipt time - t, same process and clock (performance.timeOrigin + performance.now()).
+ */
+const now = () => performance.timeOrigin + performance.now()
+
+const consume = (stream, fromId, runTag, expected) => {
+  const reader = new Redis(redisServer.url)
+  reader.on("error", () => {})
+  const latencies = new Map()
+  let lastId = fromId
+  let stop = false
+  let stopAt = Infinity
+  const done = (async () => {
+    for (let i = 0; i < 1_000_000 && !stop && Date.now() < stopAt; i++) {
+      const reply = await reader.xread("COUNT", 5000, "BLOCK", 200, "STREAMS", stream, lastId)
+      const at = now()
+      if (!reply) {
+        if (expected() !== null && latencies.size >= expected()) break
+        continue
+      }
+      for (const [id, fields] of reply[0][1]) {
+        lastId = id
+        const i = fields.indexOf("payload")
+        if (i < 0) continue
+        let p
+        try {
+          p = JSON.parse(fields[i + 1])
+        } catch {
+          continue
+        }
+        if (p.run === runTag && !latencies.has(p.seq)) latencies.set(p.seq, at - p.t)
+      }
+      if (expected() !== null && latencies.size >= expected()) break
+    }
+  })()
+  return {
+    latencies,
+    finish: async (waitMs) => {
+      stopAt = Date.now() + waitMs
+      await done.catch(() => {})
+      stop = true
+      reader.disconnect()
+    },
+    abort: () => {
+      stop = true
+    }
+  }
+}
+
+/**
+ * 8 producer connections share one schedule (event k is due at t0 + k/rate). A connection takes the
+ * next due event only when it is free, stamps `t` and sends the single-statement transaction at once,
+ * so `t` is taken just before the statement and its COMMIT leave the client (no client-side queueing
+ * counted as relay latency). When the database cannot keep up, events go out late: the achieved rate
+ * says so.
+ */
+const produce = async (c, clients, rate, seconds, runTag) => {
+  const total = Math.round(rate * seconds)
+  let next = 0
+  let failed = 0
+  let late = 0
+  const t0 = performance.now()
+  const deadline = t0 + seconds * 1000 + 30_000
+  const worker = async (conn) => {
+    while (next < total && performance.now() < deadline) {
+        const seq = next++
+        const due = t0 + (seq * 1000) / rate
+        const wait = due - performance.now()
+        if (wait > 1) await sleep(wait)
+        else if (wait < -5) late++
+        const payload = JSON.stringify({ run: runTag, seq, t: now(), pad: PAD })
+        await conn.unsafe(c.insertOne.text, [`order-${seq % 1000}`, payload], { prepare: true }).catch(() => {
+          failed++
+        })
+    }
+  }
+  await Promise.all(clients.map(worker))
+  const elapsed = (performance.now() - t0) / 1000
+  return { sent: next, failed, late, achievedRate: Math.round(next / elapsed) }
+}
+
+const warmUp = async (c, sql, stream) => {
+  const tag = `warm-${Math.random().toString(36).slice(2)}`
+  const consumer = consume(stream, "0-0", tag, () => 50)
+  await produce(c, sql, 100, 0.5, tag)
+  await consumer.finish(30_000)
+  return consumer.latencies.size
+}
+
+const runLatency = async () => {
+  log("== latency")
+  for (const name of selected) {
+    const c = competitors[name]
+    const handle = await freshDb(c, "latency")
+    const stream = streamOf(c)
+    await redis.unlink(stream)
+    // One single-connection client per producer "thread" (postgres.js reserve() does not fit here).
+    const producerSql = Array.from({ length: 8 }, () => postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false }))
+    let p
+    try {
+      p = startCompetitor(c, handle.url)
+      const warmed = await warmUp(c, producerSql, stream)
+      if (warmed < 50) throw new Error(`warm-up: only ${warmed}/50 events arrived within 30 s\n${p.logTail()}`)
+      for (const rate of config.latencyRates) {
+        const runTag = `${c.name}-${rate}-${Date.now()}`
+        const [last] = await redis.xrevrange(stream, "+", "-", "COUNT", 1)
+        let produced = null
+        const consumer = consume(stream, last ? last[0] : "0-0", runTag, () => (produced ? produced.sent - produced.failed : null))
+        produced = await produce(c, producerSql, rate, config.latencySec, runTag)
+        await consumer.finish(config.latencyDrainWaitSec * 1000)
+        const values = [...consumer.latencies.values()]
+        const delivered = values.length
+        const expected = produced.sent - produced.failed
+        const missing = Math.max(0, expected - delivered)
+        const sorted = values.concat(Array(missing).fill(Infinity)).sort((a, b) => a - b)
+        const row = {
+          competitor: c.name,
+          rate,
+          seconds: config.latencySec,
+          sent: produced.sent,
+          failed: produced.failed,
+          achievedRate: produced.achievedRate,
+          sentLate: produced.late,
+          delivered,
+          missing,
+          waitAfterSec: config.latencyDrainWaitSec,
+          p50: round(percentile(sorted, 50), 3),
+          p90: round(percentile(sorted, 90), 3),
+          p99: round(percentile(sorted, 99), 3),
+          max: round(percentile(sorted, 100), 3),
+          mean: delivered ? round(values.reduce((a, b) => a + b, 0) / delivered, 3) : null,
+          cdf: cdfPoints.map((q) => [q, round(percentile(sorted, q), 3)])
+        }
+        results.latency.push(row)
+        log(`  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${fmtMs(row.max)}` +
+          ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`)
+        await sleep(500)
+      }
+    } catch (error) {
+      noteError(`latency ${c.name}`, error)
+      results.latency.push({ competitor: c.name, error: error.message })
+    } finally {
+      if (p) await stopCompetitor(p)
+      await Promise.all(producerSql.map((s) => s.end({ timeout: 2 }).catch(() => {})))
+      await redis.unlink(stream)
+      await dropDb(handle)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- overhead
+const pgbenchRun = async (db, script, clients, seconds, extra = []) => {
+  if (!pgbench) throw new Error("pgbench not found")
+  const file = join(tmpdir(), `outbox-bench-${process.pid}-${Math.random().toString(36).slice(2)}.sql`)
+  writeFileSync(file, script)
+  const args = ["-n", "-M", "prepared", "-f", file, "-c", String(clients), "-j", String(Math.min(clients, 2)),
+    "-T", String(seconds), "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", ...extra, db]
+  const { stdout } = await promisify(execFile)(pgbench, args, { timeout: (seconds + 60) * 1000, env: { ...process.env, PGAPPNAME: "bench-producer" } })
+  const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(stdout)?.[1] ?? NaN)
+  const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN)
+  const failed = Number(/number of failed transactions: (\d+)/.exec(stdout)?.[1] ?? 0)
+  return { tps, latencyMs, failed, stdout }
+}
+
+const setTriggers = async (sql, table, on) => {
+  const triggers = (await sql.unsafe(
+    `SELECT tgname FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal`)).map((r) => r.tgname)
+  for (const t of triggers) await sql.unsafe(`ALTER TABLE ${table} ${on ? "ENABLE" : "DISABLE"} TRIGGER "${t}"`)
+  return triggers
+}
+
+const settle = async (c, sql, stream, p) => {
+  if (c.name === "classic") {
+    await sql.unsafe("TRUNCATE outbox_events")
+  } else {
+    for (let i = 0; i < 300 && (await pending(c, sql)) > 0 && p.isRunning(); i++) await sleep(100)
+  }
+  await redis.unlink(stream)
+  await sql.unsafe("CHECKPOINT")
+}
+
+const runOverhead = async () => {
+  log("== producer overhead (pgbench, single-row INSERT / add_job transactions)")
+  for (const name of selected.filter((n) => n !== "graphile-default")) {
+    const c = competitors[name]
+    const handle = await freshDb(c, "overhead")
+    const stream = streamOf(c)
+    const samples = new Map()
+    let p
+    try {
+      p = startCompetitor(c, handle.url)
+      await sleep(1500)
+      let triggerNames = []
+      const modes = c.hasTriggers ? ["on", "off"] : ["n/a"]
+      for (let rep = 0; rep < config.overheadReps; rep++) {
+        for (const writers of config.overheadWriters) {
+          for (const trigger of rep % 2 ? modes.slice().reverse() : modes) {
+            if (!p.isRunning()) throw new Error(`${c.name} exited:\n${p.logTail()}`)
+            if (c.hasTriggers) triggerNames = await setTriggers(handle.sql, "outbox_events", trigger === "on")
+            const r = await pgbenchRun(handle.db, c.pgbenchScript, writers, config.overheadSec)
+            if (c.hasTriggers && trigger === "off") {
+              await setTriggers(handle.sql, "outbox_events", true)
+              // One more insert so the relay is woken for what the untriggered inserts left behind.
+              await handle.sql.unsafe(c.insertOne.text, ["order-0", JSON.stringify({ wake: true })])
+            }
+            const key = `${writers}/${trigger}`
+            if (!samples.has(key)) samples.set(key, { writers, trigger, tps: [], latencyMs: [], failed: 0, backlogAfter: [] })
+            const s = samples.get(key)
+            s.tps.push(round(r.tps, 0))
+            s.latencyMs.push(r.latencyMs)
+            s.failed += r.failed
+            s.backlogAfter.push(await pending(c, handle.sql))
+            log(`  ${c.name} writers=${writers} trigger=${trigger}: ${fmtNum(r.tps)} commits/s`)
+            await settle(c, handle.sql, stream, p)
+          }
+        }
+      }
+      for (const s of samples.values()) {
+        results.overhead.push({
+          competitor: c.name,
+          writers: s.writers,
+          trigger: s.trigger,
+          triggers: c.hasTriggers ? triggerNames : [],
+          seconds: config.overheadSec,
+          tps: s.tps,
+          median: median(s.tps),
+          latencyMs: round(median(s.latencyMs), 3),
+          failed: s.failed,
+          backlogAfter: s.backlogAfter
+        })
+      }
+    } catch (error) {
+      noteError(`overhead ${c.name}`, error)
+      results.overhead.push({ competitor: c.name, error: error.message })
+    } finally {
+      if (p) await stopCompetitor(p)
+      await redis.unlink(stream)
+      await dropDb(handle)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- soak
+/**
+ * pgbench produces `soakRate` events/s (-R, 8 clients) for `soakSec`; every interval we sample the
+ * table and index sizes, dead tuples, the backlog, and the mean execution time of the competitor's
+ * claim statement (pg_stat_statements, statements containing SKIP LOCKED or the classic poll).
+ */
+const runSoak = async () => {
+  log(`== soak: ${config.soakRate} events/s for ${config.soakSec}s`)
+  await admin.unsafe("ALTER SYSTEM SET pg_stat_statements.track = 'top'")
+  await admin.unsafe("SELECT pg_reload_conf()")
+  const interval = config.soakSec <= 120 ? 5 : Math.ceil(config.soakSec / 60)
+  try {
+    for (const name of selected.filter((n) => n !== "graphile-default")) {
+      const c = competitors[name]
+      const handle = await freshDb(c, "soak")
+      const stream = streamOf(c)
+      const out = { competitor: c.name, rate: config.soakRate, seconds: config.soakSec, intervalSec: interval, samples: [] }
+      let p
+      try {
+        p = startCompetitor(c, handle.url)
+        await sleep(1500)
+        const dbOid = (await admin.unsafe(`SELECT oid FROM pg_database WHERE datname = '${handle.db}'`))[0].oid
+        await admin.unsafe("SELECT pg_stat_statements_reset()")
+        const claimStats = async () => {
+          const [r] = await admin.unsafe(
+            `SELECT coalesce(sum(calls), 0)::float8 AS calls, coalesce(sum(total_exec_time), 0)::float8 AS ms,
+                    coalesce(sum(rows), 0)::float8 AS rows
+             FROM pg_stat_statements WHERE dbid = ${dbOid}
+               AND (query ILIKE '%skip locked%' OR query LIKE '%classic-claim%')`)
+          return r
+        }
+        const indexSql = c.table === "outbox_events"
+          ? `SELECT indexrelid::regclass::text AS name, pg_relation_size(indexrelid)::float8 AS bytes FROM pg_index WHERE indrelid = 'outbox_events'::regclass`
+          : `SELECT indexrelid::regclass::text AS name, pg_relation_size(indexrelid)::float8 AS bytes FROM pg_index WHERE indrelid = '${c.table}'::regclass`
+        const sample = async (t, prev) => {
+          const [size] = await handle.sql.unsafe(
+            `SELECT pg_total_relation_size('${c.table}')::float8 AS total, pg_relation_size('${c.table}')::float8 AS heap,
+                    (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '${c.table}'::regclass)::float8 AS live,
+                    (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '${c.table}'::regclass)::float8 AS dead,
+                    (SELECT autovacuum_count + vacuum_count FROM pg_stat_user_tables WHERE relid = '${c.table}'::regclass)::float8 AS vacuums`)
+          const idx = await handle.sql.unsafe(indexSql)
+          const claim = await claimStats()
+          const proc = procSample(p.pid)
+          const s = {
+            t,
+            totalBytes: size.total,
+            heapBytes: size.heap,
+            indexes: Object.fromEntries(idx.map((i) => [i.name, i.bytes])),
+            liveTuples: size.live,
+            deadTuples: size.dead,
+            vacuums: size.vacuums,
+            backlog: await pending(c, handle.sql),
+            streamLength: await redis.xlen(stream),
+            claimCalls: claim.calls - (prev?.claim.calls ?? 0),
+            claimMeanMs: claim.calls > (prev?.claim.calls ?? 0)
+              ? round((claim.ms - (prev?.claim.ms ?? 0)) / (claim.calls - (prev?.claim.calls ?? 0)), 3)
+              : null,
+            claimRowsPerCall: claim.calls > (prev?.claim.calls ?? 0)
+              ? round((claim.rows - (prev?.claim.rows ?? 0)) / (claim.calls - (prev?.claim.calls ?? 0)), 1)
+              : null,
+            rssMiB: proc ? round(proc.rssKiB / 1024, 1) : null
+          }
+          return { s, claim }
+        }
+        let prev = await sample(0)
+        out.samples.push(prev.s)
+        const script = c.pgbenchScript
+        const bench = pgbenchRun(handle.db, script, 8, config.soakSec, ["-R", String(config.soakRate)])
+          .catch((e) => ({ error: e.message }))
+        const t0 = Date.now()
+        for (let i = 1; i <= Math.ceil(config.soakSec / interval) + 1; i++) {
+          const target = t0 + i * interval * 1000
+          await sleep(Math.max(0, target - Date.now()))
+          prev = await sample(Math.round((Date.now() - t0) / 1000), prev)
+          out.samples.push(prev.s)
+          log(`  ${c.name} t=${prev.s.t}s table ${fmtNum(prev.s.totalBytes / 2 ** 20, 1)} MiB backlog ${fmtNum(prev.s.backlog)}` +
+            ` dead ${fmtNum(prev.s.deadTuples)} claim ${fmtMs(prev.s.claimMeanMs)} (${prev.s.claimCalls} calls)`)
+          if (Date.now() - t0 > (config.soakSec + interval) * 1000) break
+        }
+        const r = await bench
+        out.producer = r.error ? { error: r.error } : { tps: round(r.tps, 0), latencyMs: r.latencyMs }
+        // Let it drain, bounded, then a last sample.
+        for (let i = 0; i < 200 && c.name !== "classic" && (await pending(c, handle.sql)) > 0; i++) await sleep(100)
+        prev = await sample(Math.round((Date.now() - t0) / 1000), prev)
+        out.samples.push({ ...prev.s, final: true })
+        out.delivered = await redis.xlen(stream)
+        if (!p.isRunning()) out.error = `exited:\n${p.logTail()}`
+      } catch (error) {
+        out.error = error.message
+        noteError(`soak ${c.name}`, error)
+      } finally {
+        if (p) await stopCompetitor(p)
+        await redis.unlink(stream)
+        await dropDb(handle)
+      }
+      results.soak.push(out)
+    }
+  } finally {
+    await admin.unsafe("ALTER SYSTEM SET pg_stat_statements.track = 'none'")
+    await admin.unsafe("SELECT pg_reload_conf()")
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- main
+try {
+  if (scenarios.includes("drain")) await runDrain()
+  if (scenarios.includes("latency")) await runLatency()
+  if (scenarios.includes("overhead")) await runOverhead()
+  if (scenarios.includes("soak")) await runSoak()
+} catch (error) {
+  noteError("bench", error)
+} finally {
+  results.meta.loadavgAtEnd = loadavg().map((x) => round(x, 2))
+  results.meta.durationSeconds = Math.round((Date.now() - started) / 1000)
+  await cleanup()
+}
+
+// ---------------------------------------------------------------------------------------------- output
+const { summaryTable } = await import("./lib/summary.mjs")
+const dir = join(root, "bench", "results")
+mkdirSync(dir, { recursive: true })
+const stamp = new Date(started).toISOString().replace(/[:.]/g, "-").slice(0, 19)
+const json = JSON.stringify(results, null, 2)
+writeFileSync(join(dir, "latest.json"), json)
+writeFileSync(join(dir, `${stamp}${quick ? "-quick" : ""}.json`), json)
+console.log(`\n${summaryTable(results)}`)
+log(`wrote bench/results/latest.json and bench/results/${stamp}${quick ? "-quick" : ""}.json in ${results.meta.durationSeconds}s`)
+if (!quick && !flag("no-report") && !onlyArg && !scenarioArg) {
+  execFileSync(process.execPath, [join(root, "bench", "report.mjs"), join(dir, "latest.json")], { stdio: "inherit" })
+}
+process.exit(results.errors.length ? 1 : 0)
