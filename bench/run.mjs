@@ -7,7 +7,7 @@
  *   npm run bench                          full run (about 12 minutes on 2 cores)
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic
- *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak (comma-separated)
+ *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile (comma-separated)
  *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run, off with --quick)
  *   npm run bench -- --no-build            do not run `npm run build` first
  *   npm run bench -- --no-report           do not regenerate docs/benchmarks.md
@@ -59,10 +59,10 @@ const selected = onlyArg
   : allNames
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
-    if (!["drain", "latency", "overhead", "soak"].includes(s)) throw new Error(`--scenario: unknown ${s}`)
+    if (!["drain", "latency", "overhead", "soak", "profile"].includes(s)) throw new Error(`--scenario: unknown ${s}`)
     return s
   })
-  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : [])]
+  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : []), "profile"]
 
 const config = quick
   ? {
@@ -92,6 +92,7 @@ const results = {
   latency: [],
   overhead: [],
   soak: [],
+  profile: null,
   errors: []
 }
 const noteError = (where, error) => {
@@ -711,6 +712,15 @@ try {
   if (scenarios.includes("latency")) await runLatency()
   if (scenarios.includes("overhead")) await runOverhead()
   if (scenarios.includes("soak")) await runSoak()
+  if (scenarios.includes("profile") && selected.includes("relay")) {
+    log("== profile: where the relay's time per event goes (bench/profile.mjs)")
+    const { runProfile } = await import("./profile.mjs")
+    try {
+      results.profile = await runProfile({ pgAdmin: admin, urlFor: pg.urlFor, redisUrl: redisServer.url, quick, log })
+    } catch (error) {
+      noteError("profile", error)
+    }
+  }
 } catch (error) {
   noteError("bench", error)
 } finally {

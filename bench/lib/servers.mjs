@@ -3,8 +3,9 @@
  *
  * Same approach as test/support/pgServer.ts (initdb + postgres from /usr/lib/postgresql/<v>/bin, run
  * as the `postgres` user when we are root), but with durable settings: fsync on, synchronous_commit on,
- * full_page_writes on, everything else default except max_connections and pg_stat_statements (loaded,
- * tracking off until a scenario turns it on). Plain .mjs: the test helpers import "./x.js" paths that
+ * full_page_writes on, everything else default except max_connections and pg_stat_statements (loaded;
+ * its tracking is switched off with ALTER SYSTEM right after start, because a -c option would win over
+ * ALTER SYSTEM, and switched on only by the soak scenario). Plain .mjs: the test helpers import "./x.js" paths that
  * only exist as .ts, so Node's type stripping cannot load them directly.
  */
 import { execFile, execFileSync, spawn } from "node:child_process"
@@ -95,7 +96,6 @@ export const pgSettings = {
   full_page_writes: "on",
   max_connections: "200",
   shared_preload_libraries: "pg_stat_statements",
-  "pg_stat_statements.track": "none",
   "pg_stat_statements.max": "1000"
 }
 
@@ -129,6 +129,13 @@ export const startPostgres = async () => {
     }
   }, 60_000, 100, () => (child.exitCode !== null ? new Error(`postgres exited:\n${tail()}`) : undefined))
   const version = execFileSync(join(bin, "postgres"), ["--version"], { encoding: "utf8" }).trim()
+  const boot = postgres(url, { max: 1, onnotice: () => {} })
+  try {
+    await boot.unsafe("ALTER SYSTEM SET pg_stat_statements.track = 'none'")
+    await boot.unsafe("SELECT pg_reload_conf()")
+  } finally {
+    await boot.end({ timeout: 1 })
+  }
   return {
     url,
     port,

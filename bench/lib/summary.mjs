@@ -3,6 +3,7 @@
  * docs/benchmarks.md by bench/report.mjs. Everything comes from the results JSON.
  */
 import { fmtMs, fmtNum } from "./stats.mjs"
+import { profileTable } from "../profile.mjs"
 
 const label = (results, name) => results.competitors?.[name]?.label ?? name
 const table = (header, rows) =>
@@ -125,6 +126,7 @@ export const summaryTable = (results) => {
   if (results.latency.length) parts.push(`### Latency (producer COMMIT → consumer XREAD)\n\n${latencyTable(results)}`)
   if (results.overhead.length) parts.push(`### Producer overhead (pgbench, single-row transactions, relay running)\n\n${overheadTable(results)}`)
   if (results.soak.length) parts.push(`### Table health (soak)\n\n${soakTable(results)}`)
+  if (results.profile?.breakdown) parts.push(`### Relay time per event (µs)\n\n${profileTable(results.profile)}`)
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
   if (results.errors?.length) parts.push(`### Errors\n\n${results.errors.map((e) => `- ${e.where}: ${e.message.split("\n")[0]}`).join("\n")}`)

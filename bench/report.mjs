@@ -1,0 +1,272 @@
+#!/usr/bin/env node
+/**
+ * Writes docs/benchmarks.md and docs/bench-*.svg from a results file of `npm run bench`
+ * (default bench/results/latest.json). Every figure in the document comes from that JSON.
+ *
+ *   node bench/report.mjs [bench/results/<file>.json]
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { basename, join, relative } from "node:path"
+import { root } from "./lib/competitors.mjs"
+import { barChart, lineChart, palette } from "./lib/svg.mjs"
+import { fmtMs, fmtNum } from "./lib/stats.mjs"
+import { drainTable, latencyTable, overheadTable, ratios, soakTable } from "./lib/summary.mjs"
+import { profileTable } from "./profile.mjs"
+
+const file = process.argv[2] ?? join(root, "bench", "results", "latest.json")
+const results = JSON.parse(readFileSync(file, "utf8"))
+const docs = join(root, "docs")
+mkdirSync(docs, { recursive: true })
+
+const order = ["relay", "graphile", "graphile-default", "classic"]
+const color = (name) => palette[order.indexOf(name)] ?? "#333"
+const label = (name) => results.competitors?.[name]?.label ?? name
+const charts = []
+const chart = (name, svg, alt) => {
+  writeFileSync(join(docs, name), svg)
+  charts.push(name)
+  return `![${alt}](${name})`
+}
+
+// ------------------------------------------------------------------------------------------ charts
+const latencyCharts = [...new Set(results.latency.filter((l) => l.rate).map((l) => l.rate))].map((rate) => {
+  const rows = results.latency.filter((l) => l.rate === rate && l.cdf)
+  const finite = rows.flatMap((l) => l.cdf.map(([, v]) => v)).filter((v) => Number.isFinite(v) && v > 0)
+  const min = Math.max(0.1, 10 ** Math.floor(Math.log10(Math.min(...finite))))
+  const max = 10 ** Math.ceil(Math.log10(Math.max(...finite)))
+  return chart(`bench-latency-${rate}.svg`, lineChart({
+    title: `Latency distribution at ${rate} events/s (producer COMMIT → XREAD receipt)`,
+    series: rows.map((l) => ({
+      label: `${label(l.competitor)}${l.missing ? " (line ends: rest not delivered)" : ""}`,
+      color: color(l.competitor),
+      points: l.cdf.map(([q, v]) => [v, q])
+    })),
+    x: { label: "latency (ms, log scale)", log: true, min, max },
+    y: { label: "percentile of events", min: 0, max: 100 },
+    note: `${results.meta.config.latencySec} s per run; from ${basename(file)}`
+  }), `latency CDF at ${rate}/s`)
+})
+
+const drainChart = (() => {
+  const rows = results.drain.filter((d) => d.rate)
+  if (!rows.length) return ""
+  const groupKey = (d) => `${fmtNum(d.backlog)} backlog${d.complete ? "" : ` (${d.capSec} s cap)`}`
+  const sizes = [...new Set(rows.map((d) => d.backlog))].sort((a, b) => a - b)
+  const groups = sizes.map((n) => ({
+    label: `${fmtNum(n)} backlog`,
+    bars: rows.filter((d) => d.backlog === n).sort((a, b) => order.indexOf(a.competitor) - order.indexOf(b.competitor))
+      .map((d) => ({ label: label(d.competitor), color: color(d.competitor), value: d.rate, text: `${fmtNum(d.rate)}${d.complete ? "" : "*"}` }))
+  }))
+  void groupKey
+  const values = rows.map((d) => d.rate)
+  return chart("bench-drain.svg", barChart({
+    title: "Backlog drain throughput (events/s, log scale)",
+    groups,
+    y: { label: "events/s", log: true, min: 10 ** Math.floor(Math.log10(Math.min(...values))), max: 10 ** Math.ceil(Math.log10(Math.max(...values)) + 0.05) },
+    note: "* did not finish within its time cap: rate over the events it delivered"
+  }), "drain throughput by backlog size")
+})()
+
+const overheadChart = (() => {
+  const rows = results.overhead.filter((o) => o.median)
+  if (!rows.length) return ""
+  const writers = [...new Set(rows.map((o) => o.writers))].sort((a, b) => a - b)
+  const kinds = [
+    { key: (o) => o.competitor === "relay" && o.trigger === "on", label: "relay table, trigger on", color: palette[0] },
+    { key: (o) => o.competitor === "relay" && o.trigger === "off", label: "relay table, trigger off", color: "#9ecae1" },
+    { key: (o) => o.competitor === "graphile", label: "graphile add_job", color: palette[1] },
+    { key: (o) => o.competitor === "classic", label: "classic plain INSERT", color: palette[3] }
+  ]
+  return chart("bench-overhead.svg", barChart({
+    title: "Producer commits/s (single-row transactions, relay running)",
+    groups: writers.map((w) => ({
+      label: `${w} writer${w > 1 ? "s" : ""}`,
+      bars: kinds.map((k) => ({ label: k.label, color: k.color, value: rows.find((o) => o.writers === w && k.key(o))?.median }))
+    })),
+    y: { label: "commits/s", min: 0, max: Math.max(...rows.map((o) => o.median)) * 1.15 }
+  }), "producer commits per second")
+})()
+
+const soakCharts = (() => {
+  const rows = results.soak.filter((s) => s.samples?.length > 1)
+  if (!rows.length) return []
+  const pts = (s, f) => s.samples.filter((x) => !x.final).map((x) => [x.t, f(x)])
+  const maxT = Math.max(...rows.flatMap((s) => s.samples.map((x) => x.t)))
+  const size = chart("bench-soak-size.svg", lineChart({
+    title: `Table + indexes size under ${fmtNum(results.soak[0].rate)} events/s`,
+    series: rows.map((s) => ({ label: label(s.competitor), color: color(s.competitor), points: pts(s, (x) => x.totalBytes / 2 ** 20) })),
+    x: { label: "seconds", min: 0, max: maxT },
+    y: { label: "MiB (pg_total_relation_size)", min: 0, max: Math.max(1, ...rows.flatMap((s) => s.samples.map((x) => x.totalBytes / 2 ** 20))) * 1.1 }
+  }), "table size over time")
+  const claims = rows.flatMap((s) => s.samples.map((x) => x.claimMeanMs)).filter((v) => Number.isFinite(v) && v > 0)
+  const claim = claims.length
+    ? chart("bench-soak-claim.svg", lineChart({
+      title: "Claim statement mean execution time (pg_stat_statements, per interval)",
+      series: rows.map((s) => ({ label: label(s.competitor), color: color(s.competitor), points: pts(s, (x) => x.claimMeanMs) })),
+      x: { label: "seconds", min: 0, max: maxT },
+      y: { label: "ms per call (log)", log: true, min: 10 ** Math.floor(Math.log10(Math.min(...claims))), max: 10 ** Math.ceil(Math.log10(Math.max(...claims))) }
+    }), "claim latency over time")
+    : ""
+  return [size, claim].filter(Boolean)
+})()
+
+const profileChart = (() => {
+  const b = results.profile?.breakdown
+  if (!b) return ""
+  const parts = [["claim", "claim", palette[0]], ["publish", "publish (Lua)", palette[1]], ["commit", "COMMIT", palette[2]],
+    ["runtimeOverhead", "runtime overhead", palette[3]], ["wholeBatch", "whole batch", "#555"]]
+  return chart("bench-profile.svg", barChart({
+    title: "outbox-relay: µs per event, batches of 1,000",
+    groups: b.map((r) => ({
+      label: `${r.streams} stream${r.streams > 1 ? "s" : ""}`,
+      bars: parts.map(([k, l, c]) => ({ label: l, color: c, value: r[k], text: String(r[k]) }))
+    })),
+    y: { label: "µs per event", min: 0, max: Math.max(...b.map((r) => r.wholeBatch ?? r.claim + r.publish + r.commit)) * 1.2 }
+  }), "time per event")
+})()
+
+// ------------------------------------------------------------------------------------------ document
+const m = results.meta
+const c = m.config
+const competitorsList = Object.entries(results.competitors).map(([name, x]) => `- **${x.label}** (\`${name}\`): ${x.settings}`).join("\n")
+const drainNote = (() => {
+  const classic = results.drain.find((d) => d.competitor === "classic")
+  const gd = results.drain.find((d) => d.competitor === "graphile-default")
+  const lines = []
+  if (classic) {
+    lines.push(`- The classic poller is measured on a ${fmtNum(classic.backlog)} backlog for at most ${classic.capSec} s ` +
+      `(it delivered ${fmtNum(classic.delivered)}); at ${fmtNum(classic.rate)} events/s a 1M backlog would take ` +
+      `${fmtNum(1e6 / classic.rate / 60, 0)} minutes, so it is not run.`)
+  }
+  if (gd) {
+    lines.push(`- graphile-worker with its defaults is measured on ${fmtNum(gd.backlog)} events with a ${gd.capSec} s cap ` +
+      `(delivered ${fmtNum(gd.delivered)}); at ${fmtNum(gd.rate)} events/s a 1M backlog would take ${fmtNum(1e6 / gd.rate / 60, 0)} minutes.`)
+  }
+  const repeated = results.drain.filter((d) => d.reps > 1)
+  if (repeated.length) lines.push(`- Backlogs under 1M are drained ${repeated[0].reps} times per competitor; the table shows the median rate and every run.`)
+  return lines.join("\n")
+})()
+
+const errors = results.errors?.length
+  ? `\n## Errors during this run\n\n${results.errors.map((e) => `- **${e.where}**: ${e.message.split("\n")[0]}`).join("\n")}\n`
+  : ""
+
+const doc = `# Benchmarks
+
+<!-- Generated by bench/report.mjs from ${relative(root, file)}; do not edit by hand: run \`npm run bench\`. -->
+
+GitHub issue 4: the fastest outbox relay on this machine, measured side by side. Every number and chart on this
+page comes from one run of \`${m.command}\` (started ${m.startedAt}, took ${fmtNum(m.durationSeconds / 60, 1)} minutes), written to
+\`bench/results/\` as JSON and turned into this page by \`node bench/report.mjs\`.
+
+## Machine
+
+| | |
+|---|---|
+| CPU | ${m.machine.cpuModel} |
+| cores (nproc) | ${m.machine.nproc} |
+| memory | ${fmtNum(m.machine.memoryMiB / 1024, 1)} GiB |
+| load average at start / end | ${m.machine.loadavgAtStart.join(", ")} / ${(m.loadavgAtEnd ?? m.machine.loadavgAtEnd ?? []).join(", ")} |
+
+The machine is shared and noisy: the load average above includes other work. Read ratios and medians, not
+the last digit.
+
+## Versions
+
+| | |
+|---|---|
+| Node.js | ${m.versions.node} |
+| Postgres | ${m.versions.postgres} |
+| Redis | ${m.versions.redis} |
+| graphile-worker | ${m.versions.graphileWorker} |
+| effect | ${m.versions.effect} |
+| postgres.js / ioredis | ${m.versions.postgresJs} / ${m.versions.ioredis} |
+| pgbench | ${m.versions.pgbench ?? "n/a"} |
+| outbox-relay source | git ${m.relaySource.gitHead}${m.relaySource.dirtyFiles ? ` + ${m.relaySource.dirtyFiles} uncommitted file(s) in src/sql/lua` : ""} (content hash ${m.relaySource.sourceHash}) |
+
+## How it is measured
+
+\`\`\`sh
+${m.command}
+\`\`\`
+
+One throwaway Postgres and one throwaway Redis, started by the bench on free ports and removed at the end.
+Postgres runs with ${Object.entries(m.postgresSettings).map(([k, v]) => `\`${k}=${v}\``).join(", ")}, otherwise
+defaults (pg_stat_statements tracking is off except during the soak). Redis runs with \`--save "" --appendonly no\`.
+Every competitor gets its own freshly created database per scenario and its own stream; each runs as its own
+process, started and stopped by the bench.
+
+${competitorsList}
+
+- **Drain**: the backlog is inserted with \`generate_series\` while the competitor is stopped, then
+  \`VACUUM ANALYZE\` and \`CHECKPOINT\`, then the competitor starts. The rate is counted from the first to the last
+  stream entry (Redis entry ids); "startup" is process start to the first entry; RSS is the maximum of VmRSS
+  sampled every 200 ms; CPU is the competitor process's CPU time between the first and last entry, per event.
+- **Latency**: an open-loop producer (8 connections, one schedule) writes single-statement transactions
+  (\`INSERT\` into the outbox table, or \`SELECT graphile_worker.add_job(...)\`) at a fixed rate; the payload carries
+  the producer's clock (\`performance.timeOrigin + performance.now()\`) read just before the statement and its COMMIT
+  are sent. A separate Redis connection in the same process reads the stream with \`XREAD BLOCK\`; latency is the
+  receipt time minus that stamp (one process, one clock). Runs last ${c.latencySec} s after a warm-up; events not
+  delivered within ${c.latencyDrainWaitSec} s after the last one count as infinitely late.
+- **Producer overhead**: pgbench (\`-M prepared\`, ${c.overheadSec} s per run, ${c.overheadReps} repetition(s), median) runs
+  single-row transactions at 1, 8 and 32 clients while the competitor runs. For the relay, with its table's triggers
+  enabled and disabled (\`ALTER TABLE outbox_events DISABLE TRIGGER ...\`). Between runs the backlog is drained (or,
+  for the classic poller, which cannot keep up, truncated).
+- **Soak**: pgbench produces ${fmtNum(c.soakRate)} events/s (\`-R\`, 8 clients) for ${c.soakSec} s; every few seconds the bench
+  samples \`pg_total_relation_size\`, each index's \`pg_relation_size\`, live/dead tuples, the backlog, and the mean
+  execution time of the claim statement (pg_stat_statements: statements with \`SKIP LOCKED\`, or the classic poll).
+
+## Results
+
+### Backlog drain
+
+${drainTable(results)}
+
+${drainNote}
+
+${drainChart}
+
+### Latency (producer COMMIT → consumer XREAD receipt)
+
+${latencyTable(results)}
+
+${latencyCharts.join("\n\n")}
+
+### Producer overhead (commits/s of single-row transactions, competitor running)
+
+${overheadTable(results)}
+
+${overheadChart}
+
+### Table health under ${fmtNum(c.soakRate)} events/s
+
+${results.soak.length ? soakTable(results) : "Not run (`npm run bench -- --scenario soak --soak 600`)."}
+
+${soakCharts.join("\n\n")}
+
+### Ratios
+
+${ratios(results)}
+
+## Where the relay's time per event goes
+
+\`bench/profile.mjs\` (run as part of \`npm run bench\`, or alone: \`node bench/profile.mjs\`) times the relay's own
+claim statement (from \`dist/Statements.js\`), \`lua/publish.lua\` via EVALSHA and the COMMIT, called directly, and
+compares them with the whole batch as the relay daemon reports it in its metrics while draining
+${fmtNum(results.profile?.daemon?.[0]?.backlog)} events.
+
+${results.profile?.breakdown ? profileTable(results.profile) : "Not run."}
+
+${profileChart}
+${errors}
+## Reproduce
+
+\`\`\`sh
+npm run bench                    # full run; rewrites this page
+npm run bench -- --quick         # smoke run (does not rewrite this page)
+node bench/report.mjs bench/results/<file>.json   # this page from an earlier run
+\`\`\`
+`
+
+writeFileSync(join(docs, "benchmarks.md"), doc)
+console.log(`wrote docs/benchmarks.md and ${charts.map((n) => `docs/${n}`).join(", ")}`)
