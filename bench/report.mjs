@@ -37,13 +37,13 @@ const latencyCharts = [...new Set(results.latency.filter((l) => l.rate).map((l) 
   return chart(`bench-latency-${rate}.svg`, lineChart({
     title: `Latency distribution at ${rate} events/s (producer COMMIT → XREAD receipt)`,
     series: rows.map((l) => ({
-      label: `${label(l.competitor)}${l.missing ? " (line ends: rest not delivered)" : ""}`,
+      label: `${label(l.competitor)}${l.missing ? " *" : ""}`,
       color: color(l.competitor),
       points: l.cdf.map(([q, v]) => [v, q])
     })),
     x: { label: "latency (ms, log scale)", log: true, min, max },
     y: { label: "percentile of events", min: 0, max: 100 },
-    note: `${results.meta.config.latencySec} s per run; from ${basename(file)}`
+    note: `${results.meta.config.latencySec} s per run; * line ends where events were not delivered within ${results.meta.config.latencyDrainWaitSec} s after the run; from ${basename(file)}`
   }), `latency CDF at ${rate}/s`)
 })
 

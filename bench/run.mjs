@@ -73,10 +73,10 @@ const config = quick
     soakSec: Number(soakArg ?? 20), soakRate: 5000
   }
   : {
-    drainSizes: [100_000, 1_000_000], drainReps: 3, drainCapSec: 300, classicBacklog: 20_000, classicWindowSec: 60,
-    defaultGraphileSizes: [100_000], defaultGraphileCapSec: 90,
-    latencyRates: [100, 1000], latencySec: 15, latencyDrainWaitSec: 10,
-    overheadWriters: [1, 8, 32], overheadSec: 4, overheadReps: 3,
+    drainSizes: [100_000, 1_000_000], drainReps: 3, drainCapSec: 300, classicBacklog: 20_000, classicWindowSec: 30,
+    defaultGraphileSizes: [100_000], defaultGraphileCapSec: 45,
+    latencyRates: [100, 1000], latencySec: 10, latencyDrainWaitSec: 5,
+    overheadWriters: [1, 8, 32], overheadSec: 3, overheadReps: 3,
     soakSec: Number(soakArg ?? 60), soakRate: 5000
   }
 if (!Number.isFinite(config.soakSec) || config.soakSec < 5 || config.soakSec > 7200) throw new Error("--soak: seconds from 5 to 7200")
@@ -708,10 +708,16 @@ const runSoak = async () => {
 
 // ---------------------------------------------------------------------------------------------- main
 try {
-  if (scenarios.includes("drain")) await runDrain()
-  if (scenarios.includes("latency")) await runLatency()
-  if (scenarios.includes("overhead")) await runOverhead()
-  if (scenarios.includes("soak")) await runSoak()
+  results.meta.scenarioSeconds = {}
+  const timed = async (name, f) => {
+    const t = Date.now()
+    await f()
+    results.meta.scenarioSeconds[name] = Math.round((Date.now() - t) / 1000)
+  }
+  if (scenarios.includes("drain")) await timed("drain", runDrain)
+  if (scenarios.includes("latency")) await timed("latency", runLatency)
+  if (scenarios.includes("overhead")) await timed("overhead", runOverhead)
+  if (scenarios.includes("soak")) await timed("soak", runSoak)
   if (scenarios.includes("profile") && selected.includes("relay")) {
     log("== profile: where the relay's time per event goes (bench/profile.mjs)")
     const { runProfile } = await import("./profile.mjs")

@@ -35,9 +35,10 @@ export const latencyTable = (results) => {
     fmtMs(l.p90),
     fmtMs(l.p99),
     fmtMs(l.max),
+    `${fmtNum(l.achievedRate)}/s`,
     `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""}`
   ])
-  return table(["competitor", "rate", "p50", "p90", "p99", "max", "delivered"], rows)
+  return table(["competitor", "target rate", "p50", "p90", "p99", "max", "producer achieved", "delivered"], rows)
 }
 
 export const overheadTable = (results) => {

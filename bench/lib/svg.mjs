@@ -60,7 +60,7 @@ const legend = (items, x, y) =>
  * series: [{ label, color, points: [[x, y], ...] }]; x/y: { label, log, min, max, unit }.
  */
 export const lineChart = ({ title, series, x, y, width = 760, height = 420, note }) => {
-  const m = { l: 70, r: 210, t: 40, b: 55 }
+  const m = { l: 70, r: 230, t: 40, b: 55 }
   const X = axis(x)
   const Y = axis(y)
   const px = (v) => X.pos(v, m.l, width - m.r)
@@ -87,7 +87,7 @@ ${note ? `<text x="${m.l}" y="${height - 2}" font-size="10" fill="#555">${esc(no
  * groups: [{ label, bars: [{ label, color, value, text }] }]; y: { label, log, min, max, unit }.
  */
 export const barChart = ({ title, groups, y, width = 760, height = 420, note }) => {
-  const m = { l: 70, r: 210, t: 40, b: 60 }
+  const m = { l: 70, r: 230, t: 40, b: 60 }
   const Y = axis(y)
   const py = (v) => Y.pos(v, height - m.b, m.t)
   const plotW = width - m.l - m.r
