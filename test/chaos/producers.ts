@@ -16,7 +16,7 @@
  *   recorded and must never reach a stream.
  */
 import { randomUUID } from "node:crypto"
-import postgres from "postgres"
+import pg from "pg"
 
 export const ledgerDdl = `
   CREATE TABLE IF NOT EXISTS chaos_ledger (
@@ -62,7 +62,20 @@ export interface ProductionResult {
   readonly rolledBack: ReadonlySet<string>
 }
 
-class Rollback extends Error {}
+/** A broken promise of this test (not a server failure): fail at once. */
+class ProducerBug extends Error {}
+
+/**
+ * Errors a producer retries: the connection or the server went away (or refused us while starting or
+ * stopping), or a client-side timeout. A server error with another SQLSTATE (a constraint, a syntax
+ * error) is a bug in this test: fail at once.
+ */
+export const isTransient = (error: unknown): boolean => {
+  if (error instanceof ProducerBug) return false
+  const code = String((error as { code?: unknown }).code ?? "")
+  if (/^[0-9A-Z]{5}$/.test(code)) return /^(08|57P0[1-3]|53|40001|40P01)/.test(code)
+  return true
+}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -72,7 +85,7 @@ const eventSql = (n: number) => {
   const values: Array<string> = []
   for (let i = 0; i < n; i++) {
     const b = i * 5
-    values.push(`($${b + 1}::uuid, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}::jsonb)`)
+    values.push(`($${b + 1}::text::uuid, $${b + 2}::text, $${b + 3}::text, $${b + 4}::text, $${b + 5}::text::jsonb)`)
   }
   return `INSERT INTO outbox_events (event_id, topic, event_type, aggregate_id, payload) VALUES ${values.join(", ")}`
 }
@@ -81,7 +94,7 @@ const ledgerSql = (n: number) => {
   const values: Array<string> = []
   for (let i = 0; i < n; i++) {
     const b = i * 4
-    values.push(`($${b + 1}::uuid, $${b + 2}::int, $${b + 3}::int, $${b + 4}::int)`)
+    values.push(`($${b + 1}::text::uuid, $${b + 2}::text::int, $${b + 3}::text::int, $${b + 4}::text::int)`)
   }
   return `INSERT INTO chaos_ledger (event_id, aggregate, seq, producer) VALUES ${values.join(", ")}
           ON CONFLICT (event_id) DO NOTHING RETURNING event_id`
@@ -108,19 +121,52 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
   const noteError = (error: unknown) => {
     const e = error as { code?: string; message?: string }
     const key = `${e.code ?? "?"}: ${(e.message ?? String(error)).slice(0, 80)}`
-    stats.errors.set(key, (stats.errors.get(key) ?? 0) + 1)
+    const n = (stats.errors.get(key) ?? 0) + 1
+    stats.errors.set(key, n)
+    if (n === 1) options.log(`producer error (first of its kind): ${key}`)
   }
 
   const producer = async (p: number) => {
-    const sql = postgres(options.url, {
-      max: 1,
-      connect_timeout: 3,
-      idle_timeout: 0,
-      max_lifetime: null,
-      fetch_types: false,
-      onnotice: () => {},
-      connection: { application_name: `chaos-producer-${p}` }
-    })
+    // One explicit session at a time (node-postgres never reconnects behind our back); after any error
+    // it is thrown away and the next attempt opens a new one.
+    let client: pg.Client | undefined
+    const session = async () => {
+      if (client) return client
+      const fresh = new pg.Client({
+        connectionString: options.url,
+        application_name: `chaos-producer-${p}`,
+        connectionTimeoutMillis: 3_000,
+        query_timeout: 30_000
+      })
+      fresh.on("error", () => {})
+      try {
+        await fresh.connect()
+      } catch (error) {
+        void fresh.end().catch(() => {})
+        throw error
+      }
+      client = fresh
+      return fresh
+    }
+    const discard = () => {
+      const old = client
+      client = undefined
+      void old?.end().catch(() => {})
+    }
+    /** BEGIN, `body`, then COMMIT or ROLLBACK as it says; any error discards the session. */
+    const transaction = async <A>(body: (c: pg.Client) => Promise<{ readonly end: "COMMIT" | "ROLLBACK"; readonly value: A }>) => {
+      try {
+        const c = await session()
+        await c.query("BEGIN")
+        const { end, value } = await body(c)
+        await c.query(end)
+        return value
+      } catch (error) {
+        discard()
+        throw error
+      }
+    }
+
     const mine = Array.from({ length: options.aggregates }, (_, a) => a).filter((a) => a % options.producers === p)
     const nextSeq = new Map(mine.map((a) => [a, 0]))
     let committed = 0
@@ -129,7 +175,10 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
       while (committed < options.eventsPerProducer) {
         if (Date.now() > options.deadline) throw new Error(`producer ${p}: deadline passed at ${committed} events`)
         const rollback = Math.random() < options.rollbackRatio
-        const size = Math.min(1 + Math.floor(Math.random() * options.maxTxSize), rollback ? options.maxTxSize : options.eventsPerProducer - committed)
+        const size = Math.min(
+          1 + Math.floor(Math.random() * options.maxTxSize),
+          rollback ? options.maxTxSize : options.eventsPerProducer - committed
+        )
         // Sequence numbers are only consumed by a commit; a rolled-back transaction borrows the next ones.
         const seqs = new Map(nextSeq)
         const events: Array<PlannedEvent> = []
@@ -160,16 +209,16 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
         if (rollback) {
           for (const e of events) rolledBack.add(e.eventId)
           try {
-            await sql.begin(async (tx) => {
-              await tx.unsafe(ledgerSql(size), ledgerParams)
-              await tx.unsafe(eventSql(size), outboxParams)
-              throw new Rollback()
+            await transaction(async (c) => {
+              await c.query(ledgerSql(size), ledgerParams)
+              await c.query(eventSql(size), outboxParams)
+              return { end: "ROLLBACK", value: undefined }
             })
           } catch (error) {
-            if (!(error instanceof Rollback)) {
-              stats.failedAttempts++
-              noteError(error)
-            }
+            // Never committed either way (no COMMIT was sent).
+            if (!isTransient(error)) throw error
+            stats.failedAttempts++
+            noteError(error)
           }
           stats.rolledBackTx++
           continue
@@ -180,26 +229,23 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
         for (let attempt = 0;; attempt++) {
           if (Date.now() > options.deadline) throw new Error(`producer ${p}: deadline passed retrying a transaction`)
           try {
-            const outcome = await sql.begin(async (tx) => {
-              const inserted = await tx.unsafe(ledgerSql(size), ledgerParams)
-              if (inserted.length === 0) return "already" as const
-              if (inserted.length !== size) {
-                throw new Error(`ledger partially present (${inserted.length} of ${size}): transactions are not atomic?`)
+            const outcome = await transaction(async (c) => {
+              const inserted = await c.query(ledgerSql(size), ledgerParams)
+              if (inserted.rowCount === 0) {
+                if (!retry) throw new ProducerBug("fresh event_ids already in the ledger")
+                return { end: "ROLLBACK", value: "already" as const }
               }
-              await tx.unsafe(eventSql(size), outboxParams)
-              return "committed" as const
+              if (inserted.rowCount !== size) {
+                throw new ProducerBug(`ledger partially present (${inserted.rowCount} of ${size}): transactions are not atomic?`)
+              }
+              await c.query(eventSql(size), outboxParams)
+              return { end: "COMMIT", value: "committed" as const }
             })
-            if (outcome === "already") {
-              if (!retry) throw new Error("fresh event_ids already in the ledger")
-              stats.resolvedCommitted++
-            } else if (retry) {
-              stats.resolvedNotCommitted++
-            }
+            if (outcome === "already") stats.resolvedCommitted++
+            else if (retry) stats.resolvedNotCommitted++
             break
           } catch (error) {
-            if ((error as Error).message.includes("ledger partially present") || (error as Error).message.includes("fresh event_ids")) {
-              throw error
-            }
+            if (!isTransient(error)) throw error
             stats.failedAttempts++
             noteError(error)
             retry = true
@@ -216,7 +262,7 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
         if (ahead > 0) await sleep(ahead)
       }
     } finally {
-      await sql.end({ timeout: 2 }).catch(() => {})
+      discard()
     }
   }
 

@@ -68,8 +68,11 @@ export const account = (
   rolledBack: ReadonlySet<string>,
   entries: ReadonlyArray<StreamEntry>,
   prefix: string,
-  aggregateIdOf: (aggregate: number) => string
+  aggregateIdOf: (aggregate: number) => string,
+  /** Stream entry ids are Redis clock milliseconds: examples show them relative to this. */
+  t0 = 0
 ): Accounting => {
+  const at = (entry: StreamEntry) => `${entry.stream} ${entry.id} (+${((Number(entry.id.split("-")[0]) - t0) / 1000).toFixed(1)}s)`
   const byId = new Map(ledger.map((row) => [row.event_id, row]))
   const seen = new Map<string, number>()
   const lastSeq = new Map<string, number>()
@@ -89,16 +92,16 @@ export const account = (
     seen.set(eventId, count)
     if (count > 1) {
       duplicates++
-      example("duplicate", `${entry.stream} ${entry.id} event_id=${eventId} (copy ${count})`)
+      example("duplicate", `${at(entry)} event_id=${eventId} (copy ${count})`)
     }
     const row = byId.get(eventId)
     if (!row) {
       if (rolledBack.has(eventId)) {
         rolledBackPublished++
-        example("rolledBack", `${entry.stream} ${entry.id} event_id=${eventId}`)
+        example("rolledBack", `${at(entry)} event_id=${eventId}`)
       } else {
         unknown++
-        example("unknown", `${entry.stream} ${entry.id} event_id=${eventId}`)
+        example("unknown", `${at(entry)} event_id=${eventId}`)
       }
       continue
     }
@@ -114,14 +117,14 @@ export const account = (
       entry.stream !== `${prefix}${entry.fields.topic ?? ""}`
     ) {
       mismatched++
-      example("mismatch", `${entry.stream} ${entry.id} event_id=${eventId} payload=${entry.fields.payload}`)
+      example("mismatch", `${at(entry)} event_id=${eventId} payload=${entry.fields.payload}`)
     }
     if (count > 1) continue
     const key = `${entry.stream}\u0000${row.aggregate}`
     const previous = lastSeq.get(key)
     if (previous !== undefined && row.seq <= previous) {
       outOfOrder++
-      example("outOfOrder", `${entry.stream} ${entry.id} aggregate=${row.aggregate} seq=${row.seq} after seq=${previous}`)
+      example("outOfOrder", `${at(entry)} aggregate=${row.aggregate} seq=${row.seq} after seq=${previous}`)
     }
     lastSeq.set(key, Math.max(previous ?? -1, row.seq))
   }
