@@ -3,8 +3,10 @@
  * own Redis (AOF, appendfsync always, noeviction) while producers commit 50,000 events over 100
  * aggregates and 5 topics, and on a schedule: a relay SIGKILLed (and restarted) every few seconds,
  * Redis restarted twice (SIGTERM once, SIGKILL once: with appendfsync always neither loses an
- * acknowledged write), Postgres restarted once (fast shutdown), the relays' backends terminated, and
- * Redis filled to maxmemory for a few seconds, twice.
+ * acknowledged write), Postgres restarted once (fast shutdown), Redis filled to maxmemory for a few
+ * seconds, twice, and the relays' Postgres backends terminated (pg_terminate_backend) seven times: on
+ * their own, and in the middle of each Redis outage and each OOM window, when the relays sit between
+ * retries with idle claim sessions.
  *
  * Then, once the outbox drained: every committed event (the producers' ledger, written in the same
  * transactions) is in its stream exactly once, no rolled-back event is, each aggregate's sequence
@@ -119,7 +121,10 @@ const run = async (t0: number, note: (text: string) => void) => {
   const restartRedis = async (how: "stop" | "kill") => {
     await (how === "stop" ? redis!.stop() : redis!.kill())
     note(`redis ${how === "stop" ? "stopped (SIGTERM)" : "killed (SIGKILL)"}`)
-    await sleep(1_000)
+    // Faults come together: the relays also lose their Postgres sessions while Redis is away.
+    const down = Date.now()
+    await terminateRelayBackends()
+    await sleep(Math.max(0, 1_000 - (Date.now() - down)))
     await redis!.start()
     counters.redisRestarts++
     note("redis started again (AOF loaded)")
@@ -142,7 +147,11 @@ const run = async (t0: number, note: (text: string) => void) => {
     })
     counters.oomWindows++
     note(`redis maxmemory set to used_memory + 1 KB (${used} bytes): writes fail with OOM`)
-    await sleep(ms)
+    const full = Date.now()
+    await sleep(ms / 2)
+    // ... and while Redis is full (the relays are between retries, their claim sessions idle).
+    await terminateRelayBackends()
+    await sleep(Math.max(0, ms - (Date.now() - full)))
     await raiseMaxmemory()
     note("redis maxmemory raised again (0: no limit)")
   }
