@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import type postgres from "postgres"
-import { eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+import { drained, eventually, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
@@ -129,7 +129,7 @@ describe("bad input", () => {
       assert.match(dead[0]!.last_error, /over RELAY_MAX_PAYLOAD_BYTES/)
       const mirrored = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders:dlq`, 1))
       assert.strictEqual(mirrored[0]!.fields.payload, "", "the mirror leaves the oversized payload in Postgres")
-      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
       yield* promise(() => insertEvents(t.sql, [{ topic: "orders", payload: { seq: 4 } }]))
       assert.strictEqual((yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 3))).length, 3)
     }).pipe(Effect.scoped))

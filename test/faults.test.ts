@@ -8,7 +8,7 @@ import { Context, Effect, Layer } from "effect"
 import { Health } from "../src/Health.js"
 import { freePort } from "./support/ports.js"
 import { startRedisServer } from "./support/redisServer.js"
-import { eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+import { drained, eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
@@ -98,7 +98,7 @@ describe("faults", () => {
       assert.deepStrictEqual(seqs, Array.from({ length: 150 }, (_, i) => i), "every event once, in order")
       const [dead] = yield* promise(() => t.sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NOT NULL`)
       assert.strictEqual(dead!.n, 0, "nothing dead-lettered")
-      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
       const after = yield* promise(() => eventually(() => Effect.runPromise(health.snapshot), (s) => s.ready))
       assert.isTrue(after.ready)
     }).pipe(Effect.scoped))
@@ -144,7 +144,7 @@ describe("faults", () => {
       const mirrored = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders:dlq`, 1))
       assert.strictEqual(mirrored.length, 1)
       assert.match(mirrored[0]!.fields.reason!, /RELAY_MAX_PAYLOAD_BYTES/)
-      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
       // Neighbours committed later still flow.
       yield* promise(() => insertEvents(t.sql, [{ topic: "orders", payload: { seq: 7 } }]))
       const later = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 4))

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest"
 import { killAllRelayProcesses, type RelayProcessHandle, startRelayProcess } from "./support/relayProcess.js"
-import { eventually, insertEvents, makeTestEnv, pendingCount, readStream, type TestEnv } from "./helpers/harness.js"
+import { drained, eventually, insertEvents, makeTestEnv, readStream, type TestEnv } from "./helpers/harness.js"
 
 interface Readiness {
   readonly ready: boolean
@@ -90,6 +90,6 @@ describe("several relays", () => {
         .map((e) => (JSON.parse(e.fields.payload!) as { i: number }).i)
       expect(seq).toEqual(Array.from({ length: perAggregate }, (_, i) => i))
     }
-    expect(await pendingCount(t.sql)).toBe(0)
+    expect(await drained(t.sql)).toBe(0)
   })
 })

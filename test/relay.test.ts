@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+import { drained, eventually, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
@@ -34,7 +34,7 @@ describe("relay", () => {
       assert.deepStrictEqual(JSON.parse(f.headers!), {})
       assert.match(f.event_id!, /^[0-9a-f-]{36}$/)
       assert.isFalse(Number.isNaN(Date.parse(f.occurred_at!)))
-      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
   it.live("publishes nothing for a rolled-back transaction", () =>
@@ -100,7 +100,7 @@ describe("relay", () => {
         assert.deepStrictEqual(seqs, [...seqs].sort((a, b) => a - b), "entries follow outbox id order")
         assert.strictEqual(new Set(seqs).size, seqs.length, "no duplicates")
       }
-      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
   it.live("keeps each aggregate's order while producers commit concurrently", () =>

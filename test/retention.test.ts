@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { Database } from "../src/Database.js"
-import { eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+import { drained, eventually, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
@@ -45,7 +45,7 @@ describe("retention", () => {
         { event_type: "Marker", published: true, dead: false },
         { event_type: "TooBig", published: false, dead: true }
       ])
-      assert.strictEqual(yield* promise(() => pendingCount(t.sql)), 0)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
   it.live("purges published rows older than the retention, never pending or dead ones", () =>

@@ -128,3 +128,9 @@ export const pendingCount = async (sql: postgres.Sql): Promise<number> => {
   const [row] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`
   return row!.n
 }
+
+/**
+ * Pending rows once the relay has committed what it already published: entries are visible in the
+ * stream a moment before the relay's COMMIT, so a count taken right after reading them can race it.
+ */
+export const drained = (sql: postgres.Sql, timeoutMs = 5_000) => eventually(() => pendingCount(sql), (n) => n === 0, timeoutMs)
