@@ -35,6 +35,8 @@ export interface RelayFleet {
   /** Every log line of every relay generation so far, parsed when JSON. */
   readonly allLines: () => ReadonlyArray<{ readonly seat: number; readonly generation: number; readonly line: string }>
   readonly kills: () => number
+  /** Each seat's current relay's /readyz body (or the error), for diagnostics. */
+  readonly readiness: () => Promise<ReadonlyArray<{ readonly seat: number; readonly pid: number | undefined; readonly body: unknown }>>
   readonly size: number
 }
 
@@ -136,7 +138,23 @@ export const makeRelayFleet = (size: number, env: Record<string, string>): Relay
     return out
   }
 
+  const readiness = () =>
+    Promise.all(seats.map(async (seat, index) => {
+      const handle = seat.handle
+      if (!handle || handle.exit() !== undefined) return { seat: index, pid: handle?.pid, body: "not running" }
+      const line = handle.lines().find((l) => message(l) === "admin http server listening")
+      const port = line ? (JSON.parse(line) as { annotations?: { port?: number } }).annotations?.port : undefined
+      if (!port) return { seat: index, pid: handle.pid, body: "no admin port logged yet" }
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2_000) })
+        return { seat: index, pid: handle.pid, body: await response.json() as unknown }
+      } catch (error) {
+        return { seat: index, pid: handle.pid, body: `readyz failed: ${(error as Error).message}` }
+      }
+    }))
+
   return {
+    readiness,
     startAll,
     killAndRestart,
     ensureRunning,
