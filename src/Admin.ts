@@ -9,21 +9,26 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServer, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
-import { Database } from "./Database.js"
+import { LeaseBoard } from "./Claimer.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
 const routes = HttpRouter.use(Effect.fn(function*(router) {
   const health = yield* Health
-  const database = yield* Database
+  const leases = yield* LeaseBoard
   yield* router.add("GET", "/healthz", Effect.succeed(HttpServerResponse.text("ok\n")))
   yield* router.add(
     "GET",
     "/readyz",
-    Effect.map(
-      Effect.all([health.snapshot, database.lease]),
-      ([snapshot, lease]) => HttpServerResponse.jsonUnsafe({ ...snapshot, slots: lease }, { status: snapshot.ready ? 200 : 503 })
-    )
+    Effect.map(Effect.all([health.snapshot, leases.all]), ([snapshot, lanes]) => {
+      const all = [...lanes.values()]
+      const slots = {
+        owned: all.flatMap((lease) => lease.owned).sort((a, b) => a - b),
+        lanes: all.length,
+        liveRelays: Math.max(0, ...all.map((lease) => lease.liveRelays))
+      }
+      return HttpServerResponse.jsonUnsafe({ ...snapshot, slots }, { status: snapshot.ready ? 200 : 503 })
+    })
   )
 }))
 

@@ -4,28 +4,26 @@
  */
 import { Layer } from "effect"
 import { AdminLive } from "./Admin.js"
+import { LeaseBoard } from "./Claimer.js"
 import { Database } from "./Database.js"
 import { DrainLoop } from "./DrainLoop.js"
 import { Health } from "./Health.js"
 import { Notifications } from "./Notifications.js"
-import { Relay } from "./Relay.js"
 import { StreamPublisher } from "./StreamPublisher.js"
-import { WakeState } from "./WakeState.js"
 
-/** Database, Redis, health probe and relay, without the loop or the HTTP server. */
-export const RelayServices = Relay.layer.pipe(
-  Layer.provideMerge(Health.layer),
-  Layer.provideMerge(Layer.mergeAll(Database.layer, StreamPublisher.layer))
+/** What every lane shares: the pooled database statements, Redis, health, the lease board. */
+export const RelayServices = Health.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(Database.layer, StreamPublisher.layer, LeaseBoard.layer))
 )
 
-/** The relay loop with LISTEN/NOTIFY wake-ups, on top of `RelayServices`. */
+/** The lanes with LISTEN/NOTIFY wake-ups, on top of `RelayServices` (no HTTP server). */
 export const RelayLoop = DrainLoop.pipe(
-  Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer)),
+  Layer.provide(Notifications.layer),
   Layer.provideMerge(RelayServices)
 )
 
-/** Everything `node dist/main.js run` starts: the loop and the admin HTTP server. Needs `RelayConfig`. */
+/** Everything `node dist/main.js run` starts: the lanes and the admin HTTP server. Needs `RelayConfig`. */
 export const RelayDaemon = Layer.mergeAll(
-  DrainLoop.pipe(Layer.provide(Layer.mergeAll(Notifications.layer, WakeState.layer))),
+  DrainLoop.pipe(Layer.provide(Notifications.layer)),
   AdminLive
 ).pipe(Layer.provideMerge(RelayServices))

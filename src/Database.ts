@@ -1,16 +1,13 @@
 /**
- * The Postgres side of the relay (postgres.js): claim a batch inside a transaction, commit it with its
- * dead letters, read stats, list and replay dead letters.
- *
- * The relay loop has its own single-connection client: its transaction spans the Redis round trip,
- * and a connection that failed mid-transaction is thrown away whole (`end`) and replaced, so a
- * half-finished transaction can never be reused. Everything else shares a small pool.
+ * The Postgres side of the relay (postgres.js): the row types, the client settings, and the pooled
+ * statements (health, stats, purge, dead letters). Claiming lives in `Claimer` (one per lane, each
+ * with its own connection).
  */
-import { Context, Duration, Effect, Layer, Redacted, Scope } from "effect"
+import { Context, Duration, Effect, Layer, Redacted } from "effect"
 import postgres from "postgres"
 import { DatabaseUnavailable, describe } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
-import { arrayParam, slotCount, statements } from "./Statements.js"
+import { arrayParam, statements } from "./Statements.js"
 
 /** One claimed outbox row, with JSON columns kept as text (published as-is, never re-serialised). */
 export interface OutboxRow {
@@ -59,7 +56,8 @@ export interface DeadRow {
   readonly dead_at: string
 }
 
-type Client = postgres.Sql<{}>
+/** A postgres.js client. */
+export type Client = postgres.Sql<{}>
 
 /** Opens a postgres.js client with the relay's session settings. */
 export const makeClient = (
@@ -89,6 +87,21 @@ export const makeClient = (
     }
   })
 
+/** Runs a driver call as an Effect: failures and timeouts become `DatabaseUnavailable`. */
+export const runQuery = <A>(
+  operation: string,
+  timeout: Duration.Duration,
+  run: () => Promise<A>
+): Effect.Effect<A, DatabaseUnavailable> =>
+  Effect.tryPromise({
+    try: run,
+    catch: (cause) => new DatabaseUnavailable({ operation, message: describe(cause) })
+  }).pipe(Effect.timeoutOrElse({
+    duration: timeout,
+    orElse: () =>
+      Effect.fail(new DatabaseUnavailable({ operation, message: `no answer within ${Duration.format(timeout)}` }))
+  }))
+
 /** Server-side keepalive so a vanished relay's session, and so its slot leases, end in time. */
 const deadClientSettings = (timeout: Duration.Duration) => {
   const seconds = Math.max(3, Math.floor(Duration.toSeconds(timeout)))
@@ -101,25 +114,7 @@ const deadClientSettings = (timeout: Duration.Duration) => {
   }
 }
 
-/** Who owns what: this relay's slots and how many relays share them. */
-export interface SlotLease {
-  readonly owned: ReadonlyArray<number>
-  readonly liveRelays: number
-  readonly target: number
-}
-
 export class Database extends Context.Service<Database, {
-  /**
-   * Claims up to `limit` pending rows of the slots this relay leases; rolls back when the scope
-   * closes before `commit`.
-   */
-  readonly claimBatch: (limit: number) => Effect.Effect<ClaimedBatch, DatabaseUnavailable, Scope.Scope>
-  /**
-   * Takes or gives back slots so that every live relay owns its share. Runs between batches only, on
-   * the claim connection (so a lease never outlives the claims made under it).
-   */
-  readonly rebalance: Effect.Effect<SlotLease, DatabaseUnavailable>
-  readonly lease: Effect.Effect<SlotLease>
   readonly ping: Effect.Effect<void, DatabaseUnavailable>
   /** Deletes published rows older than RELAY_RETENTION (all of them when it is 0); returns how many. */
   readonly purgePublished: Effect.Effect<number, DatabaseUnavailable>
@@ -134,121 +129,12 @@ export class Database extends Context.Service<Database, {
       const config = yield* RelayConfig
       const sqlText = statements(config.schema)
       const timeout = config.databaseTimeout
-      const retaining = Duration.toMillis(config.retention) > 0
+      const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
 
       const pool = yield* Effect.acquireRelease(
         Effect.sync(() => makeClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
         (client) => Effect.promise(() => client.end({ timeout: 2 })).pipe(Effect.ignore)
       )
-
-      // The relay loop's own connection; replaced after any failure.
-      let relayClient: Client | undefined
-      // Slots leased by the relay connection's session; gone with it.
-      let owned = new Set<number>()
-      let lease: SlotLease = { owned: [], liveRelays: 1, target: slotCount }
-      const relayConnection = () =>
-        relayClient ??= makeClient(config.databaseUrl, {
-          max: 1,
-          applicationName: "outbox-relay-claim",
-          timeout,
-          deadClientTimeout: config.leaseTimeout
-        })
-      const discardRelayConnection = Effect.suspend(() => {
-        const client = relayClient
-        relayClient = undefined
-        owned = new Set()
-        lease = { ...lease, owned: [] }
-        return client ? Effect.promise(() => client.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
-      })
-      yield* Effect.addFinalizer(() => discardRelayConnection)
-
-      const query = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, DatabaseUnavailable> =>
-        Effect.tryPromise({
-          try: run,
-          catch: (cause) => new DatabaseUnavailable({ operation, message: describe(cause) })
-        }).pipe(Effect.timeoutOrElse({
-          duration: timeout,
-          orElse: () =>
-            Effect.fail(
-              new DatabaseUnavailable({ operation, message: `no answer within ${Duration.format(timeout)}` })
-            )
-        }))
-
-      /** A failed statement on the relay connection: drop the connection, report the failure. */
-      const onRelayConnection = <A>(operation: string, run: (sql: Client) => Promise<A>) =>
-        query(operation, () => run(relayConnection())).pipe(Effect.tapError(() => discardRelayConnection))
-
-      const claimBatch = Effect.fnUntraced(function*(limit: number) {
-        if (owned.size === 0) {
-          return { rows: [], commit: () => Effect.void } satisfies ClaimedBatch
-        }
-        const slots = [...owned]
-        const open = { done: false }
-        // BEGIN and the claim are pipelined: one round trip.
-        const rows = yield* Effect.acquireRelease(
-          onRelayConnection("claim", (sql) =>
-            Promise.all([
-              sql.unsafe("BEGIN"),
-              sql.unsafe<Array<OutboxRow>>(retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch, [
-                limit,
-                arrayParam(slots)
-              ], { prepare: true })
-            ]).then(([, rows]) => rows)),
-          () =>
-            open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
-        )
-        // RETURNING does not promise an order; publishing relies on it.
-        const sorted = [...rows].sort((a, b) => compareIds(a.id, b.id))
-        const commit = (dead: ReadonlyArray<DeadLetter>) =>
-          onRelayConnection("commit", (sql) =>
-            Promise.all([
-              ...dead.map(({ reason, row }) =>
-                retaining
-                  ? sql.unsafe(sqlText.markDeadRetaining, [row.event_id, reason, String(row.attempts + 1)], {
-                    prepare: true
-                  })
-                  : sql.unsafe(sqlText.insertDead, [
-                  row.id, row.event_id, row.topic, row.event_type, row.aggregate_type, row.aggregate_id,
-                  row.tenant_id, row.payload, row.headers, String(row.schema_version), row.occurred_at,
-                  row.created_at, String(row.attempts + 1), reason
-                ], { prepare: true })
-              ),
-              sql.unsafe("COMMIT")
-            ])).pipe(
-              // Whatever the outcome, this transaction is over: no rollback at scope close.
-              Effect.ensuring(Effect.sync(() => {
-                open.done = true
-              })),
-              Effect.asVoid
-            )
-        return { rows: sorted, commit } satisfies ClaimedBatch
-      })
-
-      // A relay is live when its heartbeat (every second, see WakeState) is this recent.
-      const liveWindowMs = Math.min(5000, Math.max(2000, Duration.toMillis(config.leaseTimeout) / 2))
-      const rebalance = Effect.gen(function*() {
-        const [{ live }] = yield* onRelayConnection("rebalance", (sql) =>
-          sql.unsafe<[{ live: number }]>(sqlText.liveRelays, [liveWindowMs], { prepare: true }))
-        const target = Math.ceil(slotCount / live)
-        if (owned.size > target) {
-          const extra = [...owned].sort((a, b) => b - a).slice(0, owned.size - target)
-          yield* onRelayConnection("rebalance", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(extra)], { prepare: true }))
-          for (const slot of extra) owned.delete(slot)
-        } else if (owned.size < target) {
-          const candidates = shuffle(Array.from({ length: slotCount }, (_, i) => i).filter((i) => !owned.has(i)))
-          const [{ slots: leased }] = yield* onRelayConnection("rebalance", (sql) =>
-            sql.unsafe<[{ slots: string }]>(sqlText.tryLeaseSlots, [arrayParam(candidates)], { prepare: true }))
-          const slots = leased === "" ? [] : leased.split(",").map(Number)
-          const keep = slots.slice(0, target - owned.size)
-          const giveBack = slots.slice(target - owned.size)
-          if (giveBack.length > 0) {
-            yield* onRelayConnection("rebalance", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(giveBack)], { prepare: true }))
-          }
-          for (const slot of keep) owned.add(slot)
-        }
-        lease = { owned: [...owned].sort((a, b) => a - b), liveRelays: live, target }
-        return lease
-      })
 
       const purgePublished = Effect.gen(function*() {
         let total = 0
@@ -281,9 +167,6 @@ export class Database extends Context.Service<Database, {
           .pipe(Effect.map((rows) => rows.map((r) => r.event_id)))
 
       return Database.of({
-        claimBatch,
-        rebalance,
-        lease: Effect.sync(() => lease),
         ping,
         purgePublished,
         stats,
@@ -297,11 +180,3 @@ export class Database extends Context.Service<Database, {
 /** Numeric comparison of bigint ids held as decimal strings. */
 export const compareIds = (a: string, b: string): number =>
   a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0
-
-const shuffle = <A>(items: Array<A>): Array<A> => {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
-    ;[items[i], items[j]] = [items[j]!, items[i]!]
-  }
-  return items
-}

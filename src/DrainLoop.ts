@@ -8,6 +8,7 @@
  * gauges fresh and purges retained rows.
  */
 import { Clock, Duration, Effect, Layer, Metric, Queue, Schedule, Scope } from "effect"
+import { Claimer, LeaseBoard } from "./Claimer.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
 import { Notifications } from "./Notifications.js"
@@ -15,20 +16,18 @@ import { Relay } from "./Relay.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { WakeState } from "./WakeState.js"
 
-export const DrainLoop = Layer.effectDiscard(
+/** One lane's services: its claim connection and slots, its wake flag, its batch logic. */
+const LaneServices = Relay.layer.pipe(Layer.provideMerge(Layer.mergeAll(Claimer.layer, WakeState.layer)))
+
+/** One lane: drain, then idle until woken, for ever. */
+const laneLoop = (lane: number) =>
   Effect.gen(function*() {
     const config = yield* RelayConfig
     const relay = yield* Relay
-    const notifications = yield* Notifications
-    const database = yield* Database
+    const claimer = yield* Claimer
     const wake = yield* WakeState
-    const scope = yield* Scope.Scope
-    yield* Effect.logInfo("relay started").pipe(Effect.annotateLogs({
-      schema: config.schema,
-      streamPrefix: config.streamPrefix,
-      batchSize: config.batchSize,
-      pollInterval: Duration.format(config.pollInterval)
-    }))
+    const notifications = yield* Notifications
+    const wakeups = yield* notifications.subscribe
 
     /** The flag is a hint to producers: failing to set it only costs notifications. */
     const markAwake = wake.markAwake.pipe(
@@ -66,10 +65,9 @@ export const DrainLoop = Layer.effectDiscard(
       const now = yield* Clock.currentTimeMillis
       if (now - lastRebalance < leaseCheckMs) return false
       lastRebalance = now
-      const before = (yield* database.lease).owned
-      return yield* database.rebalance.pipe(
-        Effect.tap((lease) => Metric.update(Metrics.slotsOwned, lease.owned.length)),
-        Effect.tap((lease) =>
+      const before = (yield* claimer.lease).owned
+      return yield* claimer.rebalance.pipe(
+          Effect.tap((lease) =>
           lease.owned.length === before.length ? Effect.void : Effect.logInfo("slot leases changed").pipe(
             Effect.annotateLogs({ owned: lease.owned.length, liveRelays: lease.liveRelays, target: lease.target })
           )
@@ -107,7 +105,7 @@ export const DrainLoop = Layer.effectDiscard(
       const since = yield* Clock.currentTimeMillis
       while (true) {
         const woken = yield* Effect.raceFirst(
-          Effect.as(Queue.take(notifications.wakeups), true),
+          Effect.as(Queue.take(wakeups), true),
           Effect.as(Effect.sleep(Duration.millis(tickMs)), false)
         )
         if (woken) return
@@ -116,13 +114,38 @@ export const DrainLoop = Layer.effectDiscard(
       }
     })
 
-    yield* Effect.forkIn(
-      Effect.forever(Effect.andThen(drainCycle, idle)).pipe(
-        Effect.onInterrupt(() => Effect.logInfo("relay stopped: no batch in flight"))
-      ),
-      scope
-    )
-    const refreshStats = database.stats.pipe(
+    return yield* Effect.forever(Effect.andThen(drainCycle, idle))
+  }).pipe(
+    Effect.onInterrupt(() => Effect.logDebug("lane stopped: no batch in flight", lane)),
+    Effect.scoped,
+    Effect.provide(Layer.fresh(LaneServices))
+  )
+
+/**
+ * The daemon: `RELAY_CONCURRENCY` lanes, each with its own connection and slots, plus the backlog
+ * gauges and the purge of retained rows.
+ */
+export const DrainLoop = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const config = yield* RelayConfig
+    const database = yield* Database
+    const scope = yield* Scope.Scope
+    yield* Effect.logInfo("relay started").pipe(Effect.annotateLogs({
+      schema: config.schema,
+      streamPrefix: config.streamPrefix,
+      batchSize: config.batchSize,
+      lanes: config.concurrency,
+      pollInterval: Duration.format(config.pollInterval)
+    }))
+    for (let lane = 0; lane < config.concurrency; lane++) {
+      yield* Effect.forkIn(laneLoop(lane), scope)
+    }
+    const leases = yield* LeaseBoard
+    const refreshStats = Effect.andThen(
+      Effect.flatMap(leases.all, (lanes) =>
+        Metric.update(Metrics.slotsOwned, [...lanes.values()].reduce((n, lease) => n + lease.owned.length, 0))),
+      database.stats
+    ).pipe(
       Effect.flatMap((stats) =>
         Effect.all([
           Metric.update(Metrics.backlog, stats.pending),

@@ -11,10 +11,10 @@
  * - Any failure (error event, failed check, failed connect) closes the subscriber and opens a new
  *   one with backoff, for ever.
  *
- * Wake-ups coalesce: the queue holds at most one, so a burst of commits costs one drain.
+ * Wake-ups coalesce: each lane's queue holds at most one, so a burst of commits costs one drain.
  */
 import { randomBytes } from "node:crypto"
-import { Context, Deferred, Duration, Effect, Layer, Queue, Redacted, Schema } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Queue, Redacted, Schema, Scope } from "effect"
 import pgListen from "pg-listen"
 import { describe } from "./Errors.js"
 import { Health } from "./Health.js"
@@ -34,15 +34,22 @@ class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
 }) {}
 
 export class Notifications extends Context.Service<Notifications, {
-  /** Coalesced wake-ups: take one, then drain the outbox. */
-  readonly wakeups: Queue.Dequeue<Wakeup>
+  /** A queue of coalesced wake-ups of one's own (one per lane): take one, then drain the outbox. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Wakeup>, never, Scope.Scope>
 }>()("outbox-relay/Notifications") {
   static readonly layer = Layer.effect(
     Notifications,
     Effect.gen(function*() {
       const config = yield* RelayConfig
       const health = yield* Health
-      const wakeups = yield* Queue.sliding<Wakeup>(1)
+      const subscribers = new Set<Queue.Queue<Wakeup>>()
+      const wake = (reason: Wakeup) => {
+        for (const queue of subscribers) Queue.offerUnsafe(queue, reason)
+      }
+      const subscribe = Effect.acquireRelease(
+        Effect.tap(Queue.sliding<Wakeup>(1), (queue) => Effect.sync(() => subscribers.add(queue))),
+        (queue) => Effect.sync(() => subscribers.delete(queue))
+      )
       const pingChannel = `outbox_relay_ping_${process.pid}_${randomBytes(4).toString("hex")}`
 
       let healthySinceLastFailure = false
@@ -67,10 +74,10 @@ export class Notifications extends Context.Service<Notifications, {
           (subscriber) =>
             Effect.promise(() => subscriber.close()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
         )
-        subscriber.notifications.on(channel, () => Queue.offerUnsafe(wakeups, "notification"))
+        subscriber.notifications.on(channel, () => wake("notification"))
         subscriber.notifications.on(pingChannel, (token: string) => pending.get(token)?.())
         // pg-listen re-LISTENs by itself after a dropped connection, then says "connected".
-        subscriber.events.on("connected", () => Queue.offerUnsafe(wakeups, "connected"))
+        subscriber.events.on("connected", () => wake("connected"))
         subscriber.events.on("error", (error: Error) => fail(describe(error)))
 
         const attempt = (what: string, run: () => Promise<unknown> | undefined) =>
@@ -104,7 +111,7 @@ export class Notifications extends Context.Service<Notifications, {
         yield* check
         healthySinceLastFailure = true
         yield* health.report("listen")
-        yield* Queue.offer(wakeups, "connected")
+        wake("connected")
         yield* Effect.logInfo("listening for outbox notifications").pipe(Effect.annotateLogs({ channel }))
         return yield* Effect.raceFirst(
           Deferred.await(failed),
@@ -134,7 +141,7 @@ export class Notifications extends Context.Service<Notifications, {
         }
       }))
 
-      return Notifications.of({ wakeups })
+      return Notifications.of({ subscribe })
     })
   )
 }

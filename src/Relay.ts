@@ -13,7 +13,8 @@
  * or roll back before the connections close. The loop around it is `DrainLoop`.
  */
 import { Clock, Context, Duration, Effect, Layer, Metric, Schedule } from "effect"
-import { Database, type DeadLetter, type OutboxRow } from "./Database.js"
+import { Claimer } from "./Claimer.js"
+import type { DeadLetter, OutboxRow } from "./Database.js"
 import type { TransientError } from "./Errors.js"
 import { Health } from "./Health.js"
 import * as Metrics from "./Metrics.js"
@@ -44,13 +45,13 @@ export class Relay extends Context.Service<Relay, {
     Relay,
     Effect.gen(function*() {
       const config = yield* RelayConfig
-      const database = yield* Database
+      const claimer = yield* Claimer
       const publisher = yield* StreamPublisher
       const health = yield* Health
 
       const relayBatch = Effect.gen(function*() {
         const started = yield* Clock.currentTimeMillis
-        const batch = yield* database.claimBatch(config.batchSize)
+        const batch = yield* claimer.claimBatch(config.batchSize)
         if (batch.rows.length === 0) {
           yield* batch.commit([])
           return { claimed: 0, published: 0, duplicates: 0, dead: 0 }

@@ -123,6 +123,13 @@ export const settings = {
     description: "Rows claimed (and deleted) by one statement; published in one Redis round trip.",
     parse: int(1, 10_000)
   } satisfies Setting<number>,
+  concurrency: {
+    names: ["RELAY_CONCURRENCY"],
+    default: "2",
+    accepts: "an integer from 1 to 16",
+    description: "Claim lanes in this process. Each lane has its own connection and slots (so order per aggregate holds) and claims while another publishes.",
+    parse: int(1, 16)
+  } satisfies Setting<number>,
   pollInterval: {
     names: ["RELAY_POLL_INTERVAL"],
     default: "5 seconds",

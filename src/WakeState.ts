@@ -85,7 +85,7 @@ export class WakeState extends Context.Service<WakeState, {
       )
 
       // Registered (asleep) from the start; the heartbeat also tells other relays this one is live
-      // (they share the slots among live relays, see Database.rebalance).
+      // (they share the slots among live relays, see Claimer.rebalance).
       yield* query("register", sqlText.markAsleep, [relayId]).pipe(Effect.ignore)
       yield* Effect.forkScoped(
         Effect.repeat(query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore), Schedule.spaced("1 second"))

@@ -4,6 +4,8 @@
  */
 export { AdminLive } from "./Admin.js"
 export { RelayDaemon, RelayLoop, RelayServices } from "./Daemon.js"
+export { Claimer, LeaseBoard } from "./Claimer.js"
+export type { SlotLease } from "./Claimer.js"
 export { Database } from "./Database.js"
 export { DrainLoop } from "./DrainLoop.js"
 export { WakeState } from "./WakeState.js"

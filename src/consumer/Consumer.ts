@@ -18,7 +18,7 @@
  * queued entries are not started, running handlers get `stopTimeout` to finish, their XACKs are
  * flushed; whatever is not acknowledged stays pending for the group and is reclaimed later.
  */
-import { Context, Duration, Effect, Fiber, Layer, Queue, Schedule, Schema, Scope } from "effect"
+import { Clock, Context, Duration, Effect, Fiber, Layer, Queue, Schedule, Schema, Scope } from "effect"
 import type { ConsumerOptionsInvalid } from "./Errors.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
 import { type ConsumerStats, makeProcess, redisRetry } from "./Delivery.js"
@@ -56,24 +56,30 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
   const acks = yield* Queue.unbounded<string>()
   let unacked = 0
   const decode = userOptions.payloadSchema === undefined ? undefined : Schema.decodeUnknownEffect(userOptions.payloadSchema)
-  const process: (delivery: Delivery) => Effect.Effect<void, never, R> = makeProcess({
+  const clock = yield* Clock.Clock
+  const delivery = makeProcess({
     options,
     client,
     handler: userOptions.handler,
     decodePayload: decode,
     acknowledge: (id) => {
+      dispatcher.finish(id)
       unacked++
       Queue.offerUnsafe(acks, id)
     },
     release: (id) => dispatcher.release(id),
     stats
-  })
+  }, clock)
   const dispatcher: Dispatcher<R> = yield* makeDispatcher({
     concurrency: options.concurrency,
     orderByAggregate: options.orderByAggregate,
-    maxHeld: options.batchSize * 2,
-    process
+    maxInFlight: options.batchSize * 2,
+    batchSize: options.batchSize,
+    handlerTimeoutMillis: options.handlerTimeoutMillis,
+    process: delivery.process,
+    timedOut: delivery.timedOut
   })
+  yield* dispatcher.start
 
   /** Logs the first failure of a streak and the recovery, not every retry. */
   const failureLog = (loop: string) => {
@@ -113,8 +119,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
     yield* readOwnPending
     while (true) {
       yield* dispatcher.awaitRoom
-      const room = options.batchSize * 2 - dispatcher.heldCount()
-      const deliveries = yield* client.readNew(Math.max(1, Math.min(options.batchSize, room)))
+      const deliveries = yield* client.readNew(options.batchSize)
       yield* readLog.succeeded
       yield* dispatchAll(deliveries)
     }

@@ -10,13 +10,15 @@
  * |   (consumers died while handling it)           |                                                |
  * | malformed envelope, payload refused by schema  | dead-lettered at once (can never succeed)      |
  *
- * One delivery is bounded by `handlerTimeout`, retries included, so it ends before `claimIdle` and the
- * message is never handed to another consumer while its handler may still run.
+ * One delivery is bounded by `handlerTimeout`, retries included (a timed-out delivery counts as a
+ * failed one). Messages held by a live consumer have their idle time renewed, so they are never
+ * handed to another consumer while their handler runs.
  */
 import { Cause, Clock, Effect, Exit, Result, Schedule } from "effect"
 import { describe } from "../Errors.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
+import type { Slot } from "./Dispatcher.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import type { ResolvedOptions } from "./Options.js"
 
@@ -56,7 +58,7 @@ export const describeCause = (cause: Cause.Cause<unknown>): string => {
 }
 
 /** Builds the function that takes one delivery to its outcome. Never fails. */
-export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>) => {
+export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock.Clock) => {
   const { client, options, stats } = ctx
   const annotations = (delivery: Delivery) => ({
     stream: options.stream,
@@ -77,53 +79,75 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>) => {
       yield* Effect.logWarning("message dead-lettered").pipe(Effect.annotateLogs({ ...annotations(delivery), reason }))
     })
 
-  const runHandler = (event: ConsumedEvent<P>) =>
-    Effect.suspend(() => ctx.handler(event)).pipe(
-      Effect.retry(options.retry),
-      Effect.timeoutOrElse({
-        duration: options.handlerTimeoutMillis,
-        orElse: () => Effect.fail(new HandlerTimedOut({ entryId: event.id, timeoutMillis: options.handlerTimeoutMillis }))
-      }),
-      Effect.exit
-    )
-
-  return (delivery: Delivery): Effect.Effect<void, never, R> =>
-    Effect.gen(function*() {
-      if (delivery.fields === null) {
-        // Deleted from the stream (trimmed) while pending: nothing left to handle.
-        ctx.acknowledge(delivery.id)
-        return
-      }
-      if (delivery.deliveryCount > options.maxDeliveries) {
-        return yield* deadLetter(
-          delivery,
-          `delivered ${delivery.deliveryCount} times (maxDeliveries ${options.maxDeliveries}) without being acknowledged`
-        )
-      }
-      const envelope = parseEnvelope(options.stream, delivery.id, delivery.fields, delivery.deliveryCount)
-      if (Result.isFailure(envelope)) return yield* deadLetter(delivery, `malformed entry: ${envelope.failure}`)
-      let event = envelope.success as ConsumedEvent<P>
-      if (ctx.decodePayload !== undefined) {
-        const decoded = yield* Effect.result(ctx.decodePayload(envelope.success.payload))
-        if (Result.isFailure(decoded)) {
-          return yield* deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
-        }
-        event = { ...envelope.success, payload: decoded.success }
-      }
-      const exit = yield* runHandler(event)
-      if (Exit.isSuccess(exit)) {
-        stats.acked++
-        ctx.acknowledge(delivery.id)
-        return
-      }
-      stats.failed++
-      const reason = Cause.hasInterruptsOnly(exit.cause) ? "handler interrupted" : describeCause(exit.cause)
-      if (delivery.deliveryCount >= options.maxDeliveries) {
-        return yield* deadLetter(delivery, `handler failed on delivery ${delivery.deliveryCount}: ${reason}`)
-      }
-      ctx.release(delivery.id)
-      yield* Effect.logWarning("handler failed; message left pending for a later delivery").pipe(
-        Effect.annotateLogs({ ...annotations(delivery), reason })
-      )
+  /**
+   * The handler with its retries. Hot path: the first attempt runs without the retry machinery; only
+   * a failure replays itself through the schedule (so the schedule's first delay still comes before
+   * the second attempt). The deadline in `slot` is watched by the dispatcher's sweeper, which
+   * interrupts an overrunning handler (see Dispatcher); no timer per message.
+   */
+  const runHandler = (event: ConsumedEvent<P>, slot: Slot) => {
+    const attempt = Effect.suspend(() => ctx.handler(event))
+    const withRetries = Effect.catchCause(attempt, (cause) => {
+      if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+      let replayed = false
+      const again = Effect.suspend(() => replayed ? attempt : (replayed = true, Effect.failCause(cause)))
+      return Effect.retry(again, options.retry)
     })
+    return Effect.suspend(() => {
+      slot.deadline = clock.currentTimeMillisUnsafe() + options.handlerTimeoutMillis
+      return Effect.exit(withRetries)
+    }).pipe(Effect.ensuring(Effect.sync(() => (slot.deadline = 0))))
+  }
+
+  const onHandled = (delivery: Delivery) => (exit: Exit.Exit<void, unknown>): Effect.Effect<void> => {
+    if (Exit.isSuccess(exit)) {
+      stats.acked++
+      ctx.acknowledge(delivery.id)
+      return Effect.void
+    }
+    stats.failed++
+    const reason = Cause.hasInterruptsOnly(exit.cause) ? "handler interrupted" : describeCause(exit.cause)
+    if (delivery.deliveryCount >= options.maxDeliveries) {
+      return deadLetter(delivery, `handler failed on delivery ${delivery.deliveryCount}: ${reason}`)
+    }
+    ctx.release(delivery.id)
+    return Effect.logWarning("handler failed; message left pending for a later delivery").pipe(
+      Effect.annotateLogs({ ...annotations(delivery), reason })
+    )
+  }
+
+  /** Runs the handler, then settles the delivery; settling is never cut in half by a timeout. */
+  const handle = (delivery: Delivery, event: ConsumedEvent<P>, slot: Slot) =>
+    Effect.flatMap(runHandler(event, slot), (exit) => Effect.uninterruptible(onHandled(delivery)(exit)))
+
+  const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, slot: Slot) =>
+    Effect.flatMap(Effect.result(ctx.decodePayload!(event.payload)), (decoded) =>
+      Result.isFailure(decoded)
+        ? deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
+        : handle(delivery, { ...event, payload: decoded.success }, slot))
+
+  // Plain function, not Effect.gen: this runs once per message.
+  const process = (delivery: Delivery, slot: Slot): Effect.Effect<void, never, R> => {
+    if (delivery.fields === null) {
+      // Deleted from the stream (trimmed) while pending: nothing left to handle.
+      ctx.acknowledge(delivery.id)
+      return Effect.void
+    }
+    if (delivery.deliveryCount > options.maxDeliveries) {
+      return deadLetter(
+        delivery,
+        `delivered ${delivery.deliveryCount} times (maxDeliveries ${options.maxDeliveries}) without being acknowledged`
+      )
+    }
+    const envelope = parseEnvelope(options.stream, delivery.id, delivery.fields, delivery.deliveryCount)
+    if (Result.isFailure(envelope)) return deadLetter(delivery, `malformed entry: ${envelope.failure}`)
+    if (ctx.decodePayload !== undefined) return decodeThenHandle(delivery, envelope.success, slot)
+    return handle(delivery, envelope.success as ConsumedEvent<P>, slot)
+  }
+
+  /** Settles a delivery whose handler the dispatcher interrupted for overrunning `handlerTimeout`. */
+  const timedOut = (delivery: Delivery): Effect.Effect<void> =>
+    onHandled(delivery)(Exit.fail(new HandlerTimedOut({ entryId: delivery.id, timeoutMillis: options.handlerTimeoutMillis })))
+
+  return { process, timedOut }
 }

@@ -1,32 +1,48 @@
 /**
- * Runs deliveries with bounded concurrency, optionally one at a time per aggregate.
+ * Runs deliveries with bounded concurrency, optionally one at a time per aggregate, and bounds how
+ * long a handler may run.
  *
- * Every delivery goes into a *lane* keyed by its aggregate (`orderByAggregate`) or by its own entry id
- * (no ordering: every delivery is a lane of one). A lane is one fiber handling its deliveries in
- * arrival order (stream order); lanes run in parallel, at most `concurrency` handlers at a time
- * (a semaphore). So entries of one aggregate never overlap and never overtake each other, while
- * different aggregates proceed in parallel.
+ * Deliveries are grouped in *lanes*: one per aggregate (`orderByAggregate`), or one per delivery (no
+ * ordering). `concurrency` long-lived worker fibers take lanes from a ready queue and handle a lane's
+ * deliveries one after the other, in arrival (stream) order, until it is empty. A lane is in the
+ * ready queue or with one worker, never both, so entries of one aggregate never overlap or overtake
+ * each other, while different aggregates run in parallel.
  *
- * The dispatcher also keeps the set of entries this consumer *holds* (read, not yet finished): the
- * reader waits while it holds too many (back-pressure), a second copy of a held entry (read again
- * from the pending list after a reconnect) is ignored, and the holder renews their idle time.
+ * Timeouts: a worker marks when its handler started (`Slot.deadline`); a sweeper looks every
+ * `timeout / 10` and interrupts a worker whose handler overran, reports that delivery as timed out,
+ * and starts a fresh worker in its place. This costs nothing per message, unlike a timer per
+ * delivery (measured: a timer and a race cost more than the rest of the pipeline together).
+ *
+ * The dispatcher also keeps the set of entries this consumer *holds* (read, not yet acknowledged):
+ * the reader waits while too many are in flight (back-pressure), a second copy of a held entry (read
+ * again from the pending list after a reconnect) is ignored, and the holder renews their idle time.
  */
-import { Effect, FiberSet, Latch, Scope, Semaphore } from "effect"
+import { Cause, Clock, Duration, Effect, Fiber, Latch, Queue, Schedule, Scope } from "effect"
 import type { Delivery } from "./GroupClient.js"
+
+/** Where a running delivery says when its handler must be done (0: not in a handler). */
+export interface Slot {
+  deadline: number
+  timedOut: boolean
+}
 
 export interface Dispatcher<R> {
   /** Queues a delivery in its lane; false when the entry is already held (nothing done). */
-  readonly dispatch: (delivery: Delivery) => Effect.Effect<boolean, never, R>
+  readonly dispatch: (delivery: Delivery) => Effect.Effect<boolean>
   /** Entry ids held now. */
   readonly held: () => ReadonlyArray<string>
   readonly heldCount: () => number
-  /** Forgets a held entry (finished, or left pending for a later delivery). */
+  /** The entry's handler is done; it stays held until `release` (its XACK is on the way). */
+  readonly finish: (id: string) => void
+  /** Forgets a held entry (acknowledged, or left pending for a later delivery). */
   readonly release: (id: string) => void
-  /** Waits until there is room for `count` more entries. */
+  /** Waits until a whole batch fits: at most `maxInFlight - batchSize` entries in flight. */
   readonly awaitRoom: Effect.Effect<void>
+  /** Starts the workers and the sweeper (in the caller's context, which the handlers need). */
+  readonly start: Effect.Effect<void, never, R | Scope.Scope>
   /** No delivery starts any more; queued ones are released (they stay pending in Redis). */
   readonly close: Effect.Effect<void>
-  /** Waits for the handlers running now to finish. */
+  /** Waits for the handlers running now to finish (after `close`). */
   readonly awaitRunning: Effect.Effect<void>
   /** Interrupts the handlers still running. */
   readonly interruptRunning: Effect.Effect<void>
@@ -35,10 +51,24 @@ export interface Dispatcher<R> {
 export interface DispatcherOptions<R> {
   readonly concurrency: number
   readonly orderByAggregate: boolean
-  /** Deliveries held at most before the reader waits. */
-  readonly maxHeld: number
-  /** Handles one delivery; never fails (outcomes are the handler's business). */
-  readonly process: (delivery: Delivery) => Effect.Effect<void, never, R>
+  /** Entries read and not yet finished, at most (the reader asks for `batchSize` at a time). */
+  readonly maxInFlight: number
+  readonly batchSize: number
+  readonly handlerTimeoutMillis: number
+  /** Handles one delivery, setting `slot.deadline` while its handler runs. Never fails. */
+  readonly process: (delivery: Delivery, slot: Slot) => Effect.Effect<void, never, R>
+  /** Settles a delivery whose handler was interrupted for overrunning its deadline. */
+  readonly timedOut: (delivery: Delivery) => Effect.Effect<void>
+}
+
+interface Lane {
+  readonly key: string
+  readonly items: Array<Delivery>
+}
+
+interface Worker {
+  fiber: Fiber.Fiber<void> | undefined
+  readonly slot: Slot
 }
 
 /** The `aggregate_id` field of a flat field list ("" when absent). */
@@ -48,62 +78,131 @@ const aggregateOf = (fields: ReadonlyArray<string> | null): string => {
   return ""
 }
 
-export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<Dispatcher<R>, never, Scope.Scope> =>
+export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<Dispatcher<R>> =>
   Effect.gen(function*() {
-    const held = new Map<string, Delivery>()
-    const lanes = new Map<string, Array<Delivery>>()
-    const semaphore = yield* Semaphore.make(options.concurrency)
+    // Entry id -> true while its handler has not finished, false once it waits for its XACK.
+    const held = new Map<string, boolean>()
+    let inFlight = 0
+    const roomLimit = Math.max(0, options.maxInFlight - options.batchSize)
+    // Lanes of aggregates queued or being worked on (ordered mode only).
+    const lanes = new Map<string, Lane>()
+    const ready = yield* Queue.unbounded<Lane, Cause.Done>()
     const room = yield* Latch.make(true)
-    const fibers = yield* FiberSet.make<void, never>()
+    const workers = new Set<Worker>()
     let closed = false
 
+    const finish = (id: string) => {
+      if (held.get(id) !== true) return
+      held.set(id, false)
+      if (--inFlight <= roomLimit) room.openUnsafe()
+    }
     const release = (id: string) => {
+      finish(id)
       held.delete(id)
-      if (held.size < options.maxHeld) room.openUnsafe()
+    }
+    const releaseLane = (lane: Lane) => {
+      for (const left of lane.items.splice(0)) release(left.id)
+      lanes.delete(lane.key)
     }
 
-    const runLane = (key: string, queue: Array<Delivery>): Effect.Effect<void, never, R> =>
-      Effect.gen(function*() {
-        while (queue.length > 0 && !closed) {
-          const next = queue[0]!
-          // Checked again once a permit is free: a stop may have come while this lane waited.
-          yield* semaphore.withPermit(Effect.suspend(() => closed ? Effect.void : options.process(next)))
-          queue.shift()
+    const work = (worker: Worker) => {
+      let lane: Lane | undefined
+      let current: Delivery | undefined
+      return Effect.gen(function*() {
+        while (true) {
+          lane = yield* Queue.take(ready)
+          while (lane.items.length > 0 && !closed) {
+            current = lane.items[0]!
+            yield* options.process(current, worker.slot)
+            current = undefined
+            lane.items.shift()
+          }
+          // Stopped: what is still in the lane was never started; it stays pending in Redis.
+          releaseLane(lane)
+          lane = undefined
         }
-      }).pipe(Effect.ensuring(Effect.sync(() => {
-        // Stopped (or interrupted): what is still queued is not finished; it stays pending in Redis.
-        for (const left of queue.splice(0)) release(left.id)
-        lanes.delete(key)
-      })))
+      }).pipe(
+        Effect.onInterrupt(() =>
+          Effect.gen(function*() {
+            workers.delete(worker)
+            if (lane === undefined) return
+            if (!worker.slot.timedOut || closed) return releaseLane(lane)
+            // The sweeper interrupted an overrunning handler: settle that delivery (unless it got
+            // settled just before the interruption landed), and let the lane go on in another worker.
+            if (current !== undefined && lane.items[0] === current) {
+              lane.items.shift()
+              if (held.get(current.id) === true) yield* options.timedOut(current)
+            }
+            if (lane.items.length > 0) Queue.offerUnsafe(ready, lane)
+            else lanes.delete(lane.key)
+          })
+        ),
+        Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.void),
+        Effect.ensuring(Effect.sync(() => workers.delete(worker)))
+      ) as Effect.Effect<void, never, R>
+    }
 
-    const dispatch = (delivery: Delivery): Effect.Effect<boolean, never, R> =>
-      Effect.suspend(() => {
-        if (closed || held.has(delivery.id)) return Effect.succeed(false)
-        held.set(delivery.id, delivery)
-        if (held.size >= options.maxHeld) room.closeUnsafe()
-        const key = options.orderByAggregate ? `a:${aggregateOf(delivery.fields)}` : `e:${delivery.id}`
+    const dispatch = (delivery: Delivery): Effect.Effect<boolean> =>
+      Effect.sync(() => {
+        if (closed || held.has(delivery.id)) return false
+        held.set(delivery.id, true)
+        if (++inFlight > roomLimit) room.closeUnsafe()
+        if (!options.orderByAggregate) {
+          Queue.offerUnsafe(ready, { key: "", items: [delivery] })
+          return true
+        }
+        const key = aggregateOf(delivery.fields)
         const lane = lanes.get(key)
         if (lane !== undefined) {
-          lane.push(delivery)
-          return Effect.succeed(true)
+          lane.items.push(delivery)
+        } else {
+          const fresh = { key, items: [delivery] }
+          lanes.set(key, fresh)
+          Queue.offerUnsafe(ready, fresh)
         }
-        const queue = [delivery]
-        lanes.set(key, queue)
-        return FiberSet.run(fibers, runLane(key, queue)).pipe(Effect.as(true))
+        return true
       })
 
+    const start = Effect.gen(function*() {
+      const scope = yield* Scope.Scope
+      const spawn = Effect.gen(function*() {
+        const worker: Worker = { fiber: undefined, slot: { deadline: 0, timedOut: false } }
+        workers.add(worker)
+        worker.fiber = yield* Effect.forkIn(work(worker), scope)
+      })
+      for (let i = 0; i < options.concurrency; i++) yield* spawn
+      const sweep = Effect.gen(function*() {
+        const now = (yield* Clock.Clock).currentTimeMillisUnsafe()
+        for (const worker of [...workers]) {
+          const { slot } = worker
+          if (slot.deadline === 0 || now < slot.deadline || slot.timedOut || closed) continue
+          slot.timedOut = true
+          worker.fiber?.interruptUnsafe()
+          yield* spawn
+        }
+      })
+      const every = Duration.millis(Math.min(1_000, Math.max(10, options.handlerTimeoutMillis / 10)))
+      yield* Effect.forkIn(Effect.repeat(sweep, Schedule.spaced(every)), scope)
+    })
+
+    const fibers = () => [...workers].flatMap((worker) => worker.fiber ? [worker.fiber] : [])
     return {
       dispatch,
       held: () => [...held.keys()],
       heldCount: () => held.size,
+      finish,
       release,
       awaitRoom: room.await,
-      close: Effect.sync(() => {
+      start,
+      close: Effect.gen(function*() {
         closed = true
+        for (const lane of yield* Queue.clear(ready)) releaseLane(lane)
+        // Idle workers wake up to `Done` and exit; busy ones exit after their current delivery.
+        yield* Queue.end(ready)
         // Wake a reader waiting for room so it can notice the stop.
         room.openUnsafe()
       }),
-      awaitRunning: FiberSet.awaitEmpty(fibers),
-      interruptRunning: FiberSet.clear(fibers)
+      awaitRunning: Effect.suspend(() => Fiber.awaitAll(fibers())).pipe(Effect.asVoid),
+      interruptRunning: Effect.suspend(() => Fiber.interruptAll(fibers()))
     } satisfies Dispatcher<R>
   })

@@ -101,7 +101,13 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
     const open = (name: string, timeout: number | undefined) =>
       Effect.acquireRelease(
         Effect.sync(() => makeClient(options.redisUrl, name, timeout)),
-        (client) => Effect.promise(() => client.quit().catch(() => client.disconnect())).pipe(Effect.timeout("1 second"), Effect.ignore)
+        (client) =>
+          Effect.promise(() => client.quit().catch(() => "")).pipe(
+            Effect.timeout("1 second"),
+            Effect.ignore,
+            // Whatever QUIT did (or not, Redis being down), the socket is closed and never reopened.
+            Effect.ensuring(Effect.sync(() => client.disconnect(false)))
+          )
       )
     const commands = (yield* open(`outbox-consumer:${consumer}`, options.commandTimeoutMillis)) as RenewRedis
     commands.defineCommand("consumerRenew", { numberOfKeys: 1, lua: renewScript })

@@ -14,7 +14,7 @@
  *
  * Built on the Effect `Consumer` (a `ManagedRuntime` owns its layer); the semantics are the same.
  */
-import { Effect, Layer, ManagedRuntime, Schedule } from "effect"
+import { Effect, Layer, ManagedRuntime, Predicate, Schedule } from "effect"
 import postgres from "postgres"
 import { loggerLayer } from "../Logging.js"
 import type { RelaySettings } from "../RelayConfig.js"
@@ -86,8 +86,31 @@ export interface ConsumerHandle {
   readonly stats: () => ConsumerStats & { readonly held: number }
 }
 
-const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sql: Tx) =>
-  Effect.tryPromise({ try: async (signal) => handler(event, { signal, sql }), catch: (cause) => cause })
+/**
+ * Calls a handler. One that returns without a promise costs no promise and no AbortController; the
+ * signal is made only when the handler reads it, and aborted when the delivery is interrupted.
+ */
+const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sql: Tx): Effect.Effect<void, unknown> =>
+  Effect.suspend(() => {
+    let controller: AbortController | undefined
+    const context: HandlerContext<Tx> = {
+      get signal() {
+        return (controller ??= new AbortController()).signal
+      },
+      sql
+    }
+    let result: Promise<void> | void
+    try {
+      result = handler(event, context)
+    } catch (error) {
+      return Effect.fail(error)
+    }
+    if (!Predicate.isPromiseLike(result)) return Effect.void
+    const promise = result
+    return Effect.tryPromise({ try: () => promise, catch: (cause) => cause }).pipe(
+      Effect.onInterrupt(() => Effect.sync(() => controller?.abort()))
+    )
+  })
 
 /** Starts a consumer; rejects when an option is invalid or Redis cannot be reached to create the group. */
 export const startConsumer = async <P = any>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {

@@ -1,0 +1,183 @@
+/**
+ * One claim lane: a connection of its own that claims batches of the slots it leases.
+ *
+ * Its transaction spans the Redis round trip, and a connection that failed mid-transaction is thrown
+ * away whole (`end`) and replaced, so a half-finished transaction is never reused. The slot leases
+ * are session advisory locks of this same connection: if the session dies, its open claim dies with
+ * it, so no other lane or relay can overtake a batch still in flight. A process runs
+ * `RELAY_CONCURRENCY` lanes; each counts as one relay when the slots are shared out.
+ */
+import { randomBytes } from "node:crypto"
+import { Context, Duration, Effect, Layer, Ref, Scope } from "effect"
+import { type ClaimedBatch, type Client, compareIds, type DeadLetter, makeClient, type OutboxRow, runQuery } from "./Database.js"
+import type { DatabaseUnavailable } from "./Errors.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { arrayParam, slotCount, statements } from "./Statements.js"
+
+/** Who owns what: a lane's slots and how many relays (lanes) share them. */
+export interface SlotLease {
+  readonly owned: ReadonlyArray<number>
+  readonly liveRelays: number
+  readonly target: number
+}
+
+/** The leases of every lane of this process, for `/readyz` and metrics. */
+export class LeaseBoard extends Context.Service<LeaseBoard, {
+  readonly set: (lane: string, lease: SlotLease | undefined) => Effect.Effect<void>
+  readonly all: Effect.Effect<ReadonlyMap<string, SlotLease>>
+}>()("outbox-relay/LeaseBoard") {
+  static readonly layer = Layer.effect(
+    LeaseBoard,
+    Effect.gen(function*() {
+      const ref = yield* Ref.make<ReadonlyMap<string, SlotLease>>(new Map())
+      return LeaseBoard.of({
+        set: (lane, lease) =>
+          Ref.update(ref, (m) => {
+            const next = new Map(m)
+            if (lease) next.set(lane, lease)
+            else next.delete(lane)
+            return next
+          }),
+        all: Ref.get(ref)
+      })
+    })
+  )
+}
+
+export class Claimer extends Context.Service<Claimer, {
+  /**
+   * Claims up to `limit` pending rows of the slots this lane leases; rolls back when the scope
+   * closes before `commit`.
+   */
+  readonly claimBatch: (limit: number) => Effect.Effect<ClaimedBatch, DatabaseUnavailable, Scope.Scope>
+  /**
+   * Takes or gives back slots so that every live relay (lane) owns its share. Runs between batches
+   * only, on the claim connection (so a lease never outlives the claims made under it).
+   */
+  readonly rebalance: Effect.Effect<SlotLease, DatabaseUnavailable>
+  readonly lease: Effect.Effect<SlotLease>
+}>()("outbox-relay/Claimer") {
+  static readonly layer = Layer.effect(
+    Claimer,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const board = yield* LeaseBoard
+      const sqlText = statements(config.schema)
+      const timeout = config.databaseTimeout
+      const retaining = Duration.toMillis(config.retention) > 0
+      const laneId = randomBytes(4).toString("hex")
+      yield* Effect.addFinalizer(() => board.set(laneId, undefined))
+
+      // This lane's connection; replaced after any failure.
+      let relayClient: Client | undefined
+      // Slots leased by the relay connection's session; gone with it.
+      let owned = new Set<number>()
+      let lease: SlotLease = { owned: [], liveRelays: 1, target: slotCount }
+      const relayConnection = () =>
+        relayClient ??= makeClient(config.databaseUrl, {
+          max: 1,
+          applicationName: "outbox-relay-claim",
+          timeout,
+          deadClientTimeout: config.leaseTimeout
+        })
+      const discardRelayConnection = Effect.suspend(() => {
+        const client = relayClient
+        relayClient = undefined
+        owned = new Set()
+        lease = { ...lease, owned: [] }
+        board.set(laneId, lease).pipe(Effect.runSync)
+        return client ? Effect.promise(() => client.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
+      })
+      yield* Effect.addFinalizer(() => discardRelayConnection)
+
+      const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
+
+      /** A failed statement on the relay connection: drop the connection, report the failure. */
+      const onRelayConnection = <A>(operation: string, run: (sql: Client) => Promise<A>) =>
+        query(operation, () => run(relayConnection())).pipe(Effect.tapError(() => discardRelayConnection))
+
+      const claimBatch = Effect.fnUntraced(function*(limit: number) {
+        if (owned.size === 0) {
+          return { rows: [], commit: () => Effect.void } satisfies ClaimedBatch
+        }
+        const slots = [...owned]
+        const open = { done: false }
+        // BEGIN and the claim are pipelined: one round trip.
+        const rows = yield* Effect.acquireRelease(
+          onRelayConnection("claim", (sql) =>
+            Promise.all([
+              sql.unsafe("BEGIN"),
+              sql.unsafe<Array<OutboxRow>>(retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch, [
+                limit,
+                arrayParam(slots)
+              ], { prepare: true })
+            ]).then(([, rows]) => rows)),
+          () =>
+            open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
+        )
+        // RETURNING does not promise an order; publishing relies on it.
+        const sorted = [...rows].sort((a, b) => compareIds(a.id, b.id))
+        const commit = (dead: ReadonlyArray<DeadLetter>) =>
+          onRelayConnection("commit", (sql) =>
+            Promise.all([
+              ...dead.map(({ reason, row }) =>
+                retaining
+                  ? sql.unsafe(sqlText.markDeadRetaining, [row.event_id, reason, String(row.attempts + 1)], {
+                    prepare: true
+                  })
+                  : sql.unsafe(sqlText.insertDead, [
+                  row.id, row.event_id, row.topic, row.event_type, row.aggregate_type, row.aggregate_id,
+                  row.tenant_id, row.payload, row.headers, String(row.schema_version), row.occurred_at,
+                  row.created_at, String(row.attempts + 1), reason
+                ], { prepare: true })
+              ),
+              sql.unsafe("COMMIT")
+            ])).pipe(
+              // Whatever the outcome, this transaction is over: no rollback at scope close.
+              Effect.ensuring(Effect.sync(() => {
+                open.done = true
+              })),
+              Effect.asVoid
+            )
+        return { rows: sorted, commit } satisfies ClaimedBatch
+      })
+
+      // A relay is live when its heartbeat (every second, see WakeState) is this recent.
+      const liveWindowMs = Math.min(5000, Math.max(2000, Duration.toMillis(config.leaseTimeout) / 2))
+      const rebalance = Effect.gen(function*() {
+        const [{ live }] = yield* onRelayConnection("rebalance", (sql) =>
+          sql.unsafe<[{ live: number }]>(sqlText.liveRelays, [liveWindowMs], { prepare: true }))
+        const target = Math.ceil(slotCount / live)
+        if (owned.size > target) {
+          const extra = [...owned].sort((a, b) => b - a).slice(0, owned.size - target)
+          yield* onRelayConnection("rebalance", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(extra)], { prepare: true }))
+          for (const slot of extra) owned.delete(slot)
+        } else if (owned.size < target) {
+          const candidates = shuffle(Array.from({ length: slotCount }, (_, i) => i).filter((i) => !owned.has(i)))
+          const [{ slots: leased }] = yield* onRelayConnection("rebalance", (sql) =>
+            sql.unsafe<[{ slots: string }]>(sqlText.tryLeaseSlots, [arrayParam(candidates)], { prepare: true }))
+          const slots = leased === "" ? [] : leased.split(",").map(Number)
+          const keep = slots.slice(0, target - owned.size)
+          const giveBack = slots.slice(target - owned.size)
+          if (giveBack.length > 0) {
+            yield* onRelayConnection("rebalance", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(giveBack)], { prepare: true }))
+          }
+          for (const slot of keep) owned.add(slot)
+        }
+        lease = { owned: [...owned].sort((a, b) => a - b), liveRelays: live, target }
+        yield* board.set(laneId, lease)
+        return lease
+      })
+
+      return Claimer.of({ claimBatch, rebalance, lease: Effect.sync(() => lease) })
+    })
+  )
+}
+
+const shuffle = <A>(items: Array<A>): Array<A> => {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
+}
