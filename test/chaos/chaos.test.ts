@@ -15,7 +15,7 @@
  * stdout gets exactly one line, `lost=0 duplicates=0 out_of_order=0 dlq=0 events=N`; the timeline of
  * what was done and seen goes to stderr.
  */
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Redis } from "ioredis"
@@ -109,6 +109,12 @@ const run = async (t0: number, note: (text: string) => void) => {
     }
   }
   await query(ledgerDdl)
+  // Name the session in each server log line: the log tells which client did what (see the end).
+  await query(`ALTER SYSTEM SET log_line_prefix = '%m [%p] %a '`)
+  await query(`SELECT pg_reload_conf()`)
+  const [{ data_directory: dataDirectory }] = await query<{ data_directory: string }>(`SHOW data_directory`) as [
+    { data_directory: string }
+  ]
 
   // --- Chaos schedule -----------------------------------------------------------------------
   let producing = true
@@ -337,6 +343,15 @@ const run = async (t0: number, note: (text: string) => void) => {
   )
   note(`rolled back published=${result.rolledBackPublished} unknown=${result.unknown} mismatched=${result.mismatched} unpublished=${unpublished}`)
   for (const [kind, list] of Object.entries(result.examples)) for (const e of list) note(`  ${kind}: ${e}`)
+  // What the server saw: a COMMIT arriving on a session without a transaction means a client went on
+  // after its session had been replaced under it (its transaction was rolled back with the old one).
+  const serverLog = join(dataDirectory, "..", "postgres.log")
+  if (existsSync(serverLog)) {
+    const lines = readFileSync(serverLog, "utf8").split("\n")
+    const stray = lines.filter((l) => l.includes("there is no transaction in progress"))
+    note(`postgres log: ${stray.length} "there is no transaction in progress" warnings`)
+    for (const line of stray.slice(0, 8)) note(`  ${line}`)
+  }
   // Every relay log line, for a post-mortem.
   const logFile = join(tmpdir(), `outbox-chaos-relays-${t0}.log`)
   writeFileSync(logFile, fleet.allLines().map((l) => `${l.seat}#${l.generation} ${l.line}`).join("\n") + "\n")

@@ -70,7 +70,7 @@ describe("slot leases", () => {
       const terminated = await sql.query(`
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE application_name = 'outbox-relay-claim' AND datname = current_database()`)
-      expect(terminated.rowCount).toBe(1)
+      expect(terminated.rowCount).toBeGreaterThan(0)
       await sleep(2_000)
       const second = await startRelay(env)
       await sleep(6_000) // a few lease checks and heartbeats
