@@ -81,6 +81,27 @@ describe("Consumer", () => {
       assert.strictEqual(yield* promise(() => eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)), 0)
     }).pipe(Effect.scoped))
 
+  it.live("interrupts a handler that hangs past handlerTimeout; the message is delivered again", () =>
+    Effect.gen(function*() {
+      const { prefix, redis, url } = yield* testRedis("timeout")
+      const stream = `${prefix}orders`
+      const deliveries: Array<string> = []
+      yield* promise(() => addEvents(redis, stream, [{ aggregate_id: "a", event_type: "Hangs" }, { aggregate_id: "a", event_type: "Next" }]))
+      yield* start(Consumer.layer({
+        redisUrl: url, stream, group: "g", orderByAggregate: true, concurrency: 1,
+        handlerTimeout: "200 millis", claimIdle: "400 millis", claimInterval: "100 millis",
+        handler: (event) =>
+          Effect.sync(() => void deliveries.push(`${event.eventType}#${event.deliveryCount}`)).pipe(
+            Effect.andThen(event.eventType === "Hangs" && event.deliveryCount === 1 ? Effect.never : Effect.void)
+          )
+      }))
+      yield* promise(() => eventually(() => deliveries.length, (n) => n >= 3, 10_000))
+      // The hung delivery did not block its lane for good: the next entry ran after the timeout, and
+      // the timed-out message came back (second delivery) once idle for claimIdle.
+      assert.deepStrictEqual(deliveries, ["Hangs#1", "Next#1", "Hangs#2"])
+      assert.strictEqual(yield* promise(() => eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)), 0)
+    }).pipe(Effect.scoped))
+
   it.live("dead-letters at once a payload the schema refuses, and keeps handling the others", () =>
     Effect.gen(function*() {
       const { prefix, redis, url } = yield* testRedis("schema")
