@@ -3,8 +3,9 @@
  * - `ConsumerRedisUnavailable` is transient: the loop that hit it (read, ack, reclaim) backs off and
  *   tries again, for ever; nothing is dead-lettered because Redis was down.
  * - `ConsumerOptionsInvalid` stops the consumer before it starts (a setting that cannot work).
- * - `HandlerTimedOut` and `MessagePoisoned` describe one message: a timed-out delivery is left pending
- *   for a later delivery; a poisoned message goes to `<stream>:dlq` and is acknowledged.
+ * - `HandlerTimedOut` describes one delivery: it counts as a failed one (left pending for a later
+ *   delivery, or dead-lettered on the last). Poison (a message that can never succeed) is not an
+ *   error but an outcome: the message goes to `<stream>:dlq` with its reason and is acknowledged.
  */
 import { Schema } from "effect"
 
@@ -24,12 +25,6 @@ export class ConsumerOptionsInvalid extends Schema.TaggedError<ConsumerOptionsIn
 export class HandlerTimedOut extends Schema.TaggedError<HandlerTimedOut>()("HandlerTimedOut", {
   entryId: Schema.String,
   timeoutMillis: Schema.Number
-}) {}
-
-/** A message that can never be handled: malformed envelope, payload refused by the schema, too many deliveries. */
-export class MessagePoisoned extends Schema.TaggedError<MessagePoisoned>()("MessagePoisoned", {
-  entryId: Schema.String,
-  reason: Schema.String
 }) {}
 
 /** Postgres (inbox) could not be reached or failed mid-transaction. */
