@@ -36,7 +36,7 @@ const EVENTS = 50_000
 const RELAYS = 3
 /** Production is paced over about this long, so the whole schedule below hits it. */
 const PRODUCE_MS = 70_000
-const DRAIN_TIMEOUT_MS = 120_000
+const DRAIN_TIMEOUT_MS = 90_000
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const between = (min: number, max: number) => min + Math.random() * (max - min)
