@@ -147,6 +147,35 @@ const drainNote = (() => {
   return lines.join("\n")
 })()
 
+const loadTable = m.scenarioSeconds
+  ? ["| scenario | took (s) | 1-min load average before → after |", "|---|---:|---:|",
+    ...Object.entries(m.scenarioSeconds).map(([k, v]) => `| ${k} | ${v} | ${(m.scenarioLoad?.[k] ?? []).join(" → ")} |`)].join("\n")
+  : ""
+
+const caveats = (() => {
+  const lines = [
+    `- One run per scenario and competitor (backlogs under 1M: ${c.drainReps}, overhead: ${c.overheadReps} repetitions, profile: ` +
+      `${results.profile?.rounds ?? "n/a"} rounds). The machine has ${m.machine.nproc} cores shared with other work; compare the load ` +
+      "average column above with the numbers, and prefer ratios measured in the same scenario.",
+    "- Competitor, Postgres, Redis, pgbench and the bench itself share the same cores: a competitor that spends more CPU leaves less " +
+      "for Postgres, which is part of what is measured.",
+    "- Latency: the producer and the consumer run in the bench's own Node process, so its event loop adds to every figure " +
+      "(equally for all competitors)."
+  ]
+  const g1000 = results.latency.find((l) => l.competitor === "graphile" && l.rate === Math.max(...c.latencyRates))
+  if (g1000?.achievedRate && g1000.achievedRate < g1000.rate * 0.95) {
+    lines.push(`- graphile-worker's producer (\`add_job\`) reached only ${fmtNum(g1000.achievedRate)} of the ${fmtNum(g1000.rate)} events/s ` +
+      "asked for in the latency run: its latency there is at that lower rate. The same limit caps its soak producer (see the overhead table).")
+  }
+  const cd = results.drain.find((d) => d.competitor === "classic")
+  if (cd) lines.push(`- The classic poller's drain is a ${cd.capSec} s window on a ${fmtNum(cd.backlog)} backlog, not a full drain.`)
+  lines.push("- CPU per event is sampled every 200 ms between the first and the last stream entry; the Postgres + Redis figure counts " +
+    "the postmaster, its backends and redis-server (backends that exit inside the window are missed: a lower bound).")
+  lines.push("- graphile-worker is used as an outbox through its public API only (`add_job` per event, a task that XADDs); it " +
+    "does not dedupe against Redis, so it promises less than the relay (at-least-once into the stream).")
+  return lines.join("\n")
+})()
+
 const errors = results.errors?.length
   ? `\n## Errors during this run\n\n${results.errors.map((e) => `- **${e.where}**: ${e.message.split("\n")[0]}`).join("\n")}\n`
   : ""
@@ -258,6 +287,12 @@ ${fmtNum(results.profile?.daemon?.[0]?.backlog)} events.
 ${results.profile?.breakdown ? profileTable(results.profile) : "Not run."}
 
 ${profileChart}
+
+## Noise and caveats
+
+${loadTable}
+
+${caveats}
 ${errors}
 ## Reproduce
 

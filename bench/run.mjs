@@ -25,7 +25,7 @@ import postgres from "postgres"
 import Redis from "ioredis"
 import { competitors, root, streamOf, PAD, TOPIC } from "./lib/competitors.mjs"
 import { cdfPoints, fmtMs, fmtNum, median, percentile, round } from "./lib/stats.mjs"
-import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis, treeTicks } from "./lib/servers.mjs"
 
 // ---------------------------------------------------------------------------------------------- flags
 const argv = process.argv.slice(2)
@@ -73,8 +73,8 @@ const config = quick
     soakSec: Number(soakArg ?? 20), soakRate: 5000
   }
   : {
-    drainSizes: [100_000, 1_000_000], drainReps: 3, drainCapSec: 300, classicBacklog: 20_000, classicWindowSec: 30,
-    defaultGraphileSizes: [100_000], defaultGraphileCapSec: 45,
+    drainSizes: [100_000, 1_000_000], drainReps: 3, drainCapSec: 300, classicBacklog: 20_000, classicWindowSec: 20,
+    defaultGraphileSizes: [100_000], defaultGraphileCapSec: 30,
     latencyRates: [100, 1000], latencySec: 10, latencyDrainWaitSec: 5,
     overheadWriters: [1, 8, 32], overheadSec: 3, overheadReps: 3,
     soakSec: Number(soakArg ?? 60), soakRate: 5000
@@ -230,7 +230,8 @@ const sampler = (pid) => {
   const first = procSample(pid)
   const timer = setInterval(() => {
     const s = procSample(pid)
-    if (s) samples.push({ t: Date.now(), ...s })
+    // Postgres (postmaster and its backends) and Redis: the work a relay pushes into the servers.
+    if (s) samples.push({ t: Date.now(), ...s, serverTicks: treeTicks([pg.pid, redisServer.pid]) })
   }, 200)
   return {
     /** Usage over the whole run, and CPU between two wall-clock instants (e.g. first and last entry). */
@@ -238,19 +239,22 @@ const sampler = (pid) => {
       clearInterval(timer)
       const rss = samples.map((s) => s.rssKiB / 1024)
       const last = samples.at(-1)
-      const at = (ms) => {
-        // Linear interpolation of the cumulative CPU ticks at `ms`.
+      const at = (ms, key = "cpuTicks") => {
+        // Linear interpolation of cumulative CPU ticks at `ms`.
         const i = samples.findIndex((s) => s.t >= ms)
-        if (i <= 0) return i === 0 ? samples[0].cpuTicks : last?.cpuTicks
+        if (i <= 0) return i === 0 ? samples[0][key] : last?.[key]
         const a = samples[i - 1]
         const b = samples[i]
-        return a.cpuTicks + ((b.cpuTicks - a.cpuTicks) * (ms - a.t)) / Math.max(1, b.t - a.t)
+        return a[key] + ((b[key] - a[key]) * (ms - a.t)) / Math.max(1, b.t - a.t)
       }
       return {
         rssMaxMiB: rss.length ? round(Math.max(...rss), 1) : null,
         rssMedianMiB: round(median(rss), 1),
         cpuSeconds: first && last ? round((last.cpuTicks - first.cpuTicks) / 100, 2) : null,
-        windowCpuSeconds: fromMs && toMs && samples.length > 1 ? round((at(toMs) - at(fromMs)) / 100, 3) : null
+        windowCpuSeconds: fromMs && toMs && samples.length > 1 ? round((at(toMs) - at(fromMs)) / 100, 3) : null,
+        windowServerCpuSeconds: fromMs && toMs && samples.length > 1
+          ? round((at(toMs, "serverTicks") - at(fromMs, "serverTicks")) / 100, 3)
+          : null
       }
     }
   }
@@ -317,9 +321,11 @@ const drainOnce = async (c, n, capSec) => {
     Object.assign(row, usage)
     // CPU of the competitor's process between the first and the last stream entry (sampled every 200 ms).
     row.cpuMicrosPerEvent = usage.windowCpuSeconds && len > 1 ? round((usage.windowCpuSeconds * 1e6) / (len - 1), 1) : null
+    // Same window, Postgres + Redis processes (a lower bound: backends that exit inside it are not counted).
+    row.serverCpuMicrosPerEvent = usage.windowServerCpuSeconds && len > 1 ? round((usage.windowServerCpuSeconds * 1e6) / (len - 1), 1) : null
     if (exitedEarly) row.error = `process exited during the drain:\n${p.logTail()}`
     log(`  ${c.name}: ${fmtNum(len)}/${fmtNum(n)} in ${row.drainSeconds}s → ${fmtNum(row.rate)} ev/s` +
-      ` (startup ${row.startupSeconds}s, RSS max ${row.rssMaxMiB} MiB, CPU ${row.cpuSeconds}s, left ${row.leftInTable})`)
+      ` (startup ${row.startupSeconds}s, RSS max ${row.rssMaxMiB} MiB, CPU µs/ev ${row.cpuMicrosPerEvent} + servers ${row.serverCpuMicrosPerEvent}, left ${row.leftInTable})`)
     if (row.error) log(`  ${row.error}`)
   } catch (error) {
     row.error = error.message
@@ -709,10 +715,14 @@ const runSoak = async () => {
 // ---------------------------------------------------------------------------------------------- main
 try {
   results.meta.scenarioSeconds = {}
+  results.meta.scenarioLoad = {}
   const timed = async (name, f) => {
     const t = Date.now()
+    const before = loadavg()[0]
     await f()
     results.meta.scenarioSeconds[name] = Math.round((Date.now() - t) / 1000)
+    // 1-minute load average before and after: other work on this shared machine shows up here.
+    results.meta.scenarioLoad[name] = [round(before, 2), round(loadavg()[0], 2)]
   }
   if (scenarios.includes("drain")) await timed("drain", runDrain)
   if (scenarios.includes("latency")) await timed("latency", runLatency)

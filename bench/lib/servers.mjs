@@ -209,3 +209,19 @@ export const procSample = (pid) => {
     return undefined
   }
 }
+
+/** Cumulative CPU ticks of `rootPids` and their direct children (Postgres backends), read from /proc. */
+export const treeTicks = (rootPids) => {
+  let ticks = 0
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const pid = Number(entry)
+      const ppid = Number(fields[1])
+      if (rootPids.includes(pid) || rootPids.includes(ppid)) ticks += Number(fields[11]) + Number(fields[12])
+    } catch {}
+  }
+  return ticks
+}

@@ -9,7 +9,8 @@ const label = (results, name) => results.competitors?.[name]?.label ?? name
 const table = (header, rows) =>
   [`| ${header.join(" | ")} |`, `|${header.map((h, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
     ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n")
-const ratio = (a, b) => (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×` : "n/a")
+const ratio = (a, b) =>
+  a === Infinity && Number.isFinite(b) ? "∞× (not delivered)" : a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×` : "n/a"
 
 export const drainTable = (results) => {
   const rows = results.drain.map((d) => [
@@ -21,20 +22,24 @@ export const drainTable = (results) => {
     d.startupSeconds ?? "n/a",
     fmtNum(d.rssMaxMiB, 0),
     fmtNum(d.cpuMicrosPerEvent, 0),
+    fmtNum(d.serverCpuMicrosPerEvent, 0),
     d.error ? "ERROR" : d.leftInTable > 0 && d.complete ? `${d.leftInTable} rows left` : ""
   ])
   return table(["competitor", "backlog", "delivered", "events/s (median)", "runs (events/s)", "startup s", "RSS max MiB",
-    "competitor CPU µs/event", "note"], rows)
+    "competitor CPU µs/event", "Postgres+Redis CPU µs/event", "note"], rows)
 }
+
+/** A latency percentile; JSON turns Infinity (not delivered) into null, so undo that when events were missing. */
+export const latencyValue = (row, key) => (row[key] === null || row[key] === undefined) && row.missing ? Infinity : row[key]
 
 export const latencyTable = (results) => {
   const rows = results.latency.filter((l) => !l.error).map((l) => [
     label(results, l.competitor),
     `${l.rate}/s`,
-    fmtMs(l.p50),
-    fmtMs(l.p90),
-    fmtMs(l.p99),
-    fmtMs(l.max),
+    fmtMs(latencyValue(l, "p50")),
+    fmtMs(latencyValue(l, "p90")),
+    fmtMs(latencyValue(l, "p99")),
+    fmtMs(latencyValue(l, "max")),
     `${fmtNum(l.achievedRate)}/s`,
     `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""}`
   ])
@@ -103,7 +108,10 @@ export const ratios = (results) => {
     if (!r) continue
     for (const other of ["graphile", "graphile-default", "classic"]) {
       const o = lat(other, rate)
-      if (o) lines.push(`- Latency @${rate}/s: ${label(results, other)} p50 ${ratio(o.p50, r.p50)}, p99 ${ratio(o.p99, r.p99)} the relay's`)
+      if (o) {
+        lines.push(`- Latency @${rate}/s: ${label(results, other)} p50 ${ratio(latencyValue(o, "p50"), latencyValue(r, "p50"))},` +
+          ` p99 ${ratio(latencyValue(o, "p99"), latencyValue(r, "p99"))} the relay's`)
+      }
     }
   }
   const ov = (c, w, t) => results.overhead.find((o) => o.competitor === c && o.writers === w && o.trigger === t)?.median
