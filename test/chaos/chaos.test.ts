@@ -199,6 +199,8 @@ const run = async (t0: number, note: (text: string) => void) => {
       }
     }
   })()
+  // Awaited after production; until then a failure must not become an unhandled rejection.
+  scheduled.catch(() => {})
   const killer = (async () => {
     await sleep(3_000)
     while (producing || Date.now() - chaosStart < schedule[schedule.length - 1]![0]) {
@@ -210,6 +212,7 @@ const run = async (t0: number, note: (text: string) => void) => {
       await sleep(between(2_500, 4_500))
     }
   })()
+  killer.catch(() => {})
 
   // --- Production ---------------------------------------------------------------------------
   const progress = setInterval(() => {
@@ -234,6 +237,7 @@ const run = async (t0: number, note: (text: string) => void) => {
     })
   } finally {
     producing = false
+    clearInterval(progress)
   }
   const produced = Date.now()
   const s = production.stats
@@ -244,7 +248,6 @@ const run = async (t0: number, note: (text: string) => void) => {
   )
   for (const [error, n] of s.errors) note(`  producer error x${n}: ${error}`)
   await Promise.all([scheduled, killer])
-  clearInterval(progress)
 
   // --- Drain --------------------------------------------------------------------------------
   await raiseMaxmemory()
