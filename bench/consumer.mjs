@@ -29,13 +29,19 @@ const freePort = () =>
 const throwawayRedis = async () => {
   const port = await freePort()
   const child = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no"], { stdio: "ignore" })
-  await new Promise((resolve, reject) => {
-    child.once("error", reject)
-    const probe = new Redis(port, { lazyConnect: true, retryStrategy: () => 50 })
+  const failed = new Promise((_, reject) => child.once("error", reject))
+  failed.catch(() => {})
+  const stop = () => child.kill("SIGKILL")
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+    const probe = new Redis(port, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
     probe.on("error", () => {})
-    probe.connect().then(() => probe.quit()).then(resolve, reject)
-  })
-  return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill("SIGKILL") }
+    const up = await Promise.race([probe.connect().then(() => true, () => false), failed])
+    probe.disconnect()
+    if (up) return { url: `redis://127.0.0.1:${port}`, stop }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  stop()
+  throw new Error(`redis-server did not start on port ${port}`)
 }
 
 const server = process.env.REDIS_URL ? undefined : await throwawayRedis().catch(() => undefined)
@@ -43,7 +49,7 @@ const redisUrl = process.env.REDIS_URL ?? server?.url ?? "redis://127.0.0.1:6379
 const redis = new Redis(redisUrl)
 const stream = `bench:consumer:${randomBytes(4).toString("hex")}`
 
-console.log(`filling ${stream} with ${messages} entries...`)
+console.log(`redis: ${server ? `throwaway redis-server at ${redisUrl}` : redisUrl}; filling ${stream} with ${messages} entries...`)
 const payload = JSON.stringify({ orderId: "order-1", total: 42.5, currency: "EUR", items: [{ sku: "sku-1", quantity: 2 }] })
 for (let done = 0; done < messages; done += 5_000) {
   const pipeline = redis.pipeline()

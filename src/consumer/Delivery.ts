@@ -96,7 +96,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     return Effect.suspend(() => {
       slot.deadline = clock.currentTimeMillisUnsafe() + options.handlerTimeoutMillis
       return Effect.exit(withRetries)
-    }).pipe(Effect.ensuring(Effect.sync(() => (slot.deadline = 0))))
+    })
   }
 
   const onHandled = (delivery: Delivery) => (exit: Exit.Exit<void, unknown>): Effect.Effect<void> => {
@@ -116,9 +116,21 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     )
   }
 
-  /** Runs the handler, then settles the delivery; settling is never cut in half by a timeout. */
+  /**
+   * Runs the handler, then settles the delivery; settling is never cut in half by a timeout (the
+   * success path is synchronous, the others uninterruptible). A worker interrupted mid-handler gets a
+   * fresh slot, so the deadline only needs clearing here.
+   */
   const handle = (delivery: Delivery, event: ConsumedEvent<P>, slot: Slot) =>
-    Effect.flatMap(runHandler(event, slot), (exit) => Effect.uninterruptible(onHandled(delivery)(exit)))
+    Effect.flatMap(runHandler(event, slot), (exit) => {
+      slot.deadline = 0
+      if (Exit.isSuccess(exit)) {
+        stats.acked++
+        ctx.acknowledge(delivery.id)
+        return Effect.void
+      }
+      return Effect.uninterruptible(onHandled(delivery)(exit))
+    })
 
   const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, slot: Slot) =>
     Effect.flatMap(Effect.result(ctx.decodePayload!(event.payload)), (decoded) =>
