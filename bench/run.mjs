@@ -16,7 +16,7 @@
  * regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
  */
 import { execFile, execFileSync, spawn } from "node:child_process"
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { createHash } from "node:crypto"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join } from "node:path"
@@ -525,6 +525,7 @@ const pgbenchRun = async (db, script, clients, seconds, extra = []) => {
   const args = ["-n", "-M", "prepared", "-f", file, "-c", String(clients), "-j", String(Math.min(clients, 2)),
     "-T", String(seconds), "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", ...extra, db]
   const { stdout } = await promisify(execFile)(pgbench, args, { timeout: (seconds + 60) * 1000, env: { ...process.env, PGAPPNAME: "bench-producer" } })
+    .finally(() => rmSync(file, { force: true }))
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(stdout)?.[1] ?? NaN)
   const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN)
   const failed = Number(/number of failed transactions: (\d+)/.exec(stdout)?.[1] ?? 0)
