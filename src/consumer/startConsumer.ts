@@ -74,9 +74,19 @@ export interface BaseConsumerOptions {
   readonly logFormat?: RelaySettings["logFormat"]
 }
 
-export type StartConsumerOptions<P = any> =
-  | BaseConsumerOptions & { readonly inbox?: undefined; readonly handler: Handler<undefined, P> }
-  | BaseConsumerOptions & { readonly inbox: InboxOptions; readonly handler: Handler<postgres.TransactionSql<any>, P> }
+/** Options with the inbox: the handler gets the transaction as `sql`. */
+export interface InboxConsumerOptions<P = any> extends BaseConsumerOptions {
+  readonly inbox: InboxOptions
+  readonly handler: Handler<postgres.TransactionSql<any>, P>
+}
+
+/** Options without the inbox. */
+export interface PlainConsumerOptions<P = any> extends BaseConsumerOptions {
+  readonly inbox?: undefined
+  readonly handler: Handler<undefined, P>
+}
+
+export type StartConsumerOptions<P = any> = PlainConsumerOptions<P> | InboxConsumerOptions<P>
 
 export interface ConsumerHandle {
   /** This consumer's name in the group. */
@@ -113,7 +123,13 @@ const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sq
   })
 
 /** Starts a consumer; rejects when an option is invalid or Redis cannot be reached to create the group. */
-export const startConsumer = async <P = any>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {
+export function startConsumer<P = any>(options: InboxConsumerOptions<P>): Promise<ConsumerHandle>
+export function startConsumer<P = any>(options: PlainConsumerOptions<P>): Promise<ConsumerHandle>
+export function startConsumer<P = any>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> {
+  return start(options)
+}
+
+const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {
   const ms = (value: number | undefined) => value === undefined ? undefined : Math.max(0, value)
   let inboxClient: postgres.Sql<any> | undefined
   const ownClient = options.inbox !== undefined && options.inbox.sql === undefined
