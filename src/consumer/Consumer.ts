@@ -90,12 +90,14 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
           Effect.andThen(Effect.logWarning(`consumer ${loop} failed; retrying`)),
           Effect.annotateLogs({ ...logContext, operation: error.operation, reason: error.message })
         ),
-      succeeded: failing
-        ? Effect.sync(() => (failing = false)).pipe(
-          Effect.andThen(Effect.logInfo(`consumer ${loop} working again`)),
-          Effect.annotateLogs(logContext)
-        )
-        : Effect.void
+      succeeded: Effect.suspend(() =>
+        failing
+          ? Effect.sync(() => (failing = false)).pipe(
+            Effect.andThen(Effect.logInfo(`consumer ${loop} working again`)),
+            Effect.annotateLogs(logContext)
+          )
+          : Effect.void
+      )
     }
   }
 
@@ -208,7 +210,8 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
     if (finished._tag === "None") {
       yield* Effect.logWarning("handlers still running after stopTimeout were interrupted; their messages stay pending")
         .pipe(Effect.annotateLogs(logContext))
-      yield* dispatcher.interruptRunning
+      // Bounded: a worker settling a timed-out delivery while Redis is down would otherwise hold us.
+      yield* dispatcher.interruptRunning.pipe(Effect.timeoutOption(Duration.millis(options.commandTimeoutMillis)))
     }
     yield* waitForAcks
     yield* Fiber.interruptAll([renewer, acker])
