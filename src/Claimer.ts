@@ -72,6 +72,10 @@ export class Claimer extends Context.Service<Claimer, {
       let relayClient: Client | undefined
       // Slots leased by the relay connection's session; gone with it.
       let owned = new Set<number>()
+      // The backend pid of the session holding `owned`. postgres.js reconnects silently after a
+      // session ends while idle (pg_terminate_backend, a Postgres restart), and a new session holds
+      // neither our leases nor our transaction: every claim and commit checks it is still this one.
+      let leasePid: number | undefined
       let lease: SlotLease = { owned: [], liveRelays: 1, target: slotCount }
       const relayConnection = () =>
         relayClient ??= makeClient(config.databaseUrl, {
@@ -84,6 +88,7 @@ export class Claimer extends Context.Service<Claimer, {
         const client = relayClient
         relayClient = undefined
         owned = new Set()
+        leasePid = undefined
         lease = { ...lease, owned: [] }
         board.set(laneId, lease).pipe(Effect.runSync)
         return client ? Effect.promise(() => client.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
@@ -107,11 +112,17 @@ export class Claimer extends Context.Service<Claimer, {
           onRelayConnection("claim", (sql) =>
             Promise.all([
               sql.unsafe("BEGIN"),
+              sql.unsafe<[{ pid: number }]>(sqlText.backendPid, [], { prepare: true }),
               sql.unsafe<Array<OutboxRow>>(retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch, [
                 limit,
                 arrayParam(slots)
               ], { prepare: true })
-            ]).then(([, rows]) => rows)),
+            ]).then(([, [{ pid }], rows]) => {
+              // A new session: its claim is not covered by our leases. Fail, so the transaction is
+              // rolled back (nothing published) and the leases are taken again.
+              if (pid !== leasePid) throw new Error(`claim session changed (backend ${leasePid} -> ${pid})`)
+              return rows
+            })),
           () =>
             open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
         )
@@ -120,6 +131,9 @@ export class Claimer extends Context.Service<Claimer, {
         const commit = (dead: ReadonlyArray<DeadLetter>) =>
           onRelayConnection("commit", (sql) =>
             Promise.all([
+              // Fails (division by zero) on any session but the one that claimed: a COMMIT there would
+              // only draw a warning, and the rows it thinks it deletes were already rolled back.
+              sql.unsafe(sqlText.assertBackendPid, [String(leasePid)], { prepare: true }),
               ...dead.map(({ reason, row }) =>
                 retaining
                   ? sql.unsafe(sqlText.markDeadRetaining, [row.event_id, reason, String(row.attempts + 1)], {
@@ -145,8 +159,18 @@ export class Claimer extends Context.Service<Claimer, {
       // A relay is live when its heartbeat (every second, see WakeState) is this recent.
       const liveWindowMs = Math.min(5000, Math.max(2000, Duration.toMillis(config.leaseTimeout) / 2))
       const rebalance = Effect.gen(function*() {
-        const [{ live }] = yield* onRelayConnection("rebalance", (sql) =>
-          sql.unsafe<[{ live: number }]>(sqlText.liveRelays, [liveWindowMs], { prepare: true }))
+        const [{ live, pid }] = yield* onRelayConnection("rebalance", (sql) =>
+          sql.unsafe<[{ live: number; pid: number }]>(sqlText.liveRelays, [liveWindowMs], { prepare: true }))
+        if (pid !== leasePid) {
+          // A session we have not leased on (the first, or a silent reconnect): it owns nothing yet.
+          if (leasePid !== undefined) {
+            yield* Effect.logWarning("claim session replaced; taking slot leases again").pipe(
+              Effect.annotateLogs({ previousBackend: leasePid, backend: pid, slots: owned.size })
+            )
+          }
+          owned = new Set()
+          leasePid = pid
+        }
         const target = Math.ceil(slotCount / live)
         if (owned.size > target) {
           const extra = [...owned].sort((a, b) => b - a).slice(0, owned.size - target)

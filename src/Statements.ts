@@ -163,10 +163,14 @@ export const statements = (schema: string) => {
       )
       DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> $1`,
     unregister: `DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE relay_id = $1`,
-    /** Relays that sent a heartbeat lately: the slots are shared among them. */
+    /** Relays (lanes) that sent a heartbeat lately, and this session's backend pid. */
     liveRelays: `
-      SELECT greatest(count(*), 1)::int AS live FROM ${quoteIdent(schema)}.outbox_relay_wake
+      SELECT greatest(count(*), 1)::int AS live, pg_backend_pid() AS pid FROM ${quoteIdent(schema)}.outbox_relay_wake
       WHERE seen_at > now() - $1::int * interval '1 millisecond'`,
+    /** The session's backend pid: leases and the claim transaction belong to one session. */
+    backendPid: `SELECT pg_backend_pid() AS pid`,
+    /** Raises (division by zero) unless this is still the session with backend pid $1. */
+    assertBackendPid: `SELECT 1 / (pg_backend_pid() = $1::text::int)::int AS same_session`,
     /** Tries to lease each slot of $1 (session advisory locks); returns those now held, comma-separated. */
     tryLeaseSlots: `
       SELECT coalesce(string_agg(s::text, ','), '') AS slots FROM unnest($1::text::int[]) AS s
