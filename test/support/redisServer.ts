@@ -18,6 +18,10 @@ export interface RedisServerOptions {
   readonly appendonly?: boolean
   /** `maxmemory`, e.g. "2mb" (with `maxmemory-policy noeviction`, so writes fail when full). */
   readonly maxmemory?: string
+  /** `appendfsync` with the append-only file: "always" loses nothing acknowledged, even on SIGKILL. */
+  readonly appendfsync?: "always" | "everysec" | "no"
+  /** `maxmemory-policy noeviction` even without a `maxmemory` (set later with CONFIG SET). */
+  readonly noeviction?: boolean
 }
 
 export interface RedisServerHandle {
@@ -57,7 +61,9 @@ export const pingRedis = (host: string, port: number, timeoutMs = 1_000): Promis
 
 const configArgs = (options: RedisServerOptions): Array<string> => [
   "--appendonly", options.appendonly ? "yes" : "no",
-  ...(options.maxmemory ? ["--maxmemory", options.maxmemory, "--maxmemory-policy", "noeviction"] : [])
+  ...(options.appendfsync ? ["--appendfsync", options.appendfsync] : []),
+  ...(options.maxmemory ? ["--maxmemory", options.maxmemory] : []),
+  ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : [])
 ]
 
 const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {
