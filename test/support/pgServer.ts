@@ -4,7 +4,7 @@
  * `postgres` user when we are root: Postgres refuses to run as root), or, without binaries, a
  * testcontainers `postgres:16-alpine`. Either way the port survives stop/start.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { execFile, spawn } from "node:child_process"
 import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -12,7 +12,7 @@ import { promisify } from "node:util"
 import postgres from "postgres"
 import { startFixedPortContainer } from "./containers.js"
 import { freePort, pollUntil } from "./ports.js"
-import { findBinary, isRunning, lookupUser, onProcessExit, waitForChildExit } from "./processes.js"
+import { findBinary, isRunning, lookupUser, superviseServer } from "./processes.js"
 
 export type PgStopMode = "fast" | "immediate"
 
@@ -70,7 +70,6 @@ const tail = (file: string): string =>
 const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
   const dir = mkdtempSync(join(tmpdir(), "outbox-pg-"))
   const removeDir = () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
-  const unregisterDir = onProcessExit(removeDir)
   const asOwner = bins.owner ? { uid: bins.owner.uid, gid: bins.owner.gid } : {}
   if (bins.owner) chownSync(dir, bins.owner.uid, bins.owner.gid)
   const dataDir = join(dir, "data")
@@ -83,56 +82,34 @@ const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
     )
   } catch (error) {
     removeDir()
-    unregisterDir()
     const stderr = (error as { stderr?: string }).stderr ?? ""
     throw new Error(`initdb failed: ${(error as Error).message}\n${stderr}`)
   }
   const port = await freePort()
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
-  let child: ChildProcess | undefined
-
-  const start = async () => {
-    if (child && isRunning(child)) return
-    const log = openSync(logFile, "a")
-    const args = [
-      "-D", dataDir, "-p", String(port), "-k", dir,
-      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
-      "-c", "max_connections=300"
-    ]
-    const current = spawn(bins.postgres, args, { ...asOwner, cwd: dir, stdio: ["ignore", log, log] })
-    closeSync(log)
-    child = current
-    const unregister = onProcessExit(() => current.kill("SIGQUIT"))
-    current.once("exit", unregister)
-    await waitForPostgres(url, 60_000, () =>
-      isRunning(current)
-        ? undefined
-        : new Error(`postgres exited (${current.exitCode ?? current.signalCode}) on port ${port}:\n${tail(logFile)}`))
-  }
-
-  const stop = async (mode: PgStopMode = "fast") => {
-    const current = child
-    if (!current || !isRunning(current)) return
-    current.kill(mode === "fast" ? "SIGINT" : "SIGQUIT")
-    await waitForChildExit(current, 30_000)
-  }
-
-  let disposed = false
-  const dispose = async () => {
-    if (disposed) return
-    disposed = true
-    await stop("immediate")
-    removeDir()
-    unregisterDir()
-  }
-
-  try {
-    await start()
-  } catch (error) {
-    await dispose()
-    throw error
-  }
-  return { kind: "spawned", url, port, stop, start, dispose }
+  const args = [
+    "-D", dataDir, "-p", String(port), "-k", dir,
+    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
+    "-c", "max_connections=300"
+  ]
+  const server = await superviseServer({
+    spawn: () => {
+      const log = openSync(logFile, "a")
+      const child = spawn(bins.postgres, args, { ...asOwner, cwd: dir, stdio: ["ignore", log, log] })
+      closeSync(log)
+      return child
+    },
+    ready: (child) =>
+      waitForPostgres(url, 60_000, () =>
+        isRunning(child)
+          ? undefined
+          : new Error(`postgres exited (${child.exitCode ?? child.signalCode}) on port ${port}:\n${tail(logFile)}`)),
+    exitSignal: "SIGQUIT",
+    disposeSignal: "SIGQUIT",
+    removeFiles: removeDir
+  })
+  const stop = (mode: PgStopMode = "fast") => server.signal(mode === "fast" ? "SIGINT" : "SIGQUIT")
+  return { kind: "spawned", url, port, stop, start: server.start, dispose: server.dispose }
 }
 
 const startContainer = async (): Promise<PgServerHandle> => {

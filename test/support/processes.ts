@@ -63,6 +63,66 @@ export const waitForChildExit = (child: ChildProcess, timeoutMs: number): Promis
     })
   })
 
+/** A server child the tests can stop, kill and start again; see `superviseServer`. */
+export interface SupervisedServer {
+  /** Starts it (again) unless it runs; resolves once `ready` does. */
+  readonly start: () => Promise<void>
+  /** Sends a signal and waits for the exit (no-op when it is not running). */
+  readonly signal: (signal: NodeJS.Signals) => Promise<void>
+  /** Stops it for good and removes its files. Idempotent. */
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * Runs a throwaway server process: `spawn` starts it, `ready` resolves once it answers (and rejects
+ * when it died), `exitSignal` is sent if the test process exits while it runs, `disposeSignal` at
+ * dispose, after which `removeFiles` runs. The first start happens here; if it fails, everything is
+ * cleaned up and the error is thrown.
+ */
+export const superviseServer = async (options: {
+  readonly spawn: () => ChildProcess
+  readonly ready: (child: ChildProcess) => Promise<void>
+  readonly exitSignal: NodeJS.Signals
+  readonly disposeSignal: NodeJS.Signals
+  readonly removeFiles: () => void
+}): Promise<SupervisedServer> => {
+  const unregisterFiles = onProcessExit(options.removeFiles)
+  let child: ChildProcess | undefined
+
+  const start = async () => {
+    if (child && isRunning(child)) return
+    const current = options.spawn()
+    child = current
+    const unregister = onProcessExit(() => current.kill(options.exitSignal))
+    current.once("exit", unregister)
+    await options.ready(current)
+  }
+
+  const signal = async (sig: NodeJS.Signals) => {
+    const current = child
+    if (!current || !isRunning(current)) return
+    current.kill(sig)
+    await waitForChildExit(current, 30_000)
+  }
+
+  let disposed = false
+  const dispose = async () => {
+    if (disposed) return
+    disposed = true
+    await signal(options.disposeSignal)
+    options.removeFiles()
+    unregisterFiles()
+  }
+
+  try {
+    await start()
+  } catch (error) {
+    await dispose()
+    throw error
+  }
+  return { start, signal, dispose }
+}
+
 const postgresBinDirs = (): Array<string> => {
   const root = "/usr/lib/postgresql"
   if (!existsSync(root)) return []

@@ -4,14 +4,14 @@
  * `redis-server` binary in a temp dir, or, without it, a testcontainers `redis:7-alpine`. Either way
  * the port survives stop/start.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { startFixedPortContainer } from "./containers.js"
 import { freePort, pollUntil } from "./ports.js"
-import { findBinary, isRunning, onProcessExit, waitForChildExit } from "./processes.js"
+import { findBinary, isRunning, superviseServer } from "./processes.js"
 
 export interface RedisServerOptions {
   /** Turn on the append-only file (data survives stop/kill + start). Default false. */
@@ -68,67 +68,43 @@ const configArgs = (options: RedisServerOptions): Array<string> => [
 
 const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {
   const dir = mkdtempSync(join(tmpdir(), "outbox-redis-"))
-  const removeDir = () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
-  const unregisterDir = onProcessExit(removeDir)
   const port = await freePort()
   const args = [
     "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
     "--daemonize", "no", "--logfile", "", ...configArgs(options)
   ]
-  let child: ChildProcess | undefined
   let output = ""
-
-  const start = async () => {
-    if (child && isRunning(child)) return
-    const current = spawn(binary, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
-    child = current
-    const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString("utf8")).slice(-4_000)
-    }
-    current.stdout?.on("data", collect)
-    current.stderr?.on("data", collect)
-    const unregister = onProcessExit(() => current.kill("SIGKILL"))
-    current.once("exit", unregister)
-    await pollUntil(`redis-server on port ${port}`, () => pingRedis("127.0.0.1", port), {
-      timeoutMs: 30_000,
-      intervalMs: 50,
-      abort: () =>
-        isRunning(current)
-          ? undefined
-          : new Error(`redis-server exited (${current.exitCode ?? current.signalCode}) on port ${port}:\n${output}`)
-    })
-  }
-
-  const signal = async (sig: NodeJS.Signals) => {
-    const current = child
-    if (!current || !isRunning(current)) return
-    current.kill(sig)
-    await waitForChildExit(current, 30_000)
-  }
-
-  let disposed = false
-  const dispose = async () => {
-    if (disposed) return
-    disposed = true
-    await signal("SIGKILL")
-    removeDir()
-    unregisterDir()
-  }
-
-  try {
-    await start()
-  } catch (error) {
-    await dispose()
-    throw error
-  }
+  const server = await superviseServer({
+    spawn: () => {
+      const child = spawn(binary, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
+      const collect = (chunk: Buffer) => {
+        output = (output + chunk.toString("utf8")).slice(-4_000)
+      }
+      child.stdout?.on("data", collect)
+      child.stderr?.on("data", collect)
+      return child
+    },
+    ready: (child) =>
+      pollUntil(`redis-server on port ${port}`, () => pingRedis("127.0.0.1", port), {
+        timeoutMs: 30_000,
+        intervalMs: 50,
+        abort: () =>
+          isRunning(child)
+            ? undefined
+            : new Error(`redis-server exited (${child.exitCode ?? child.signalCode}) on port ${port}:\n${output}`)
+      }),
+    exitSignal: "SIGKILL",
+    disposeSignal: "SIGKILL",
+    removeFiles: () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
+  })
   return {
     kind: "spawned",
     url: `redis://127.0.0.1:${port}`,
     port,
-    stop: () => signal("SIGTERM"),
-    kill: () => signal("SIGKILL"),
-    start,
-    dispose
+    stop: () => server.signal("SIGTERM"),
+    kill: () => server.signal("SIGKILL"),
+    start: server.start,
+    dispose: server.dispose
   }
 }
 
