@@ -16,48 +16,58 @@
 -- retries the whole batch, and the markers make the retry skip what this call already added.
 -- The relay deletes markers (HDEL) once its Postgres transaction committed, so the hash holds only
 -- events in flight; the TTL clears what a crash leaves behind.
+--
+-- Cost (`node bench/lua-cost.mjs` compares it with bare XADDs): markers are looked up with one
+-- HMGET and written with one HSET per chunk of events rather than one HGET and one HSET per event,
+-- and the XADD arguments are passed directly instead of through a table and unpack().
 
 local stream = KEYS[1]
 local inflight = KEYS[2]
 local maxlen = tonumber(ARGV[1])
 local transient = { 'OOM', 'READONLY', 'LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN',
                     'NOREPLICAS', 'MISCONF', 'NOTBUSY' }
-local out = {}
 local count = (#ARGV - 2) / 10
-
-for i = 0, count - 1 do
-  local b = 3 + i * 10
-  local event_id = ARGV[b]
-  local existing = redis.call('HGET', inflight, event_id)
-  if existing then
-    out[#out + 1] = '=' .. existing
-  else
-    local res
-    local fields = { 'event_id', event_id, 'event_type', ARGV[b + 1], 'topic', ARGV[b + 2],
-                     'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
-                     'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8],
-                     'headers', ARGV[b + 9] }
-    if maxlen > 0 then
-      res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+local out = {}
+local chunk = 200
+local pairs_ = {}  -- event_id, entry id, ... of this chunk's new entries
+for from = 0, count - 1, chunk do
+  local to = math.min(count, from + chunk) - 1
+  local ids = {}
+  for i = from, to do ids[#ids + 1] = ARGV[3 + i * 10] end
+  local existing = redis.call('HMGET', inflight, unpack(ids))
+  for i = from, to do
+    local b = 3 + i * 10
+    local seen = existing[i - from + 1]
+    if seen then
+      out[#out + 1] = '=' .. seen
     else
-      res = redis.pcall('XADD', stream, '*', unpack(fields))
-    end
-    if type(res) == 'table' and res.err then
-      local err = res.err
-      for _, prefix in ipairs(transient) do
-        if string.sub(err, 1, #prefix) == prefix then
-          return redis.error_reply(err)
-        end
+      local res
+      if maxlen > 0 then
+        res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event_id', ARGV[b], 'event_type', ARGV[b + 1],
+          'topic', ARGV[b + 2], 'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
+          'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
+      else
+        res = redis.pcall('XADD', stream, '*', 'event_id', ARGV[b], 'event_type', ARGV[b + 1],
+          'topic', ARGV[b + 2], 'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
+          'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
       end
-      out[#out + 1] = '!' .. err
-    else
-      redis.call('HSET', inflight, event_id, res)
-      out[#out + 1] = res
+      if type(res) == 'table' and res.err then
+        local err = res.err
+        for _, prefix in ipairs(transient) do
+          if string.sub(err, 1, #prefix) == prefix then
+            if #pairs_ > 0 then redis.call('HSET', inflight, unpack(pairs_)) end
+            return redis.error_reply(err)
+          end
+        end
+        out[#out + 1] = '!' .. err
+      else
+        pairs_[#pairs_ + 1] = ARGV[b]
+        pairs_[#pairs_ + 1] = res
+        out[#out + 1] = res
+      end
     end
   end
+  if #pairs_ > 0 then redis.call('HSET', inflight, unpack(pairs_)) pairs_ = {} end
 end
-
-if count > 0 then
-  redis.call('PEXPIRE', inflight, ARGV[2])
-end
+if count > 0 then redis.call('PEXPIRE', inflight, ARGV[2]) end
 return out
