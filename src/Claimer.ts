@@ -8,7 +8,12 @@
  * `RELAY_CONCURRENCY` lanes; each counts as one relay when the slots are shared out.
  */
 import { randomBytes } from "node:crypto"
-import { Context, Duration, Effect, Layer, Ref, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
 import { type ClaimedBatch, type Client, compareIds, type DeadLetter, makeClient, type OutboxRow, runQuery } from "./Database.js"
 import type { DatabaseUnavailable } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"

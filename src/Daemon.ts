@@ -2,7 +2,7 @@
  * The whole relay as one layer, for `main.ts` and for applications and tests that run the relay
  * inside their own Effect program: `Layer.launch(RelayDaemon.pipe(Layer.provide(RelayConfig.layerFrom(env))))`.
  */
-import { Layer } from "effect"
+import * as Layer from "effect/Layer"
 import { AdminLive } from "./Admin.js"
 import { LeaseBoard } from "./Claimer.js"
 import { Database } from "./Database.js"

@@ -3,7 +3,11 @@
  * statements (health, stats, purge, dead letters). Claiming lives in `Claimer` (one per lane, each
  * with its own connection).
  */
-import { Context, Duration, Effect, Layer, Redacted } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import postgres from "postgres"
 import { DatabaseUnavailable, describe } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"

@@ -7,7 +7,14 @@
  * It rebalances slot leases between batches (never while a batch is in flight), keeps the backlog
  * gauges fresh and purges retained rows.
  */
-import { Clock, Duration, Effect, Layer, Metric, Queue, Schedule, Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import { Claimer, LeaseBoard } from "./Claimer.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"

@@ -6,7 +6,7 @@
  * A permanent problem with one event is not an error here: it is an outcome of the batch
  * (see `StreamPublisher.PublishOutcome`) and sends that event to the dead-letter store.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** Postgres could not be reached, timed out, or lost the connection mid-batch. */
 export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()("DatabaseUnavailable", {

@@ -6,7 +6,12 @@
  * Ready means "Postgres and Redis reachable". A broken LISTEN connection does not make the relay
  * unready (the slow poll still delivers); it is shown as a detail.
  */
-import { Context, Effect, Layer, Metric, Ref, Schedule } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
 import { StreamPublisher } from "./StreamPublisher.js"

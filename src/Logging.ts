@@ -2,7 +2,9 @@
  * The daemon's logger: one JSON object per line on stdout (or pretty lines for a terminal), filtered
  * by `RELAY_LOG_LEVEL`. Connection strings are `Redacted` everywhere, so they print as `<redacted>`.
  */
-import { Layer, Logger, References } from "effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
 import type { RelaySettings } from "./RelayConfig.js"
 
 const levels = {

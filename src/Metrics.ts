@@ -1,7 +1,7 @@
 /**
  * Every metric the relay exports, defined once. Served as Prometheus text on `/metrics`.
  */
-import { Metric } from "effect"
+import * as Metric from "effect/Metric"
 
 export const eventsRelayed = Metric.counter("outbox_events_relayed_total", {
   description: "Events added to their stream and removed from the outbox",

@@ -14,7 +14,15 @@
  * Wake-ups coalesce: each lane's queue holds at most one, so a burst of commits costs one drain.
  */
 import { randomBytes } from "node:crypto"
-import { Context, Deferred, Duration, Effect, Layer, Queue, Redacted, Schema, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import pgListen from "pg-listen"
 import { describe } from "./Errors.js"
 import { Health } from "./Health.js"

@@ -12,7 +12,13 @@
  * Shutdown: a batch in flight is uninterruptible (each step has a timeout), so SIGTERM lets it commit
  * or roll back before the connections close. The loop around it is `DrainLoop`.
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, Schedule } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
 import { Claimer } from "./Claimer.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import type { TransientError } from "./Errors.js"

@@ -5,7 +5,15 @@
  * The `settings` table below is the single source of truth: the config service, the one-line error a
  * bad value produces, and the README table (checked by a test) all come from it.
  */
-import { Config, ConfigProvider, Context, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 
 /** A bad or missing setting; `message` is one line naming the variable and what it accepts. */
 export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
@@ -261,6 +269,13 @@ export const settings = {
     default: "true",
     accepts: "true or false",
     description: "Whether `run` applies pending migrations before relaying.",
+    parse: bool
+  } satisfies Setting<boolean>,
+  heapTuning: {
+    names: ["RELAY_HEAP_TUNING"],
+    default: "true",
+    accepts: "true or false",
+    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with `--max-old-space-size=1024 --max-semi-space-size=4`, which keeps RSS near 140 MiB while draining instead of ~370 MiB. Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
     parse: bool
   } satisfies Setting<boolean>
 } as const

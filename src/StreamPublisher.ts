@@ -10,7 +10,11 @@
  * fails fast with `RedisUnavailable` and the relay's retry schedule decides when to try again.
  */
 import { readFileSync } from "node:fs"
-import { Context, Duration, Effect, Layer, Redacted } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import { Redis } from "ioredis"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { describe, RedisUnavailable } from "./Errors.js"

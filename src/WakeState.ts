@@ -11,7 +11,12 @@
  * a WAL flush.
  */
 import { randomBytes } from "node:crypto"
-import { Clock, Context, Duration, Effect, Layer, Schedule } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import { makeClient } from "./Database.js"
 import { DatabaseUnavailable, describe } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"

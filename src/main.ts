@@ -1,103 +1,31 @@
 #!/usr/bin/env node
 /**
- * The daemon's entry point: `node dist/main.js [run|migrate|dlq|help]`.
+ * The daemon's entry point: `node dist/main.js [run|migrate|dlq|help]` (the commands are in cli.ts).
  *
- * `run` (the default) validates every setting, applies pending migrations, then relays until
- * SIGTERM/SIGINT. `migrate` only applies migrations. A bad setting exits with code 2 and one line
- * naming the variable and what it accepts.
+ * Heap tuning: with V8's defaults on a machine with plenty of memory, a relay draining a large
+ * backlog lets its heap grow to ~370 MiB RSS although under 50 MiB of it is live (heap snapshot while
+ * draining 1M events). A bounded old space (1 GiB, far above what a relay holds) and small semi-spaces
+ * keep it near 140 MiB at the same rate (`npm run bench -- --scenario drain`, docs/benchmarks.md).
+ * Those flags only work from process start, so `run` replaces itself once with them (`process.execve`:
+ * same pid, same signals, same stdio) — unless RELAY_HEAP_TUNING=false, the operator already chose heap
+ * flags, or this Node has no `execve` (before 22.15), in which case it runs as it was started.
+ *
+ * This module imports nothing heavy, so the restart costs only a bare Node start.
  */
-import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Duration, Effect, Exit, Layer, Runtime, Schedule } from "effect"
-import { RelayDaemon } from "./Daemon.js"
-import { loggerLayer } from "./Logging.js"
-import { runDlqCommand } from "./consumer/DeadLetterCli.js"
-import { migrate } from "./Migrator.js"
-import { ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./RelayConfig.js"
+export const heapFlags = ["--max-old-space-size=1024", "--max-semi-space-size=4"] as const
 
-const usage = `Usage: outbox-relay [command]
-
-Commands:
-  run       apply pending migrations (unless RELAY_MIGRATE=false), then relay until SIGTERM (default)
-  migrate   apply pending migrations and exit
-  dlq       list or replay a stream's dead letters (uses RELAY_REDIS_URL):
-              dlq list <stream> [--count N] [--json]
-              dlq replay <stream> (--id ID [--id ID ...] | --all)
-  help      print this text
-
-Settings come from RELAY_* environment variables; see the README.`
-
-/** Migration problems that a later attempt can fix (the database is not up yet). */
-const connectionPhases = new Set(["lock", "setup", "read"])
-
-const migrateOnce = (settings: RelaySettings) =>
-  migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema }).pipe(
-    Effect.tap((applied) => Effect.logInfo("migrations up to date").pipe(Effect.annotateLogs({ applied })))
-  )
-
-const runDaemon = (settings: RelaySettings) =>
-  Effect.gen(function*() {
-    if (settings.migrate) {
-      yield* migrateOnce(settings).pipe(
-        Effect.tapError((error) =>
-          Effect.logWarning("migration failed").pipe(
-            Effect.annotateLogs({ migration: error.migration, reason: error.message })
-          )
-        ),
-        Effect.retry({
-          schedule: Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")]),
-          while: (error) => connectionPhases.has(error.migration)
-        })
-      )
-    }
-    onShutdownSignal(settings.shutdownTimeout)
-    return yield* Layer.launch(RelayDaemon.pipe(Layer.provide(Layer.succeed(RelayConfig, settings))))
-  })
-
-/** Bounds shutdown: if finalizers have not finished within the timeout, exit anyway. */
-const onShutdownSignal = (timeout: Duration.Duration) => {
-  const arm = (signal: string) => {
-    setTimeout(() => {
-      process.stderr.write(
-        `${JSON.stringify({ level: "ERROR", message: `shutdown took longer than ${Duration.format(timeout)} after ${signal}; exiting` })}\n`
-      )
-      // Rows of an unfinished batch are released by Postgres when the connection closes.
-      process.exit(1)
-    }, Duration.toMillis(timeout)).unref()
-  }
-  process.once("SIGTERM", () => arm("SIGTERM"))
-  process.once("SIGINT", () => arm("SIGINT"))
-}
+const heapFlagPattern = /--max-(old|semi)-space-size|--max-heap-size/
+const off = ["0", "false", "no", "off"]
 
 const command = process.argv[2] ?? "run"
+const execve = (process as { execve?: (file: string, args: Array<string>, env: NodeJS.ProcessEnv) => never }).execve
+if (
+  command === "run" &&
+  typeof execve === "function" &&
+  !off.includes((process.env.RELAY_HEAP_TUNING ?? "").trim().toLowerCase()) &&
+  ![...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((arg) => heapFlagPattern.test(arg))
+) {
+  execve.call(process, process.execPath, [process.execPath, ...heapFlags, ...process.execArgv, ...process.argv.slice(1)], process.env)
+}
 
-const program = Effect.gen(function*() {
-  if (command === "help" || command === "--help" || command === "-h") {
-    return yield* Console.log(usage)
-  }
-  if (command === "dlq") {
-    const redisUrl = process.env.RELAY_REDIS_URL || process.env.REDIS_URL || "redis://127.0.0.1:6379"
-    const code = yield* runDlqCommand(process.argv.slice(3), redisUrl)
-    return yield* Effect.sync(() => void (process.exitCode = code))
-  }
-  if (command !== "run" && command !== "migrate") {
-    yield* Console.error(`Unknown command ${JSON.stringify(command)}.\n\n${usage}`)
-    return yield* Effect.sync(() => process.exit(2))
-  }
-  const settings = yield* loadSettings
-  const work = command === "migrate" ? Effect.asVoid(migrateOnce(settings)) : runDaemon(settings)
-  return yield* work.pipe(Effect.provide(loggerLayer(settings)))
-}).pipe(
-  Effect.catchTag("ConfigInvalid", (error: ConfigInvalid) =>
-    Effect.andThen(Console.error(error.message), Effect.sync(() => process.exit(2)))),
-  Effect.catchTag("MigrationFailed", (error) =>
-    Effect.andThen(
-      Console.error(`Migration ${error.migration} failed: ${error.message}`),
-      Effect.sync(() => process.exit(1))
-    ))
-)
-
-NodeRuntime.runMain(program, {
-  // SIGTERM/SIGINT interrupt the program; a clean stop after a signal is a successful exit.
-  teardown: (exit, onExit) =>
-    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
-})
+await import("./cli.js")

@@ -18,7 +18,16 @@
  * queued entries are not started, running handlers get `stopTimeout` to finish, their XACKs are
  * flushed; whatever is not acknowledged stays pending for the group and is reclaimed later.
  */
-import { Clock, Context, Duration, Effect, Fiber, Layer, Queue, Schedule, Schema, Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import type { ConsumerOptionsInvalid } from "./Errors.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
 import { type ConsumerStats, makeProcess, redisRetry } from "./Delivery.js"

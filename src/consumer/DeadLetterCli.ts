@@ -7,7 +7,8 @@
  * Redis comes from RELAY_REDIS_URL (or REDIS_URL). Exit codes: 0 done, 1 Redis failed or an id was
  * not found, 2 bad usage.
  */
-import { Console, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 import { Redis } from "ioredis"
 import { deadLetterKey } from "../RedisKeys.js"
 import { countDeadLetters, type DeadLetterEntry, listDeadLetters, replayDeadLetters } from "./DeadLetters.js"

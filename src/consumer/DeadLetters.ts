@@ -9,7 +9,7 @@
  * original stream and XDELs the dead letter, both in one MULTI. The replayed entry is new to every
  * group of the stream, so groups that had handled it get it again: dedupe by `event_id` (the inbox does).
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
 import { describe } from "../Errors.js"
 import { deadLetterKey } from "../RedisKeys.js"

@@ -14,7 +14,12 @@
  * failed one). Messages held by a live consumer have their idle time renewed, so they are never
  * handed to another consumer while their handler runs.
  */
-import { Cause, Clock, Effect, Exit, Result, Schedule } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
+import * as Schedule from "effect/Schedule"
 import { describe } from "../Errors.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"

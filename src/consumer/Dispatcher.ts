@@ -17,7 +17,15 @@
  * the reader waits while too many are in flight (back-pressure), a second copy of a held entry (read
  * again from the pending list after a reconnect) is ignored, and the holder renews their idle time.
  */
-import { Cause, Clock, Duration, Effect, Fiber, Latch, Queue, Schedule, Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Latch from "effect/Latch"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import type { Delivery } from "./GroupClient.js"
 
 /** Where a running delivery says when its handler must be done (0: not in a handler). */

@@ -6,7 +6,8 @@
  * An entry that cannot be read back (no `event_id`, JSON that does not parse) is poison: it can never
  * succeed, so it goes straight to the dead-letter stream instead of being retried.
  */
-import { Predicate, Result } from "effect"
+import * as Predicate from "effect/Predicate"
+import * as Result from "effect/Result"
 
 /** The envelope fields, in the order the relay writes them. */
 export const envelopeFields = [

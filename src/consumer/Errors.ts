@@ -7,7 +7,7 @@
  *   delivery, or dead-lettered on the last). Poison (a message that can never succeed) is not an
  *   error but an outcome: the message goes to `<stream>:dlq` with its reason and is acknowledged.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** Redis could not be reached, timed out, or refused the command for now. */
 export class ConsumerRedisUnavailable extends Schema.TaggedError<ConsumerRedisUnavailable>()("ConsumerRedisUnavailable", {

@@ -13,7 +13,10 @@
  * Both fail fast while disconnected (`enableOfflineQueue: false`) and reconnect in the background;
  * the consumer's loops decide when to try again.
  */
-import { Duration, Effect, Redacted, Scope } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import { describe } from "../Errors.js"
 import { deadLetterKey } from "../RedisKeys.js"

@@ -13,7 +13,9 @@
  * Only writes through the transaction `sql` are covered: calls to other systems made by the handler
  * still happen at least once.
  */
-import { Effect, Exit, Result } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
 import type postgres from "postgres"
 import { describe } from "../Errors.js"
 import { quoteIdent } from "../Statements.js"

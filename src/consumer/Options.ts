@@ -9,7 +9,11 @@
  */
 import { hostname } from "node:os"
 import { randomBytes } from "node:crypto"
-import { Duration, Effect, Redacted, Schedule, type Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type * as Schema from "effect/Schema"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 

@@ -14,7 +14,11 @@
  *
  * Built on the Effect `Consumer` (a `ManagedRuntime` owns its layer); the semantics are the same.
  */
-import { Effect, Layer, ManagedRuntime, Predicate, Schedule } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Predicate from "effect/Predicate"
+import * as Schedule from "effect/Schedule"
 import postgres from "postgres"
 import { loggerLayer } from "../Logging.js"
 import type { RelaySettings } from "../RelayConfig.js"
