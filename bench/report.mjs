@@ -87,6 +87,8 @@ const overheadChart = (() => {
   }), "producer commits per second")
 })()
 
+const soakName = (s) => `${label(s.competitor)}${s.variant ? ` (${s.variant})` : ""}`
+const soakColor = (s, i) => (s.variant ? palette[(i + 3) % palette.length] : color(s.competitor))
 const soakCharts = (() => {
   const rows = results.soak.filter((s) => s.samples?.length > 1)
   if (!rows.length) return []
@@ -94,7 +96,7 @@ const soakCharts = (() => {
   const maxT = Math.max(...rows.flatMap((s) => s.samples.map((x) => x.t)))
   const size = chart("bench-soak-size.svg", lineChart({
     title: `Table + indexes size under ${fmtNum(results.soak[0].rate)} events/s`,
-    series: rows.map((s) => ({ label: label(s.competitor), color: color(s.competitor), points: pts(s, (x) => x.totalBytes / 2 ** 20) })),
+    series: rows.map((s, i) => ({ label: soakName(s), color: soakColor(s, i), points: pts(s, (x) => x.totalBytes / 2 ** 20) })),
     x: { label: "seconds", min: 0, max: maxT },
     y: { label: "MiB (pg_total_relation_size)", min: 0, max: Math.max(1, ...rows.flatMap((s) => s.samples.map((x) => x.totalBytes / 2 ** 20))) * 1.1 }
   }), "table size over time")
@@ -102,7 +104,7 @@ const soakCharts = (() => {
   const claim = claims.length
     ? chart("bench-soak-claim.svg", lineChart({
       title: "Claim statement mean execution time (pg_stat_statements, per interval)",
-      series: rows.map((s) => ({ label: label(s.competitor), color: color(s.competitor), points: pts(s, (x) => x.claimMeanMs) })),
+      series: rows.map((s, i) => ({ label: soakName(s), color: soakColor(s, i), points: pts(s, (x) => x.claimMeanMs) })),
       x: { label: "seconds", min: 0, max: maxT },
       y: { label: "ms per call (log)", log: true, min: 10 ** Math.floor(Math.log10(Math.min(...claims))), max: 10 ** Math.ceil(Math.log10(Math.max(...claims))) }
     }), "claim latency over time")

@@ -8,7 +8,9 @@
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile (comma-separated)
- *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run, off with --quick)
+ *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run, off with --quick);
+ *                                          the relay soaks twice: deleting on publish, and with RELAY_RETENTION
+ *   npm run bench -- --soak-only relay     soak only these competitors (the other scenarios still run all)
  *   npm run bench -- --no-build            do not run `npm run build` first
  *   npm run bench -- --no-report           do not regenerate docs/benchmarks.md
  *
@@ -37,7 +39,7 @@ const option = (name) => {
   if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`)
   return v
 }
-const known = new Set(["quick", "only", "scenario", "soak", "no-build", "no-report", "help"])
+const known = new Set(["quick", "only", "scenario", "soak", "soak-only", "no-build", "no-report", "help"])
 for (const a of argv) {
   if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
 }
@@ -49,6 +51,7 @@ const quick = flag("quick")
 const onlyArg = option("only")
 const scenarioArg = option("scenario")
 const soakArg = option("soak")
+const soakOnly = option("soak-only")?.split(",")
 const allNames = ["relay", "graphile", "graphile-default", "classic"]
 const selected = onlyArg
   ? [...new Set(onlyArg.split(",").flatMap((n) => {
@@ -622,14 +625,22 @@ const runSoak = async () => {
   await admin.unsafe("SELECT pg_reload_conf()")
   const interval = config.soakSec <= 120 ? 5 : Math.ceil(config.soakSec / 60)
   try {
-    for (const name of selected.filter((n) => n !== "graphile-default")) {
-      const c = competitors[name]
+    // The relay runs twice: deleting on publish (the default) and keeping published rows
+    // (RELAY_RETENTION, a fifth of the soak so the purge reaches its steady state within the run).
+    const retentionSec = Math.max(10, Math.round(config.soakSec / 5))
+    const runs = selected.filter((n) => n !== "graphile-default" && (!soakOnly || soakOnly.includes(n))).flatMap((name) =>
+      name === "relay"
+        ? [{ name }, { name, variant: `RELAY_RETENTION=${retentionSec} seconds`, env: { RELAY_RETENTION: `${retentionSec} seconds` } }]
+        : [{ name }])
+    for (const run of runs) {
+      const c = competitors[run.name]
       const handle = await freshDb(c, "soak")
       const stream = streamOf(c)
-      const out = { competitor: c.name, rate: config.soakRate, seconds: config.soakSec, intervalSec: interval, samples: [] }
+      const out = { competitor: c.name, variant: run.variant, env: run.env, rate: config.soakRate, seconds: config.soakSec, intervalSec: interval, samples: [] }
       let p
+      let cpuStart
       try {
-        p = startCompetitor(c, handle.url)
+        p = startCompetitor(c, handle.url, run.env)
         await sleep(1500)
         const dbOid = (await admin.unsafe(`SELECT oid FROM pg_database WHERE datname = '${handle.db}'`))[0].oid
         await admin.unsafe("SELECT pg_stat_statements_reset()")
@@ -676,6 +687,7 @@ const runSoak = async () => {
         }
         let prev = await sample(0)
         out.samples.push(prev.s)
+        cpuStart = { relay: procSample(p.pid)?.cpuTicks, servers: treeTicks([pg.pid, redisServer.pid]) }
         const script = c.pgbenchScript
         const bench = pgbenchRun(handle.db, script, 8, config.soakSec, ["-R", String(config.soakRate)])
           .catch((e) => ({ error: e.message }))
@@ -685,12 +697,18 @@ const runSoak = async () => {
           await sleep(Math.max(0, target - Date.now()))
           prev = await sample(Math.round((Date.now() - t0) / 1000), prev)
           out.samples.push(prev.s)
-          log(`  ${c.name} t=${prev.s.t}s table ${fmtNum(prev.s.totalBytes / 2 ** 20, 1)} MiB backlog ${fmtNum(prev.s.backlog)}` +
+          log(`  ${c.name}${run.variant ? ` (${run.variant})` : ""} t=${prev.s.t}s table ${fmtNum(prev.s.totalBytes / 2 ** 20, 1)} MiB backlog ${fmtNum(prev.s.backlog)}` +
             ` dead ${fmtNum(prev.s.deadTuples)} claim ${fmtMs(prev.s.claimMeanMs)} (${prev.s.claimCalls} calls)`)
           if (Date.now() - t0 > (config.soakSec + interval) * 1000) break
         }
         const r = await bench
         out.producer = r.error ? { error: r.error } : { tps: round(r.tps, 0), latencyMs: r.latencyMs }
+        // CPU over the producing window: the relay's process, and Postgres + Redis (producers' work included).
+        const relayTicks = procSample(p.pid)?.cpuTicks
+        out.cpuSeconds = {
+          relay: relayTicks !== undefined && cpuStart.relay !== undefined ? round((relayTicks - cpuStart.relay) / 100, 1) : null,
+          servers: round((treeTicks([pg.pid, redisServer.pid]) - cpuStart.servers) / 100, 1)
+        }
         // Let it drain, bounded, then a last sample.
         for (let i = 0; i < 200 && c.name !== "classic" && (await pending(c, handle.sql)) > 0; i++) await sleep(100)
         prev = await sample(Math.round((Date.now() - t0) / 1000), prev)

@@ -87,7 +87,8 @@ export class Claimer extends Context.Service<Claimer, {
           max: 1,
           applicationName: "outbox-relay-claim",
           timeout,
-          deadClientTimeout: config.leaseTimeout
+          deadClientTimeout: config.leaseTimeout,
+          claimPlan: true
         })
       const discardRelayConnection = Effect.suspend(() => {
         const client = relayClient

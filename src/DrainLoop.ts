@@ -163,16 +163,26 @@ export const DrainLoop = Layer.effectDiscard(
       Effect.ignore
     )
     yield* Effect.forkIn(Effect.repeat(refreshStats, Schedule.spaced(config.metricsInterval)), scope)
-    // Retained published rows (RELAY_RETENTION) are purged in the background, in small batches.
-    yield* Effect.forkIn(
-      Effect.repeat(
-        database.purgePublished.pipe(
-          Effect.tap((purged) => purged > 0 ? Effect.logDebug("purged published rows", purged) : Effect.void),
-          Effect.ignore
-        ),
-        Schedule.spaced("10 seconds")
-      ),
-      scope
-    )
+    // Table upkeep every 10 s: retained published rows (RELAY_RETENTION) are purged in small batches,
+    // then the dead tuples left by claims and purges are vacuumed when there are many.
+    let vacuumRefused = false
+    const upkeep = Effect.gen(function*() {
+      const purged = yield* Effect.orElseSucceed(database.purgePublished, () => 0)
+      if (purged > 0) yield* Effect.logDebug("purged published rows", purged)
+      if (vacuumRefused) return
+      yield* database.vacuumIfNeeded.pipe(
+        Effect.tap((vacuumed) => vacuumed ? Effect.logDebug("vacuumed the outbox table") : Effect.void),
+        Effect.catch((error) => {
+          if (!/must be owner|permission denied|only table or database owner/i.test(error.message)) {
+            return Effect.logDebug("vacuum failed; will try again").pipe(Effect.annotateLogs({ reason: error.message }))
+          }
+          vacuumRefused = true
+          return Effect.logWarning("cannot vacuum the outbox table; leaving it to autovacuum").pipe(
+            Effect.annotateLogs({ reason: error.message })
+          )
+        })
+      )
+    })
+    yield* Effect.forkIn(Effect.repeat(upkeep, Schedule.spaced("10 seconds")), scope)
   })
 )

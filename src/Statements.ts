@@ -106,6 +106,18 @@ export const statements = (schema: string) => {
       VALUES ($1::text::bigint, $2::text::uuid, $3::text, $4::text, $5::text, $6::text, $7::text,
               $8::text::jsonb, $9::text::jsonb, $10::text::int, $11::text::timestamptz, $12::text::timestamptz,
               $13::text::int, $14::text, now())`,
+    /**
+     * Dead tuples in the outbox table (cumulative statistics, fresh within a second or so), and
+     * whether this role may vacuum it (owner, database owner or superuser; otherwise VACUUM only warns).
+     */
+    deadTuples: `
+      SELECT
+        coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '${table.replaceAll("'", "''")}'::regclass), 0)::float8 AS dead,
+        (SELECT pg_has_role(relowner, 'MEMBER') FROM pg_class WHERE oid = '${table.replaceAll("'", "''")}'::regclass)
+          OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'MEMBER')
+          OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS allowed`,
+    /** Reclaims the rows the relay deleted (never waits for a lock: an autovacuum at work is enough). */
+    vacuum: `VACUUM (SKIP_LOCKED) ${table}`,
     /** Backlog, age of the oldest pending row (seconds) and dead-letter count, for metrics. */
     stats: `
       SELECT

@@ -64,3 +64,31 @@ describe("retention", () => {
       assert.strictEqual(left!.n, 1, "the dead row stays")
     }).pipe(Effect.scoped))
 })
+
+describe("table upkeep", () => {
+  it.live("vacuums the outbox table once the rows the relay deleted pass RELAY_VACUUM_THRESHOLD", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("vacuum", { RELAY_VACUUM_THRESHOLD: "300" })
+      // Only the relay may vacuum it in this test.
+      yield* promise(() => t.sql`ALTER TABLE outbox_events SET (autovacuum_enabled = off)`)
+      const context = yield* Layer.build(relayLayer(t.env))
+      const database = Context.get(context, Database)
+      const stats = () =>
+        t.sql<[{ dead: number; vacuums: number }]>`
+          SELECT n_dead_tup::int AS dead, vacuum_count::int AS vacuums
+          FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`.then((rows) => rows[0])
+
+      yield* promise(() => insertEvents(t.sql, Array.from({ length: 200 }, () => ({ topic: "orders" }))))
+      yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 200))
+      assert.isFalse(yield* database.vacuumIfNeeded, "200 dead tuples: under the threshold, no vacuum")
+
+      yield* promise(() => insertEvents(t.sql, Array.from({ length: 300 }, () => ({ topic: "orders" }))))
+      yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 500))
+      // Statistics reach the view within about a second.
+      yield* promise(() => eventually(stats, (s) => s.dead > 300))
+      assert.isTrue(yield* database.vacuumIfNeeded)
+      const after = yield* promise(() => eventually(stats, (s) => s.vacuums > 0))
+      assert.isBelow(after.dead, 300)
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
+    }).pipe(Effect.scoped))
+})

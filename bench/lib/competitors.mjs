@@ -87,7 +87,7 @@ const relay = {
   pgbenchScript: `\\set a random(1, 1000)
 INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('${TOPIC}', 'OrderPlaced', 'order-' || :a, '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}');
 `,
-  pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL`,
+  pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`,
   start: (dbUrl, redisUrl, extraEnv = {}) =>
     spawnLogged("relay", process.execPath, ["dist/main.js"], relayEnv(dbUrl, redisUrl, extraEnv)),
   hasTriggers: true

@@ -62,6 +62,9 @@ export const overheadTable = (results) => {
   return table(["competitor", "producer statement", ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)], rows)
 }
 
+/** A soak row's name: the competitor, plus the variant (e.g. the relay with RELAY_RETENTION). */
+export const soakLabel = (results, s) => `${label(results, s.competitor)}${s.variant ? ` (${s.variant})` : ""}`
+
 export const soakTable = (results) => {
   const rows = results.soak.filter((s) => s.samples?.length).map((s) => {
     const last = s.samples.filter((x) => !x.final).at(-1)
@@ -70,18 +73,19 @@ export const soakTable = (results) => {
     const claims = s.samples.map((x) => x.claimMeanMs).filter((x) => x !== null && x !== undefined)
     const idx = Object.entries(last.indexes ?? {}).map(([n, b]) => `${n.replace(/^.*\./, "")} ${fmtNum(b / 2 ** 20, 1)}`).join(", ")
     return [
-      label(results, s.competitor),
+      soakLabel(results, s),
       `${fmtNum(s.producer?.tps)}/s × ${s.seconds} s`,
       `${fmtNum(s.samples[0].totalBytes / 2 ** 20, 2)} → ${fmtNum(last.totalBytes / 2 ** 20, 2)} (max ${fmtNum(max((x) => x.totalBytes) / 2 ** 20, 2)})`,
       idx,
       fmtNum(max((x) => x.deadTuples)),
       fmtNum(max((x) => x.backlog)),
       claims.length ? `${fmtMs(claims[0])} → ${fmtMs(claims.at(-1))} (max ${fmtMs(Math.max(...claims))})` : "n/a",
-      fmtNum(fin.backlog)
+      fmtNum(fin.backlog),
+      s.cpuSeconds ? `${fmtNum(s.cpuSeconds.relay, 1)} / ${fmtNum(s.cpuSeconds.servers, 1)}` : "n/a"
     ]
   })
   return table(["competitor", "produced", "table+indexes MiB start → end", "indexes at end (MiB)", "max dead tuples",
-    "max backlog", "claim statement mean", "backlog after"], rows)
+    "max backlog", "claim statement mean", "backlog after", "CPU s: relay / Postgres+Redis"], rows)
 }
 
 export const ratios = (results) => {
