@@ -87,6 +87,13 @@ const overheadChart = (() => {
   }), "producer commits per second")
 })()
 
+const soakOnlyNote = (() => {
+  const soaked = new Set(results.soak.map((x) => x.competitor))
+  const skipped = Object.keys(results.competitors ?? {}).filter((n) => n !== "graphile-default" && !soaked.has(n))
+  return results.soak.length && skipped.length
+    ? `\n  This run soaked ${[...soaked].map((n) => label(n)).join(", ")} only (\`--soak-only\`).`
+    : ""
+})()
 const soakName = (s) => `${label(s.competitor)}${s.variant ? ` (${s.variant})` : ""}`
 const soakColor = (s, i) => (s.variant ? palette[(i + 3) % palette.length] : color(s.competitor))
 const soakCharts = (() => {
@@ -246,6 +253,10 @@ ${competitorsList}
 - **Soak**: pgbench produces ${fmtNum(c.soakRate)} events/s (\`-R\`, 8 clients) for ${c.soakSec} s; every few seconds the bench
   samples \`pg_total_relation_size\`, each index's \`pg_relation_size\`, live/dead tuples, the backlog, and the mean
   execution time of the claim statement (pg_stat_statements: statements with \`SKIP LOCKED\`, or the classic poll).
+  The relay soaks twice: with its defaults (rows deleted as they are published) and with \`RELAY_RETENTION\` set to a
+  fifth of the soak (rows kept, marked \`published_at\`, purged when older), which is what retention costs: the
+  claim becomes an UPDATE, the table holds rate × retention rows, and the purge deletes them again. "CPU s" is the
+  relay process and the Postgres + Redis process trees (producers' backends included) over the producing window.${soakOnlyNote}
 
 ## Results
 

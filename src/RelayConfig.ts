@@ -282,7 +282,7 @@ export const settings = {
     names: ["RELAY_HEAP_TUNING"],
     default: "true",
     accepts: "true or false",
-    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with `--max-old-space-size=1024 --max-semi-space-size=4`, which keeps RSS near 140 MiB while draining instead of ~370 MiB. Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
+    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with `--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining (README, Memory). Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
     parse: bool
   } satisfies Setting<boolean>
 } as const
