@@ -74,7 +74,9 @@ describe("relay", () => {
           await tx`SELECT outbox_enqueue('orders', 'OrderPlaced', 'o-1', '{}'::jsonb, '{}'::jsonb, ${eventId}::uuid)`
         })
       )
-      yield* promise(() => insertEvents(t.sql, [{ topic: "orders", event_type: "Marker" }]))
+      // Same aggregate, so the marker is published after the event (order holds per aggregate only:
+      // another aggregate may sit in another lane's slots and overtake it).
+      yield* promise(() => insertEvents(t.sql, [{ topic: "orders", event_type: "Marker", aggregate_id: "o-1" }]))
       const entries = yield* promise(() =>
         eventually(() => readStream(t.redis, `${t.prefix}orders`), (es) => es.some((e) => e.fields.event_type === "Marker"))
       )
