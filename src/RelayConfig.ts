@@ -184,7 +184,7 @@ export const settings = {
     names: ["RELAY_VACUUM_THRESHOLD"],
     default: "10000",
     accepts: "an integer from 0 to 1000000000",
-    description: "Every 10 s, when `outbox_events` holds more dead tuples than this (rows the relay deleted or updated), the relay runs `VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs (which come at most once a minute by default). 0 leaves it to autovacuum. Needs the table's owner (else logged once and left to autovacuum).",
+    description: "Every 10 s, when `outbox_events` holds more dead tuples than this (rows the relay deleted or updated), the relay runs `VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs (which come at most once a minute by default). 0 leaves it to autovacuum. Needs the table's owner, the database owner or a superuser (else logged once and left to autovacuum).",
     parse: int(0, 1_000_000_000)
   } satisfies Setting<number>,
   streamMaxLen: {
