@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { Database } from "../src/Database.js"
+import { RelayConfig } from "../src/RelayConfig.js"
 import { drained, eventually, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
@@ -90,5 +91,37 @@ describe("table upkeep", () => {
       const after = yield* promise(() => eventually(stats, (s) => s.vacuums > 0))
       assert.isBelow(after.dead, 300)
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
+    }).pipe(Effect.scoped))
+
+  it.live("leaves the table to autovacuum, with a clear reason, when its role may not vacuum it", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("vacuum-denied")
+      const role = `outbox_relay_${Math.random().toString(36).slice(2, 10)}`
+      yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          t.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'relay';
+                        GRANT USAGE ON SCHEMA public TO ${role};
+                        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`)),
+        () => Effect.promise(() => t.sql.unsafe(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => {}))
+      )
+      const url = new URL(t.env.RELAY_DATABASE_URL!)
+      url.username = role
+      url.password = "relay"
+      const context = yield* Layer.build(
+        Database.layer.pipe(Layer.provide(RelayConfig.layerFrom({ ...t.env, RELAY_DATABASE_URL: url.href, RELAY_VACUUM_THRESHOLD: "50" })))
+      )
+      const database = Context.get(context, Database)
+      yield* promise(() => t.sql`ALTER TABLE outbox_events SET (autovacuum_enabled = off)`)
+      yield* promise(() => insertEvents(t.sql, Array.from({ length: 100 }, () => ({ topic: "orders" }))))
+      yield* promise(() => t.sql`DELETE FROM outbox_events`)
+      yield* promise(() =>
+        eventually(
+          () => t.sql<[{ dead: number }]>`SELECT n_dead_tup::int AS dead FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`,
+          ([s]) => s.dead >= 100
+        )
+      )
+      const error = yield* Effect.flip(database.vacuumIfNeeded)
+      assert.strictEqual(error.operation, "vacuum")
+      assert.match(error.message, /permission denied/)
     }).pipe(Effect.scoped))
 })
