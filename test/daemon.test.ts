@@ -3,6 +3,7 @@
  * to run twice and concurrently, the admin endpoints answer, and SIGTERM stops it cleanly (exit 0,
  * nothing left claimed, nothing lost).
  */
+import { readFileSync } from "node:fs"
 import postgres from "postgres"
 import { afterEach, describe, expect, inject, it } from "vitest"
 import { readMigrations } from "../src/Migrator.js"
@@ -11,6 +12,9 @@ import { killAllRelayProcesses, startRelayProcess } from "./support/relayProcess
 import { makeTestEnv, readStream, type TestEnv } from "./helpers/harness.js"
 
 afterEach(() => killAllRelayProcesses())
+
+/** A process's command line, from /proc (Linux). */
+const commandLine = (pid: number | undefined) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
 
 const adminUrl = () => inject("adminDatabaseUrl")
 
@@ -82,6 +86,15 @@ describe("daemon", () => {
     t = undefined
   })
 
+  it("runs untuned when RELAY_HEAP_TUNING=false", async () => {
+    t = await makeTestEnv("untuned", { RELAY_LOG_LEVEL: "info", RELAY_HEAP_TUNING: "false" })
+    const relay = startRelayProcess(t.env)
+    await relay.waitForLine((_, parsed) => (parsed as { message?: string } | undefined)?.message === "admin http server listening", 20_000)
+    expect(commandLine(relay.pid).some((arg) => arg.startsWith("--max-old-space-size"))).toBe(false)
+    relay.kill("SIGTERM")
+    expect((await relay.waitForExit(10_000)).code).toBe(0)
+  })
+
   it("serves /healthz, /readyz and /metrics, and on SIGTERM exits 0 with nothing claimed or lost", async () => {
     t = await makeTestEnv("sigterm", { RELAY_BATCH_SIZE: "200", RELAY_LOG_LEVEL: "info" })
     const total = 20_000
@@ -97,6 +110,10 @@ describe("daemon", () => {
     expect(port).toBeGreaterThan(0)
     const base = `http://127.0.0.1:${port}`
     expect(await (await fetch(`${base}/healthz`)).text()).toBe("ok\n")
+    // Heap tuning replaced the process in place: the pid we started now runs with the heap flags
+    // (and gets the SIGTERM below).
+    // (Node before 22.15 has no process.execve and runs untuned.)
+    if ("execve" in process) expect(commandLine(relay.pid)).toContain("--max-old-space-size=1024")
 
     // Stop it while it is still draining.
     const stream = `${t.prefix}orders`
