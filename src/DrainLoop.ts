@@ -64,6 +64,7 @@ const laneLoop = (lane: number) =>
       }
     })
 
+    const busyPauseMs = Duration.toMillis(config.busyPause)
     // Slot leases are checked at most this often (and on every wake-up after that).
     const leaseCheckMs = Math.min(1000, Duration.toMillis(config.leaseTimeout) / 5)
     let lastRebalance = -Infinity
@@ -92,7 +93,11 @@ const laneLoop = (lane: number) =>
         const result = yield* relay.relayBatchRetrying
         if (result.claimed > 0) {
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
-          if (++busyClaims >= 2) yield* markAwake
+          if (++busyClaims >= 2) {
+            yield* markAwake
+            // Producers keep us busy but the batch was not full: optionally let the next one grow.
+            if (busyPauseMs > 0 && result.claimed < config.batchSize) yield* Effect.sleep(config.busyPause)
+          }
           continue
         }
         if (!(yield* wake.isAwake)) return

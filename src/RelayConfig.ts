@@ -51,6 +51,9 @@ const duration = (min: Duration.Duration): Parse<Duration.Duration> => (raw) => 
   return Option.filter(decoded, (d) => Duration.isGreaterThanOrEqualTo(d, min))
 }
 
+const durationBetween = (min: Duration.Duration, max: Duration.Duration): Parse<Duration.Duration> => (raw) =>
+  Option.filter(duration(min)(raw), (d) => Duration.isLessThanOrEqualTo(d, max))
+
 const url = (protocols: ReadonlyArray<string>): Parse<Redacted.Redacted<string>> => (raw) => {
   try {
     const parsed = new URL(raw.trim())
@@ -144,6 +147,13 @@ export const settings = {
     accepts: `${durationAccepts}, at least 10 ms`,
     description: "Slow fallback poll; LISTEN/NOTIFY wakes the relay at once, this only catches missed notifications.",
     parse: duration(Duration.millis(10))
+  } satisfies Setting<Duration.Duration>,
+  busyPause: {
+    names: ["RELAY_BUSY_PAUSE"],
+    default: "0",
+    accepts: `${durationAccepts}, at most 1 second`,
+    description: "While producers keep a lane busy (two claims in a row found rows) and a claim comes back less than full, wait this long before the next claim, so batches grow and the relay spends less CPU per event (more left for producers on a shared machine) at the cost of up to this much latency under load. 0: claim again at once.",
+    parse: durationBetween(Duration.zero, Duration.seconds(1))
   } satisfies Setting<Duration.Duration>,
   listenCheckInterval: {
     names: ["RELAY_LISTEN_CHECK_INTERVAL"],

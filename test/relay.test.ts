@@ -110,26 +110,32 @@ describe("relay", () => {
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
-  it.live("keeps each aggregate's order while producers commit concurrently", () =>
-    Effect.gen(function*() {
-      const t = yield* testEnv("concurrent", { RELAY_BATCH_SIZE: "50" })
-      yield* Layer.build(relayLayer(t.env))
-      const producers = 8
-      const perProducer = 100
-      // Each producer owns one aggregate and commits its events one transaction at a time.
-      yield* promise(() =>
-        Promise.all(Array.from({ length: producers }, async (_, p) => {
-          for (let i = 0; i < perProducer; i++) {
-            await insertEvents(t.sql, [{ topic: "orders", aggregate_id: `agg-${p}`, payload: { p, i } }])
-          }
-        }))
-      )
-      const entries = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, producers * perProducer, 20_000))
-      assert.strictEqual(entries.length, producers * perProducer)
-      for (let p = 0; p < producers; p++) {
-        const seq = entries.filter((e) => e.fields.aggregate_id === `agg-${p}`)
-          .map((e) => (JSON.parse(e.fields.payload!) as { i: number }).i)
-        assert.deepStrictEqual(seq, Array.from({ length: perProducer }, (_, i) => i))
-      }
-    }).pipe(Effect.scoped))
+  for (const [title, settings] of [
+    ["", {}],
+    [", with RELAY_BUSY_PAUSE", { RELAY_BUSY_PAUSE: "20 millis" }]
+  ] as const) {
+    it.live(`keeps each aggregate's order while producers commit concurrently${title}`, () =>
+      Effect.gen(function*() {
+        const t = yield* testEnv("concurrent", { RELAY_BATCH_SIZE: "50", ...settings })
+        yield* Layer.build(relayLayer(t.env))
+        const producers = 8
+        const perProducer = 100
+        // Each producer owns one aggregate and commits its events one transaction at a time.
+        yield* promise(() =>
+          Promise.all(Array.from({ length: producers }, async (_, p) => {
+            for (let i = 0; i < perProducer; i++) {
+              await insertEvents(t.sql, [{ topic: "orders", aggregate_id: `agg-${p}`, payload: { p, i } }])
+            }
+          }))
+        )
+        const entries = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, producers * perProducer, 20_000))
+        assert.strictEqual(entries.length, producers * perProducer)
+        for (let p = 0; p < producers; p++) {
+          const seq = entries.filter((e) => e.fields.aggregate_id === `agg-${p}`)
+            .map((e) => (JSON.parse(e.fields.payload!) as { i: number }).i)
+          assert.deepStrictEqual(seq, Array.from({ length: perProducer }, (_, i) => i))
+        }
+        assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
+      }).pipe(Effect.scoped))
+  }
 })
