@@ -170,23 +170,23 @@ export const DrainLoop = Layer.effectDiscard(
     yield* Effect.forkIn(Effect.repeat(refreshStats, Schedule.spaced(config.metricsInterval)), scope)
     // Table upkeep every 10 s: retained published rows (RELAY_RETENTION) are purged in small batches,
     // then the dead tuples left by claims and purges are vacuumed when there are many.
-    let vacuumRefused = false
+    let vacuumAllowed = true
     const upkeep = Effect.gen(function*() {
       const purged = yield* Effect.orElseSucceed(database.purgePublished, () => 0)
       if (purged > 0) yield* Effect.logDebug("purged published rows", purged)
-      if (vacuumRefused) return
-      yield* database.vacuumIfNeeded.pipe(
-        Effect.tap((vacuumed) => vacuumed ? Effect.logDebug("vacuumed the outbox table") : Effect.void),
-        Effect.catch((error) => {
-          if (!/must be owner|permission denied|only table or database owner/i.test(error.message)) {
-            return Effect.logDebug("vacuum failed; will try again").pipe(Effect.annotateLogs({ reason: error.message }))
-          }
-          vacuumRefused = true
-          return Effect.logWarning("cannot vacuum the outbox table; leaving it to autovacuum").pipe(
-            Effect.annotateLogs({ reason: error.message })
-          )
-        })
+      if (!vacuumAllowed) return
+      const outcome = yield* database.vacuumIfNeeded.pipe(
+        Effect.catch((error) =>
+          Effect.as(Effect.logDebug("vacuum failed; will try again").pipe(Effect.annotateLogs({ reason: error.message })), "failed")
+        )
       )
+      if (outcome === "vacuumed") yield* Effect.logDebug("vacuumed the outbox table")
+      if (outcome === "not-allowed") {
+        vacuumAllowed = false
+        yield* Effect.logWarning(
+          "cannot vacuum the outbox table (only its owner, the database owner or a superuser can); leaving it to autovacuum"
+        )
+      }
     })
     yield* Effect.forkIn(Effect.repeat(upkeep, Schedule.spaced("10 seconds")), scope)
   })

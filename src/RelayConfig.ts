@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { falseWords, trueWords } from "./BooleanWords.js"
 
 /** A bad or missing setting; `message` is one line naming the variable and what it accepts. */
 export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
@@ -80,8 +81,8 @@ const text = (pattern: RegExp): Parse<string> => (raw) => pattern.test(raw) ? Op
 
 const bool: Parse<boolean> = (raw) => {
   const v = raw.trim().toLowerCase()
-  if (["1", "true", "yes", "on"].includes(v)) return Option.some(true)
-  if (["0", "false", "no", "off"].includes(v)) return Option.some(false)
+  if (trueWords.includes(v)) return Option.some(true)
+  if (falseWords.includes(v)) return Option.some(false)
   return Option.none()
 }
 

@@ -12,17 +12,18 @@
  *
  * This module imports nothing heavy, so the restart costs only a bare Node start.
  */
-export const heapFlags = ["--max-old-space-size=1024", "--max-semi-space-size=4"] as const
+import { falseWords } from "./BooleanWords.js"
+
+const heapFlags = ["--max-old-space-size=1024", "--max-semi-space-size=4"] as const
 
 const heapFlagPattern = /--max-(old|semi)-space-size|--max-heap-size/
-const off = ["0", "false", "no", "off"]
 
 const command = process.argv[2] ?? "run"
 const execve = (process as { execve?: (file: string, args: Array<string>, env: NodeJS.ProcessEnv) => never }).execve
 if (
   command === "run" &&
   typeof execve === "function" &&
-  !off.includes((process.env.RELAY_HEAP_TUNING ?? "").trim().toLowerCase()) &&
+  !falseWords.includes((process.env.RELAY_HEAP_TUNING ?? "").trim().toLowerCase()) &&
   ![...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((arg) => heapFlagPattern.test(arg))
 ) {
   execve.call(process, process.execPath, [process.execPath, ...heapFlags, ...process.execArgv, ...process.argv.slice(1)], process.env)

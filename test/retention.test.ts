@@ -81,19 +81,19 @@ describe("table upkeep", () => {
 
       yield* promise(() => insertEvents(t.sql, Array.from({ length: 200 }, () => ({ topic: "orders" }))))
       yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 200))
-      assert.isFalse(yield* database.vacuumIfNeeded, "200 dead tuples: under the threshold, no vacuum")
+      assert.strictEqual(yield* database.vacuumIfNeeded, "not-needed", "200 dead tuples: under the threshold, no vacuum")
 
       yield* promise(() => insertEvents(t.sql, Array.from({ length: 300 }, () => ({ topic: "orders" }))))
       yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 500))
       // Statistics reach the view within about a second.
       yield* promise(() => eventually(stats, (s) => s.dead > 300))
-      assert.isTrue(yield* database.vacuumIfNeeded)
+      assert.strictEqual(yield* database.vacuumIfNeeded, "vacuumed")
       const after = yield* promise(() => eventually(stats, (s) => s.vacuums > 0))
       assert.isBelow(after.dead, 300)
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
-  it.live("leaves the table to autovacuum, with a clear reason, when its role may not vacuum it", () =>
+  it.live("leaves the table to autovacuum when its role may not vacuum it", () =>
     Effect.gen(function*() {
       const t = yield* testEnv("vacuum-denied")
       const role = `outbox_relay_${Math.random().toString(36).slice(2, 10)}`
@@ -120,8 +120,9 @@ describe("table upkeep", () => {
           ([s]) => s.dead >= 100
         )
       )
-      const error = yield* Effect.flip(database.vacuumIfNeeded)
-      assert.strictEqual(error.operation, "vacuum")
-      assert.match(error.message, /permission denied/)
+      assert.strictEqual(yield* database.vacuumIfNeeded, "not-allowed")
+      const [{ vacuums }] = yield* promise(() =>
+        t.sql<[{ vacuums: number }]>`SELECT vacuum_count::int AS vacuums FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`)
+      assert.strictEqual(vacuums, 0)
     }).pipe(Effect.scoped))
 })
