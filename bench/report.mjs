@@ -18,7 +18,7 @@ const results = JSON.parse(readFileSync(file, "utf8"))
 const docs = join(root, "docs")
 mkdirSync(docs, { recursive: true })
 
-const order = ["relay", "graphile", "graphile-default", "classic"]
+const order = ["relay", "graphile", "graphile-default", "classic", "floor"]
 const color = (name) => palette[order.indexOf(name)] ?? "#333"
 const label = (name) => results.competitors?.[name]?.label ?? name
 const charts = []

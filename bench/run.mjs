@@ -6,7 +6,7 @@
  *
  *   npm run bench                          full run (about 12 minutes on 2 cores)
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
- *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic
+ *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile (comma-separated)
  *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run, off with --quick);
  *                                          the relay soaks twice: deleting on publish, and with RELAY_RETENTION
@@ -52,11 +52,11 @@ const onlyArg = option("only")
 const scenarioArg = option("scenario")
 const soakArg = option("soak")
 const soakOnly = option("soak-only")?.split(",")
-const allNames = ["relay", "graphile", "graphile-default", "classic"]
+const allNames = ["relay", "graphile", "graphile-default", "classic", "floor"]
 const selected = onlyArg
   ? [...new Set(onlyArg.split(",").flatMap((n) => {
     if (n === "graphile") return ["graphile", "graphile-default"]
-    if (!allNames.includes(n)) throw new Error(`--only: unknown competitor ${n} (relay, graphile, graphile-default, classic)`)
+    if (!allNames.includes(n)) throw new Error(`--only: unknown competitor ${n} (relay, graphile, graphile-default, classic, floor)`)
     return [n]
   }))]
   : allNames
@@ -431,6 +431,7 @@ const produce = async (c, clients, rate, seconds, runTag) => {
   let next = 0
   let failed = 0
   let late = 0
+  const commits = []
   const t0 = performance.now()
   const deadline = t0 + seconds * 1000 + 30_000
   const worker = async (conn) => {
@@ -440,15 +441,19 @@ const produce = async (c, clients, rate, seconds, runTag) => {
         const wait = due - performance.now()
         if (wait > 1) await sleep(wait)
         else if (wait < -5) late++
-        const payload = JSON.stringify({ run: runTag, seq, t: now(), pad: PAD })
-        await conn.unsafe(c.insertOne.text, [`order-${seq % 1000}`, payload], { prepare: true }).catch(() => {
+        const t = now()
+        const payload = JSON.stringify({ run: runTag, seq, t, pad: PAD })
+        await conn.unsafe(c.insertOne.text, [`order-${seq % 1000}`, payload], { prepare: true }).then(() => {
+          commits.push(now() - t)
+        }, () => {
           failed++
         })
     }
   }
   await Promise.all(clients.map(worker))
   const elapsed = (performance.now() - t0) / 1000
-  return { sent: next, failed, late, achievedRate: Math.round(next / elapsed) }
+  commits.sort((a, b) => a - b)
+  return { sent: next, failed, late, achievedRate: Math.round(next / elapsed), commits }
 }
 
 const warmUp = async (c, sql, stream) => {
@@ -501,10 +506,14 @@ const runLatency = async () => {
           p99: round(percentile(sorted, 99), 3),
           max: round(percentile(sorted, 100), 3),
           mean: delivered ? round(values.reduce((a, b) => a + b, 0) / delivered, 3) : null,
-          cdf: cdfPoints.map((q) => [q, round(percentile(sorted, q), 3)])
+          cdf: cdfPoints.map((q) => [q, round(percentile(sorted, q), 3)]),
+          // The producer's own INSERT + COMMIT (no relay can see an event before this returns).
+          commitP50: round(percentile(produced.commits, 50), 3),
+          commitP99: round(percentile(produced.commits, 99), 3)
         }
         results.latency.push(row)
         log(`  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${fmtMs(row.max)}` +
+          ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
           ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`)
         await sleep(500)
       }
@@ -628,7 +637,7 @@ const runSoak = async () => {
     // The relay runs twice: deleting on publish (the default) and keeping published rows
     // (RELAY_RETENTION, a fifth of the soak so the purge reaches its steady state within the run).
     const retentionSec = Math.max(10, Math.round(config.soakSec / 5))
-    const runs = selected.filter((n) => n !== "graphile-default" && (!soakOnly || soakOnly.includes(n))).flatMap((name) =>
+    const runs = selected.filter((n) => n !== "graphile-default" && n !== "floor" && (!soakOnly || soakOnly.includes(n))).flatMap((name) =>
       name === "relay"
         ? [{ name }, { name, variant: `RELAY_RETENTION=${retentionSec} seconds`, env: { RELAY_RETENTION: `${retentionSec} seconds` } }]
         : [{ name }])

@@ -161,5 +161,25 @@ const classic = {
   hasTriggers: false
 }
 
-export const competitors = { relay, graphile: graphile("best"), "graphile-default": graphile("default"), classic }
+const floor = {
+  name: "floor",
+  label: "least-work relay (yardstick)",
+  settings: "bench/competitors/floor.mjs: LISTEN, then DELETE 1,000 RETURNING + one pipelined XADD round trip + COMMIT until empty; no slots, dedupe, NOTIFY skipping or retry",
+  streamPrefix: "bench:floor:",
+  table: "outbox_events",
+  setup: relay.setup,
+  backlogSql: relay.backlogSql,
+  insertOne: relay.insertOne,
+  pgbenchScript: relay.pgbenchScript,
+  pendingSql: relay.pendingSql,
+  start: (dbUrl, redisUrl) =>
+    spawnLogged("floor", process.execPath, [process.env.BENCH_FLOOR_SCRIPT ?? "bench/competitors/floor.mjs"], {
+      BENCH_DATABASE_URL: dbUrl,
+      BENCH_REDIS_URL: redisUrl,
+      BENCH_STREAM_PREFIX: "bench:floor:"
+    }),
+  hasTriggers: true
+}
+
+export const competitors = { relay, graphile: graphile("best"), "graphile-default": graphile("default"), classic, floor }
 export const streamOf = (c) => c.streamPrefix + TOPIC

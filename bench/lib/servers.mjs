@@ -204,7 +204,7 @@ export const procSample = (pid) => {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
     const ticks = Number(fields[11]) + Number(fields[12])
-    return { rssKiB: rss, cpuTicks: ticks }
+    return { rssKiB: rss, cpuTicks: ticks, userTicks: Number(fields[11]), sysTicks: Number(fields[12]) }
   } catch {
     return undefined
   }

@@ -41,9 +41,10 @@ export const latencyTable = (results) => {
     fmtMs(latencyValue(l, "p99")),
     fmtMs(latencyValue(l, "max")),
     `${fmtNum(l.achievedRate)}/s`,
-    `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""}`
+    `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""}`,
+    l.commitP50 !== undefined ? `${fmtMs(l.commitP50)} / ${fmtMs(l.commitP99)}` : "n/a"
   ])
-  return table(["competitor", "target rate", "p50", "p90", "p99", "max", "producer achieved", "delivered"], rows)
+  return table(["competitor", "target rate", "p50", "p90", "p99", "max", "producer achieved", "delivered", "producer's own statement p50 / p99"], rows)
 }
 
 export const overheadTable = (results) => {
@@ -56,7 +57,7 @@ export const overheadTable = (results) => {
   const writers = [...new Set(results.overhead.filter((o) => !o.error).map((o) => o.writers))].sort((a, b) => a - b)
   const rows = [...groups.values()].map((g) => [
     label(results, g.competitor),
-    g.competitor === "relay" ? `trigger ${g.trigger}` : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
+    g.competitor === "relay" ? `trigger ${g.trigger}` : g.competitor === "floor" ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off") : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
     ...writers.map((w) => (g.byWriters[w] ? `${fmtNum(g.byWriters[w].median)}` : "n/a"))
   ])
   return table(["competitor", "producer statement", ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)], rows)
@@ -98,6 +99,10 @@ export const ratios = (results) => {
       if (o?.rate) lines.push(`- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, o.rate)} the rate of ${label(results, other)}${o.complete ? "" : " (capped run)"}`)
     }
   }
+  for (const r of relayDrains) {
+    const f = drain("floor", r.backlog)
+    if (f?.rate) lines.push(`- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, f.rate)} the rate of the least-work relay (yardstick)`)
+  }
   const classic = results.drain.find((d) => d.competitor === "classic" && d.rate)
   if (classic && relayDrains.length) {
     lines.push(`- Drain: relay (${fmtNum(relayDrains[0].backlog)} backlog) ${ratio(relayDrains[0].rate, classic.rate)} the rate of the classic poller (measured on a ${fmtNum(classic.backlog)} backlog, ${classic.capSec} s window)`)
@@ -110,7 +115,7 @@ export const ratios = (results) => {
   for (const rate of [...new Set(results.latency.filter((l) => l.rate).map((l) => l.rate))]) {
     const r = lat("relay", rate)
     if (!r) continue
-    for (const other of ["graphile", "graphile-default", "classic"]) {
+    for (const other of ["graphile", "graphile-default", "classic", "floor"]) {
       const o = lat(other, rate)
       if (o) {
         lines.push(`- Latency @${rate}/s: ${label(results, other)} p50 ${ratio(latencyValue(o, "p50"), latencyValue(r, "p50"))},` +
@@ -126,6 +131,8 @@ export const ratios = (results) => {
     if (on && off) parts.push(`trigger on/off ${ratio(on, off)}`)
     const g = ov("graphile", w, "n/a")
     if (on && g) parts.push(`relay-table INSERT vs graphile add_job ${ratio(on, g)}`)
+    const f = ov("floor", w, "on")
+    if (on && f) parts.push(`vs NOTIFY on every commit ${ratio(on, f)}`)
     const cl = ov("classic", w, "n/a")
     if (on && cl) parts.push(`vs classic plain INSERT ${ratio(on, cl)}`)
     if (parts.length) lines.push(`- Producer commits/s at ${w} writer${w > 1 ? "s" : ""}: ${parts.join("; ")}`)
