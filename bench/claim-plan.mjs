@@ -9,7 +9,7 @@
  *   npm run build && node bench/claim-plan.mjs
  */
 import postgres from "postgres"
-import { arrayParam, statements } from "../dist/Statements.js"
+import { slotMask, statements } from "../dist/Statements.js"
 import { competitors } from "./lib/competitors.mjs"
 import { startPostgres } from "./lib/servers.mjs"
 
@@ -23,7 +23,7 @@ try {
   const sql = postgres(url, { max: 1, fetch_types: false, onnotice: () => {} })
   await sql.unsafe(c.backlogSql(1, 60000))
   const claim = statements("public").claimBatch
-  const slots = arrayParam(Array.from({ length: 64 }, (_, i) => i))
+  const slots = slotMask(Array.from({ length: 64 }, (_, i) => i))
   for (let i = 0; i < 30; i++) await sql.begin((tx) => tx.unsafe(statements("public").claimBatchRetaining, [1000, slots]))
   const literal = claim.replace("$1", "1000").replace("$2::text", `'${slots}'`)
   for (const [name, settings] of [["planner defaults", ""], ["claim session settings", "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;"]]) {

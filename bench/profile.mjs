@@ -54,7 +54,7 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
   if (/\$2\b/.test(claimSql)) {
     // Slots parameter (sql/0004_slots.sql): claim from every slot, as a lone relay owning them all does.
     const n = mod.slotCount ?? 64
-    params.push(mod.arrayParam ? mod.arrayParam([...Array(n).keys()]) : `{${[...Array(n).keys()].join(",")}}`)
+    params.push(mod.slotMask([...Array(n).keys()]))
   }
   const lua = readFileSync(join(root, "lua", "publish.lua"), "utf8")
   const redis = new Redis(redisUrl)

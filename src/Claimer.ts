@@ -17,7 +17,7 @@ import * as Scope from "effect/Scope"
 import { type ClaimedBatch, type Client, compareIds, type DeadLetter, makeClient, type OutboxRow, runQuery } from "./Database.js"
 import type { DatabaseUnavailable } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
-import { arrayParam, slotCount, statements } from "./Statements.js"
+import { arrayParam, slotCount, slotMask, statements } from "./Statements.js"
 
 /** Who owns what: a lane's slots and how many relays (lanes) share them. */
 export interface SlotLease {
@@ -121,7 +121,7 @@ export class Claimer extends Context.Service<Claimer, {
               sql.unsafe<[{ pid: number }]>(sqlText.backendPid, [], { prepare: true }),
               sql.unsafe<Array<OutboxRow>>(retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch, [
                 limit,
-                arrayParam(slots)
+                slotMask(slots)
               ], { prepare: true })
             ]).then(([, [{ pid }], rows]) => {
               // A new session: its claim is not covered by our leases. Fail, so the transaction is

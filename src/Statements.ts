@@ -47,13 +47,27 @@ export const arrayParam = (values: ReadonlyArray<string | number>): string => `{
 export const quoteLiteral = (value: string): string => `'${value.replaceAll("'", "''")}'`
 
 /**
- * Pending rows of the slots $2, in id order, at most $1, locked (skipping rows other claims hold).
- * The claim addresses them by ctid (a TID scan, no join back through the primary key: measured with
- * EXPLAIN ANALYZE about twice as fast for 1,000 rows); the row locks keep the ctids stable.
+ * The slots a claim may take, as one 64-bit mask (bit n = slot n), in the signed decimal form an
+ * `int8` parameter takes. The claim tests a row's slot with one shift and one AND; the earlier
+ * `slot = ANY($2::int2[])` compared each row against the whole slot list (up to 64 elements, the
+ * parameter is not a constant so Postgres cannot hash it): `node bench/claim-cost.mjs` measured
+ * 1,000-row claims about a quarter cheaper with the mask (10.3 vs 13.9 ms, as cheap as no filter).
+ */
+export const slotMask = (slots: Iterable<number>): string => {
+  let mask = 0n
+  for (const slot of slots) mask |= 1n << BigInt(slot)
+  return String(BigInt.asIntN(64, mask))
+}
+
+/**
+ * Pending rows of the slots in mask $2, in id order, at most $1, locked (skipping rows other claims
+ * hold). The claim addresses them by ctid (a TID scan, no join back through the primary key:
+ * measured with EXPLAIN ANALYZE about twice as fast for 1,000 rows); the row locks keep the ctids
+ * stable.
  */
 const pendingRows = (table: string) => `
         SELECT ctid FROM ${table}
-        WHERE dead_at IS NULL AND published_at IS NULL AND slot = ANY($2::text::int2[])
+        WHERE dead_at IS NULL AND published_at IS NULL AND ((1::int8 << slot) & $2::text::int8) <> 0
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED`
