@@ -24,8 +24,9 @@ try {
   await sql.unsafe(c.backlogSql(1, 60000))
   const claim = statements("public").claimBatch
   const slots = slotMask(Array.from({ length: 64 }, (_, i) => i))
-  for (let i = 0; i < 30; i++) await sql.begin((tx) => tx.unsafe(statements("public").claimBatchRetaining, [1000, slots]))
-  const literal = claim.replace("$1", "1000").replace("$2::text", `'${slots}'`)
+  const [{ pid }] = await sql.unsafe("SELECT pg_backend_pid() AS pid")
+  for (let i = 0; i < 30; i++) await sql.begin((tx) => tx.unsafe(statements("public").claimBatchRetaining, [1000, slots, String(pid)]))
+  const literal = claim.replace("$1", "1000").replace("$2::text", `'${slots}'`).replace("$3::text", `'${pid}'`)
   for (const [name, settings] of [["planner defaults", ""], ["claim session settings", "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;"]]) {
     const times = []
     let nodes = ""

@@ -12,10 +12,10 @@ import { startRedis } from "./lib/servers.mjs"
 
 const xaddOnly = `
 local stream = KEYS[1]
-local count = (#ARGV - 2) / 10
+local count = (#ARGV - 3) / 10
 local out = {}
 for i = 0, count - 1 do
-  local b = 3 + i * 10
+  local b = 4 + i * 10
   out[#out + 1] = redis.call('XADD', stream, '*', 'event_id', ARGV[b], 'event_type', ARGV[b + 1],
     'topic', ARGV[b + 2], 'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
     'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
@@ -27,7 +27,7 @@ const server = await startRedis()
 const r = new Redis(server.url)
 const pad = "x".repeat(96)
 const batch = (n, tag) => {
-  const args = ["0", "3600000"]
+  const args = ["0", "3600000", "0"]
   for (let i = 0; i < n; i++) {
     args.push(`${tag}-${i}-0000-0000-000000000000`, "OrderPlaced", "orders", "", `order-${i % 1000}`, "", "1",
       "2026-11-22T08:00:00.000000Z", JSON.stringify({ n: i, total: 10.5, currency: "EUR", pad }), "{}")

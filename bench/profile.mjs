@@ -60,6 +60,8 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
   const redis = new Redis(redisUrl)
   const sha = await redis.script("LOAD", lua)
   const sql = postgres(url, { max: 1, onnotice: () => {}, fetch_types: false, idle_timeout: 0 })
+  // The claim only runs on the session it names (its third parameter): this one.
+  if (/\$3\b/.test(claimSql)) params.push(String((await sql.unsafe("SELECT pg_backend_pid() AS pid"))[0].pid))
   const filler = postgres(url, { max: 1, onnotice: () => {}, fetch_types: false })
   const parts = { claim: [], publish: [], commit: [], forget: [], batch: [] }
   const prefix = `bench:profile${streams}:`
@@ -83,7 +85,7 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
         groups.get(key).push(r)
       }
       const replies = await Promise.all([...groups].map(([stream, group]) => {
-        const args = ["0", "3600000"]
+        const args = ["0", "3600000", "0"]
         for (const r of group) {
           args.push(r.event_id, r.event_type, r.topic, r.aggregate_type, r.aggregate_id, r.tenant_id,
             String(r.schema_version), r.occurred_at, r.payload, r.headers)

@@ -6,7 +6,11 @@
 --          in Postgres
 -- ARGV[1]  MAXLEN for approximate trimming ("0": no trimming)
 -- ARGV[2]  TTL of the marker hash in milliseconds (refreshed on every call)
--- ARGV[3..] ten values per event, in this order: event_id, event_type, topic, aggregate_type,
+-- ARGV[3]  k: how many markers to drop before adding anything (events of earlier batches whose
+--          deletion has committed since; the relay sends them with its next call instead of an HDEL
+--          of their own)
+-- ARGV[4..3+k] their event ids
+-- ARGV[4+k..] ten values per event, in this order: event_id, event_type, topic, aggregate_type,
 --          aggregate_id, tenant_id, schema_version, occurred_at, payload, headers
 --
 -- Returns one string per event: the new entry id; "=<entry id>" when the event was already added by
@@ -14,8 +18,9 @@
 -- COMMIT); or "!<error>" when the event can never be added (e.g. WRONGTYPE: the key holds another
 -- type). A transient error (OOM, READONLY, LOADING, ...) aborts the call with that error: the relay
 -- retries the whole batch, and the markers make the retry skip what this call already added.
--- The relay deletes markers (HDEL) once its Postgres transaction committed, so the hash holds only
--- events in flight; the TTL clears what a crash leaves behind.
+-- The relay drops markers once its Postgres transaction committed (through ARGV[3..] of its next call
+-- for the stream, or an HDEL when it goes idle), so the hash holds only events in flight or just
+-- committed; the TTL clears what a crash leaves behind.
 --
 -- Cost (`node bench/lua-cost.mjs` compares it with bare XADDs): markers are looked up with one
 -- HMGET and written with one HSET per chunk of events rather than one HGET and one HSET per event,
@@ -26,17 +31,22 @@ local inflight = KEYS[2]
 local maxlen = tonumber(ARGV[1])
 local transient = { 'OOM', 'READONLY', 'LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN',
                     'NOREPLICAS', 'MISCONF', 'NOTBUSY' }
-local count = (#ARGV - 2) / 10
-local out = {}
+local forget = tonumber(ARGV[3])
 local chunk = 200
+for from = 4, 3 + forget, chunk do
+  redis.call('HDEL', inflight, unpack(ARGV, from, math.min(3 + forget, from + chunk - 1)))
+end
+local base = 4 + forget  -- ARGV index of the first event's first value
+local count = (#ARGV - base + 1) / 10
+local out = {}
 local pairs_ = {}  -- event_id, entry id, ... of this chunk's new entries
 for from = 0, count - 1, chunk do
   local to = math.min(count, from + chunk) - 1
   local ids = {}
-  for i = from, to do ids[#ids + 1] = ARGV[3 + i * 10] end
+  for i = from, to do ids[#ids + 1] = ARGV[base + i * 10] end
   local existing = redis.call('HMGET', inflight, unpack(ids))
   for i = from, to do
-    local b = 3 + i * 10
+    local b = base + i * 10
     local seen = existing[i - from + 1]
     if seen then
       out[#out + 1] = '=' .. seen

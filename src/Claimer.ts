@@ -61,6 +61,11 @@ export class Claimer extends Context.Service<Claimer, {
    */
   readonly rebalance: Effect.Effect<SlotLease, DatabaseUnavailable>
   readonly lease: Effect.Effect<SlotLease>
+  /**
+   * Ends whatever the lane left open: a COMMIT deferred with `commitLater`, or the transaction of an
+   * empty claim. Runs before the lane goes idle, before a rebalance, and at shutdown.
+   */
+  readonly settle: Effect.Effect<void, DatabaseUnavailable>
 }>()("outbox-relay/Claimer") {
   static readonly layer = Layer.effect(
     Claimer,
@@ -90,48 +95,93 @@ export class Claimer extends Context.Service<Claimer, {
           deadClientTimeout: config.leaseTimeout,
           claimPlan: true
         })
+      // What the lane left open on its connection, ended by the next claim (in the same round trip)
+      // or by `settle`: a published batch whose COMMIT was deferred, or an empty claim's transaction
+      // (it deleted nothing, so it holds no locks and no snapshot between statements).
+      let deferred: { readonly onCommitted: Effect.Effect<void> } | undefined
+      let emptyOpen = false
       const discardRelayConnection = Effect.suspend(() => {
         const client = relayClient
         relayClient = undefined
+        deferred = undefined
+        emptyOpen = false
         owned = new Set()
         leasePid = undefined
         lease = { ...lease, owned: [] }
         board.set(laneId, lease).pipe(Effect.runSync)
         return client ? Effect.promise(() => client.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
       })
-      yield* Effect.addFinalizer(() => discardRelayConnection)
-
       const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
 
       /** A failed statement on the relay connection: drop the connection, report the failure. */
       const onRelayConnection = <A>(operation: string, run: (sql: Client) => Promise<A>) =>
         query(operation, () => run(relayConnection())).pipe(Effect.tapError(() => discardRelayConnection))
 
+      /**
+       * The statements that end what the lane left open, to run first in the next round trip. Fails
+       * (division by zero) on any session but the one that claimed: a COMMIT there would only draw a
+       * warning, and the rows it thinks it deletes were already rolled back.
+       */
+      const closingStatements = (sql: Client): Array<Promise<unknown>> =>
+        deferred
+          ? [sql.unsafe(sqlText.assertBackendPid, [String(leasePid)], { prepare: true }), sql.unsafe("COMMIT")]
+          : emptyOpen
+          ? [sql.unsafe("COMMIT")]
+          : []
+
+      /** After the round trip that carried `closingStatements` succeeded. */
+      const closed = Effect.suspend(() => {
+        const done = deferred
+        deferred = undefined
+        emptyOpen = false
+        return done ? done.onCommitted : Effect.void
+      })
+
+      const settle = Effect.suspend(() =>
+        deferred || emptyOpen
+          ? Effect.andThen(onRelayConnection("commit", (sql) => Promise.all(closingStatements(sql))), closed)
+          : Effect.void
+      )
+      // At shutdown: commit what was published (else it is rolled back and published again, deduplicated
+      // by the markers), then close.
+      yield* Effect.addFinalizer(() =>
+        Effect.andThen(settle.pipe(Effect.timeout(timeout), Effect.ignore), discardRelayConnection)
+      )
+
       const claimBatch = Effect.fnUntraced(function*(limit: number) {
         if (owned.size === 0) {
-          return { rows: [], commit: () => Effect.void } satisfies ClaimedBatch
+          yield* settle
+          return { rows: [], commit: () => Effect.void, commitLater: (onCommitted) => onCommitted } satisfies ClaimedBatch
         }
         const slots = [...owned]
         const open = { done: false }
-        // BEGIN and the claim are pipelined: one round trip.
+        // Whatever the last batch left open, BEGIN and the claim are pipelined: one round trip.
         const rows = yield* Effect.acquireRelease(
           onRelayConnection("claim", (sql) =>
             Promise.all([
+              ...closingStatements(sql),
               sql.unsafe("BEGIN"),
               sql.unsafe<[{ pid: number }]>(sqlText.backendPid, [], { prepare: true }),
               sql.unsafe<Array<OutboxRow>>(retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch, [
                 limit,
-                slotMask(slots)
+                slotMask(slots),
+                String(leasePid)
               ], { prepare: true })
-            ]).then(([, [{ pid }], rows]) => {
+            ]).then((results) => {
+              const [{ pid }] = results.at(-2) as [{ pid: number }]
               // A new session: its claim is not covered by our leases. Fail, so the transaction is
               // rolled back (nothing published) and the leases are taken again.
               if (pid !== leasePid) throw new Error(`claim session changed (backend ${leasePid} -> ${pid})`)
-              return rows
-            })),
+              return results.at(-1) as Array<OutboxRow>
+            })).pipe(Effect.tap(() => closed)),
           () =>
             open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
         )
+        if (rows.length === 0) {
+          // Nothing deleted, nothing locked: leave the transaction for the next round trip to end.
+          open.done = true
+          emptyOpen = true
+        }
         // RETURNING does not promise an order; publishing relies on it.
         const sorted = [...rows].sort((a, b) => compareIds(a.id, b.id))
         const commit = (dead: ReadonlyArray<DeadLetter>) =>
@@ -156,15 +206,23 @@ export class Claimer extends Context.Service<Claimer, {
               // Whatever the outcome, this transaction is over: no rollback at scope close.
               Effect.ensuring(Effect.sync(() => {
                 open.done = true
+                emptyOpen = false
               })),
               Effect.asVoid
             )
-        return { rows: sorted, commit } satisfies ClaimedBatch
+        const commitLater = (onCommitted: Effect.Effect<void>) =>
+          Effect.sync(() => {
+            if (rows.length === 0) return
+            deferred = { onCommitted }
+            open.done = true
+          })
+        return { rows: sorted, commit, commitLater } satisfies ClaimedBatch
       })
 
       // A relay is live when its heartbeat (every second, see WakeState) is this recent.
       const liveWindowMs = Math.min(5000, Math.max(2000, Duration.toMillis(config.leaseTimeout) / 2))
       const rebalance = Effect.gen(function*() {
+        yield* settle
         const [{ live, pid }] = yield* onRelayConnection("rebalance", (sql) =>
           sql.unsafe<[{ live: number; pid: number }]>(sqlText.liveRelays, [liveWindowMs], { prepare: true }))
         if (pid !== leasePid) {
@@ -199,7 +257,7 @@ export class Claimer extends Context.Service<Claimer, {
         return lease
       })
 
-      return Claimer.of({ claimBatch, rebalance, lease: Effect.sync(() => lease) })
+      return Claimer.of({ claimBatch, rebalance, lease: Effect.sync(() => lease), settle })
     })
   )
 }

@@ -41,6 +41,13 @@ export interface ClaimedBatch {
   readonly rows: ReadonlyArray<OutboxRow>
   /** Marks `dead` rows dead (kept in the table) and commits: the published rows are gone for good. */
   readonly commit: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, DatabaseUnavailable>
+  /**
+   * Leaves the COMMIT for later: it goes out in front of the lane's next claim, in the same round
+   * trip, or with `Claimer.settle`; `onCommitted` runs once it succeeded. If it fails, the rows are
+   * rolled back (or were deleted: the outcome of a failed COMMIT is unknown), exactly as when
+   * `commit` fails, and the error surfaces from that next claim or settle.
+   */
+  readonly commitLater: (onCommitted: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 export interface OutboxStats {

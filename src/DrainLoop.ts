@@ -60,7 +60,7 @@ const laneLoop = (lane: number) =>
         }
         yield* Effect.sleep(Duration.micros(BigInt(Math.round(delayMs * 1000))))
         delayMs = Math.min(delayMs * 2, 5)
-        if ((yield* relay.relayBatchRetrying).claimed > 0) return true
+        if ((yield* relay.relayNext).claimed > 0) return true
       }
     })
 
@@ -90,7 +90,7 @@ const laneLoop = (lane: number) =>
       let busyClaims = 0
       while (true) {
         yield* maybeRebalance
-        const result = yield* relay.relayBatchRetrying
+        const result = yield* relay.relayNext
         if (result.claimed > 0) {
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
           if (++busyClaims >= 2) {
@@ -104,7 +104,7 @@ const laneLoop = (lane: number) =>
         const stillBusy = yield* handOver
         if (!stillBusy) {
           // The last claim, after every producer that skipped its NOTIFY has committed.
-          if ((yield* relay.relayBatchRetrying).claimed === 0) return
+          if ((yield* relay.relayNext).claimed === 0) return
         }
         busyClaims = 2
         yield* markAwake
@@ -126,7 +126,8 @@ const laneLoop = (lane: number) =>
       }
     })
 
-    return yield* Effect.forever(Effect.andThen(drainCycle, idle))
+    // Nothing stays open while the lane sleeps: the last batch's COMMIT and its markers go out first.
+    return yield* Effect.forever(Effect.andThen(Effect.andThen(drainCycle, relay.settle), idle))
   }).pipe(
     Effect.onInterrupt(() => Effect.logDebug("lane stopped: no batch in flight", lane)),
     Effect.scoped,

@@ -64,10 +64,17 @@ export const slotMask = (slots: Iterable<number>): string => {
  * hold). The claim addresses them by ctid (a TID scan, no join back through the primary key:
  * measured with EXPLAIN ANALYZE about twice as fast for 1,000 rows); the row locks keep the ctids
  * stable.
+ *
+ * Only on the session $3 (the backend pid holding this lane's slot leases): the claim takes nothing
+ * anywhere else. postgres.js sends a pipeline's statements as the connection allows and, when a
+ * connection drops, runs the statements it had not sent yet on a new one, so a claim could arrive on
+ * a new session without the BEGIN that preceded it, and autocommit its DELETE with nothing published
+ * (the chaos suite lost events that way once COMMITs were pipelined in front of claims).
  */
 const pendingRows = (table: string) => `
         SELECT ctid FROM ${table}
         WHERE dead_at IS NULL AND published_at IS NULL AND ((1::int8 << slot) & $2::text::int8) <> 0
+          AND pg_backend_pid() = $3::text::int
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED`
@@ -79,8 +86,8 @@ export const statements = (schema: string) => {
     table,
     /**
      * Claims up to $1 pending rows of the slots $2 (those this relay leases) in id order and deletes
-     * them, returning them for publishing. Must run inside a transaction that commits only after Redis
-     * acknowledged the XADDs.
+     * them, returning them for publishing; only on the session whose backend pid is $3. Must run
+     * inside a transaction that commits only after Redis acknowledged the XADDs.
      */
     claimBatch: `
       DELETE FROM ${table} AS o

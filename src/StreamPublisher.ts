@@ -56,8 +56,15 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
   readonly publish: (
     rows: ReadonlyArray<OutboxRow>
   ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable>
-  /** Drops the in-flight markers of rows whose deletion committed. Best effort. */
+  /** Drops the in-flight markers of rows whose deletion committed, now (one HDEL per stream). Best effort. */
   readonly forget: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
+  /**
+   * Queues the markers of rows whose deletion committed: the next `publish` call for their stream
+   * drops them before it adds anything (no command of their own), or `flushForgotten` does.
+   */
+  readonly forgetLater: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
+  /** Drops every queued marker now (when the relay goes idle, and before it stops). Best effort. */
+  readonly flushForgotten: Effect.Effect<void>
   /** Mirrors dead letters to `<stream>:dlq`. */
   readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
   readonly ping: Effect.Effect<void, RedisUnavailable>
@@ -68,6 +75,27 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
     StreamPublisher,
     Effect.gen(function*() {
       const config = yield* RelayConfig
+      // Event ids per stream whose markers may go (their deletion committed), not sent yet.
+      let queued = new Map<string, Array<string>>()
+      const queue = (stream: string, ids: ReadonlyArray<string>) => {
+        if (ids.length === 0) return
+        const list = queued.get(stream)
+        if (list) list.push(...ids)
+        else queued.set(stream, [...ids])
+      }
+      const takeQueued = (stream: string): Array<string> => {
+        const ids = queued.get(stream)
+        if (!ids) return []
+        queued.delete(stream)
+        return ids
+      }
+      const hdelQueued = (client: Redis): Promise<unknown> => {
+        const all = queued
+        queued = new Map()
+        return Promise.all([...all].map(([stream, ids]) =>
+          client.hdel(inflightKey(stream), ...ids).catch(() => queue(stream, ids))
+        ))
+      }
       const redis = yield* Effect.acquireRelease(
         Effect.sync(() => {
           const client = makeRedis(config.redisUrl, {
@@ -79,7 +107,10 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
           client.on("error", () => {})
           return client as ScriptRedis
         }),
-        (client) => Effect.promise(() => client.quit().catch(() => client.disconnect())).pipe(Effect.ignore)
+        (client) =>
+          Effect.promise(() => hdelQueued(client).then(() => client.quit()).catch(() => client.disconnect())).pipe(
+            Effect.ignore
+          )
       )
       // Give the first connection a moment so the first batch does not fail needlessly; when Redis is
       // down, go on: ioredis keeps reconnecting and the relay's retries cover the wait.
@@ -91,7 +122,8 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
       const ttl = String(Duration.toMillis(markerTtl))
 
       const publishStream = (stream: string, rows: ReadonlyArray<OutboxRow>) => {
-        const args: Array<string> = [maxLen, ttl]
+        const forgotten = takeQueued(stream)
+        const args: Array<string> = [maxLen, ttl, String(forgotten.length), ...forgotten]
         for (const row of rows) {
           args.push(
             row.event_id, row.event_type, row.topic, row.aggregate_type, row.aggregate_id, row.tenant_id,
@@ -101,7 +133,10 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
         return Effect.tryPromise({
           try: () => redis.outboxPublish(stream, inflightKey(stream), ...args),
           catch: fail("publish")
-        })
+        }).pipe(
+          // Whether or not the script got as far as dropping them, dropping them again is harmless.
+          Effect.tapError(() => Effect.sync(() => queue(stream, forgotten)))
+        )
       }
 
       const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
@@ -134,6 +169,15 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
           { concurrency: "unbounded", discard: true }
         ).pipe(Effect.ignore)
 
+      const forgetLater = (rows: ReadonlyArray<OutboxRow>) =>
+        Effect.sync(() => {
+          for (const [stream, group] of groupByStream(config.streamPrefix, rows)) {
+            queue(stream, group.rows.map((r) => r.event_id))
+          }
+        })
+
+      const flushForgotten = Effect.promise(() => hdelQueued(redis).catch(() => undefined))
+
       const mirrorDeadLetters = (dead: ReadonlyArray<DeadLetter>) =>
         Effect.forEach(dead, ({ reason, row }) =>
           Effect.tryPromise({
@@ -154,7 +198,7 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
 
       const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
 
-      return StreamPublisher.of({ publish, forget, mirrorDeadLetters, ping, redis })
+      return StreamPublisher.of({ publish, forget, forgetLater, flushForgotten, mirrorDeadLetters, ping, redis })
     })
   )
 }

@@ -13,7 +13,7 @@ import { drained, eventually, insertEvents, pendingCount, readStream, relayLayer
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
 describe("faults", () => {
-  it.live("recovers from pg_terminate_backend on the LISTEN connection: new events arrive within 1 s", () =>
+  it.live("recovers from pg_terminate_backend on the LISTEN connection: new events arrive within 3 s", () =>
     Effect.gen(function*() {
       // A poll this slow cannot be what delivers the events below.
       const t = yield* testEnv("listen-kill", { RELAY_POLL_INTERVAL: "1 minute" })
@@ -35,7 +35,9 @@ describe("faults", () => {
         const entries = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, round + 1, 5_000))
         const elapsed = Date.now() - started
         assert.strictEqual(entries.length, round + 1)
-        assert.isBelow(elapsed, 1000, `round ${round}: event arrived after ${elapsed} ms`)
+        // Typically a few hundred ms; the bound leaves room for a loaded machine and still rules out the
+        // one-minute poll.
+        assert.isBelow(elapsed, 3000, `round ${round}: event arrived after ${elapsed} ms`)
         // An event committed after the reconnect arrives by notification as well.
         yield* promise(() => eventually(listenPids, (pids) => pids.length === 1 && pids[0] !== before))
       }

@@ -59,6 +59,33 @@ describe("StreamPublisher", () => {
       }
     }).pipe(Effect.scoped))
 
+  it.live("drops committed markers with the next call for the stream, or when flushed", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("forget-later")
+      const context = yield* Layer.build(StreamPublisher.layer.pipe(Layer.provide(RelayConfig.layerFrom(t.env))))
+      const publisher = Context.get(context, StreamPublisher)
+      const markers = (topic: string) => Effect.promise(() => t.redis.hkeys(inflightKey(`${t.prefix}${topic}`)))
+      const first = [row(1, "a"), row(2, "a"), row(3, "b")]
+      const second = [row(4, "a"), row(5, "a")]
+      yield* publisher.publish(first)
+      yield* publisher.forgetLater(first)
+      // Queued, not sent: the markers are still there until the stream's next call.
+      assert.strictEqual((yield* markers("a")).length, 2)
+      yield* publisher.publish(second)
+      assert.deepStrictEqual((yield* markers("a")).sort(), second.map((r) => r.event_id), "stream a: only the new batch")
+      assert.deepStrictEqual(yield* markers("b"), [first[2]!.event_id], "stream b had no call since")
+      // A batch published again after its markers were dropped would be added twice: only committed
+      // batches are forgotten, and a re-claim of an uncommitted one still finds its markers.
+      const again = yield* publisher.publish(second)
+      assert.isTrue(again.every((o) => o._tag === "Published" && o.duplicate))
+      yield* publisher.forgetLater(second)
+      yield* publisher.flushForgotten
+      assert.deepStrictEqual(yield* markers("a"), [])
+      assert.deepStrictEqual(yield* markers("b"), [], "stream b's marker went with the flush")
+      const entries = yield* Effect.promise(() => readStream(t.redis, `${t.prefix}a`))
+      assert.deepStrictEqual(entries.map((e) => (JSON.parse(e.fields.payload!) as { n: number }).n), [1, 2, 4, 5])
+    }).pipe(Effect.scoped))
+
   it.live("trims streams with MAXLEN ~ when asked", () =>
     Effect.gen(function*() {
       const t = yield* testEnv("maxlen", { RELAY_STREAM_MAXLEN: "100" })
