@@ -74,6 +74,8 @@ const overheadChart = (() => {
   const kinds = [
     { key: (o) => o.competitor === "relay" && o.trigger === "on", label: "relay table, trigger on", color: palette[0] },
     { key: (o) => o.competitor === "relay" && o.trigger === "off", label: "relay table, trigger off", color: "#9ecae1" },
+    { key: (o) => o.competitor === "relay" && o.trigger === "off-polling", label: "relay table, trigger off, relay polling every 10 ms", color: "#6baed6" },
+    { key: (o) => o.competitor === "floor" && o.trigger === "on", label: "relay table, NOTIFY on every commit (least-work relay)", color: palette[4] },
     { key: (o) => o.competitor === "graphile", label: "graphile add_job", color: palette[1] },
     { key: (o) => o.competitor === "classic", label: "classic plain INSERT", color: palette[3] }
   ]

@@ -597,6 +597,33 @@ const runOverhead = async () => {
           }
         }
       }
+      if (c.name === "relay") {
+        // The trigger's own cost, apart from the relay's: with the trigger off the relay above sleeps
+        // (no NOTIFY, 5 s poll) and leaves both cores to the producers, while with it on it relays
+        // concurrently. Here the relay polls every 10 ms with the trigger off, so it relays during
+        // the run as well, and "on" vs "off-polling" compares producers that both share the machine
+        // with a working relay.
+        await stopCompetitor(p)
+        p = startCompetitor(c, handle.url, { RELAY_POLL_INTERVAL: "10" })
+        await sleep(1500)
+        for (let rep = 0; rep < config.overheadReps; rep++) {
+          for (const writers of config.overheadWriters) {
+            if (!p.isRunning()) throw new Error(`${c.name} exited:\n${p.logTail()}`)
+            await setTriggers(handle.sql, "outbox_events", false)
+            const r = await pgbenchRun(handle.db, c.pgbenchScript, writers, config.overheadSec)
+            await setTriggers(handle.sql, "outbox_events", true)
+            const key = `${writers}/off-polling`
+            if (!samples.has(key)) samples.set(key, { writers, trigger: "off-polling", tps: [], latencyMs: [], failed: 0, backlogAfter: [] })
+            const s = samples.get(key)
+            s.tps.push(round(r.tps, 0))
+            s.latencyMs.push(r.latencyMs)
+            s.failed += r.failed
+            s.backlogAfter.push(await pending(c, handle.sql))
+            log(`  ${c.name} writers=${writers} trigger=off, relay polling every 10 ms: ${fmtNum(r.tps)} commits/s`)
+            await settle(c, handle.sql, stream, p)
+          }
+        }
+      }
       for (const s of samples.values()) {
         results.overhead.push({
           competitor: c.name,

@@ -57,7 +57,7 @@ export const overheadTable = (results) => {
   const writers = [...new Set(results.overhead.filter((o) => !o.error).map((o) => o.writers))].sort((a, b) => a - b)
   const rows = [...groups.values()].map((g) => [
     label(results, g.competitor),
-    g.competitor === "relay" ? `trigger ${g.trigger}` : g.competitor === "floor" ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off") : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
+    g.competitor === "relay" ? (g.trigger === "off-polling" ? "trigger off, relay polling every 10 ms" : `trigger ${g.trigger}`) : g.competitor === "floor" ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off") : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
     ...writers.map((w) => (g.byWriters[w] ? `${fmtNum(g.byWriters[w].median)}` : "n/a"))
   ])
   return table(["competitor", "producer statement", ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)], rows)
@@ -129,6 +129,8 @@ export const ratios = (results) => {
     const off = ov("relay", w, "off")
     const parts = []
     if (on && off) parts.push(`trigger on/off ${ratio(on, off)}`)
+    const offPolling = ov("relay", w, "off-polling")
+    if (on && offPolling) parts.push(`trigger on / trigger off with the relay polling every 10 ms ${ratio(on, offPolling)}`)
     const g = ov("graphile", w, "n/a")
     if (on && g) parts.push(`relay-table INSERT vs graphile add_job ${ratio(on, g)}`)
     const f = ov("floor", w, "on")
