@@ -259,12 +259,13 @@ export const profileTable = (profile) => {
   const rows = profile.breakdown.map((b) =>
     `| ${b.streams} | ${b.claim} | ${b.publish} | ${b.commit} | ${b.wholeBatch ?? "n/a"} | ${b.runtimeOverhead ?? "n/a"} | ${b.endToEnd ?? "n/a"} | ${b.betweenBatches ?? "n/a"} | ${b.endToEndDefault ?? "n/a"} | ${b.forget} |`)
   return [
-    "| streams | claim (BEGIN + claim statement) | publish (EVALSHA publish.lua) | COMMIT | whole batch, 1 lane (relay metrics) | runtime overhead = whole − parts | end to end, 1 lane (1 / drain rate) | between batches | end to end, default settings | HDEL markers (after commit, not awaited) |",
+    "| streams | claim (BEGIN + claim statement) | publish (EVALSHA publish.lua) | COMMIT | whole batch, 1 lane (relay metrics) | runtime overhead = whole − parts | end to end, 1 lane (1 / drain rate) | between batches | end to end, default settings | HDEL markers (raw; the daemon sends them with its next script call) |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows
   ].join("\n") +
     `\n\nµs per event, batches of 1,000, medians over ${profile.rounds} interleaved round(s). Parts: medians of raw calls (one connection each, one after another). ` +
-    "Whole batch: the daemon's own `outbox_batch_seconds` / events, run with `RELAY_CONCURRENCY=1` so batches do not overlap. " +
+    "Whole batch: the daemon's own `outbox_batch_seconds` / events, run with `RELAY_CONCURRENCY=1` so batches do not overlap; " +
+    "the daemon sends each batch's COMMIT in front of its next claim, so a batch's claim round trip carries the previous COMMIT. " +
     "Runtime overhead: what the relay's code (Effect, row handling, metrics, retries, slot bookkeeping) adds to the raw parts. " +
     "Between batches: wake-up, lease checks and scheduling between one batch's end and the next one's start."
 }

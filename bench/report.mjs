@@ -247,11 +247,19 @@ ${competitorsList}
   the producer's clock (\`performance.timeOrigin + performance.now()\`) read just before the statement and its COMMIT
   are sent. A separate Redis connection in the same process reads the stream with \`XREAD BLOCK\`; latency is the
   receipt time minus that stamp (one process, one clock). Runs last ${c.latencySec} s after a warm-up; events not
-  delivered within ${c.latencyDrainWaitSec} s after the last one count as infinitely late.
+  delivered within ${c.latencyDrainWaitSec} s after the last one count as infinitely late. The last column is the
+  producer's own statement (INSERT + COMMIT, from the same stamp to its reply): no relay can see an event
+  before its commit, so that is the floor under every latency here; the least-work relay shows what is left
+  after that on this machine (one claim and one XADD round trip).
 - **Producer overhead**: pgbench (\`-M prepared\`, ${c.overheadSec} s per run, ${c.overheadReps} repetition(s), median) runs
   single-row transactions at 1, 8 and 32 clients while the competitor runs. For the relay, with its table's triggers
-  enabled and disabled (\`ALTER TABLE outbox_events DISABLE TRIGGER ...\`). Between runs the backlog is drained (or,
-  for the classic poller, which cannot keep up, truncated).
+  enabled and disabled (\`ALTER TABLE outbox_events DISABLE TRIGGER ...\`). With the trigger off the relay gets no
+  NOTIFY and sleeps until its 5 s poll, leaving both cores to the producers, so "on / off" is the cost of the trigger
+  plus the cost of relaying concurrently on the same two cores; a third relay row, trigger off with the relay
+  restarted with \`RELAY_POLL_INTERVAL=10\` (it relays during the run as well), separates the two: "on /
+  off-polling" is the trigger's own cost. The least-work relay never marks itself awake, so its "trigger on" row
+  is a NOTIFY on every commit. Between runs the backlog is drained (or, for the classic poller, which cannot keep
+  up, truncated).
 - **Soak**: pgbench produces ${fmtNum(c.soakRate)} events/s (\`-R\`, 8 clients) for ${c.soakSec} s; every few seconds the bench
   samples \`pg_total_relation_size\`, each index's \`pg_relation_size\`, live/dead tuples, the backlog, and the mean
   execution time of the claim statement (pg_stat_statements: statements with \`SKIP LOCKED\`, or the classic poll).
