@@ -227,7 +227,7 @@ the last digit.
 ## How it is measured
 
 \`\`\`sh
-${m.command}
+${Object.entries(m.relayEnv ?? {}).map(([k, v]) => `${k}=${v} `).join("")}${m.command}
 \`\`\`
 
 One throwaway Postgres and one throwaway Redis, started by the bench on free ports and removed at the end.

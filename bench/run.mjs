@@ -177,6 +177,8 @@ const cpuModel = (/model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "ut
 results.meta = {
   startedAt: new Date(started).toISOString(),
   command: `npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}`,
+  // RELAY_* variables set for the run (they reach the relay process): part of what was measured.
+  relayEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("RELAY_")).sort()),
   quick,
   selected,
   scenarios,
