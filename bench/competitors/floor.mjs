@@ -6,7 +6,8 @@
  * dead letters, no health, no retry: what is left is the price of the round trips themselves on this
  * machine, so the bench can say how far outbox-relay is from it.
  *
- * Started by the bench as its own process (BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX).
+ * Started by the bench as its own process (BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX;
+ * BENCH_BATCH_SIZE, 1,000 by default, for bench/batch-cost.mjs).
  */
 import postgres from "postgres"
 import Redis from "ioredis"
@@ -21,7 +22,7 @@ const claim = `
   DELETE FROM outbox_events AS o
   WHERE o.ctid = ANY(ARRAY(
     SELECT ctid FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL
-    ORDER BY id LIMIT ${Number(process.env.FLOOR_BATCH ?? 1000)} FOR UPDATE SKIP LOCKED))
+    ORDER BY id LIMIT ${Number(process.env.BENCH_BATCH_SIZE ?? 1000)} FOR UPDATE SKIP LOCKED))
   RETURNING o.id, o.event_id::text AS event_id, o.topic, o.event_type, o.aggregate_id,
             o.payload::text AS payload, o.headers::text AS headers, o.occurred_at::text AS occurred_at`
 

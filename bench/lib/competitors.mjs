@@ -172,11 +172,12 @@ const floor = {
   insertOne: relay.insertOne,
   pgbenchScript: relay.pgbenchScript,
   pendingSql: relay.pendingSql,
-  start: (dbUrl, redisUrl) =>
-    spawnLogged("floor", process.execPath, [process.env.BENCH_FLOOR_SCRIPT ?? "bench/competitors/floor.mjs"], {
+  start: (dbUrl, redisUrl, extraEnv = {}) =>
+    spawnLogged("floor", process.execPath, ["bench/competitors/floor.mjs"], {
       BENCH_DATABASE_URL: dbUrl,
       BENCH_REDIS_URL: redisUrl,
-      BENCH_STREAM_PREFIX: "bench:floor:"
+      BENCH_STREAM_PREFIX: "bench:floor:",
+      ...extraEnv
     }),
   hasTriggers: true
 }
