@@ -97,7 +97,8 @@ export class Claimer extends Context.Service<Claimer, {
         })
       // What the lane left open on its connection, ended by the next claim (in the same round trip)
       // or by `settle`: a published batch whose COMMIT was deferred, or an empty claim's transaction
-      // (it deleted nothing, so it holds no locks and no snapshot between statements).
+      // (it deleted nothing: no row locks, no snapshot between statements, only the table's ROW
+      // EXCLUSIVE lock, for the few milliseconds until the lane claims again or settles).
       let deferred: { readonly onCommitted: Effect.Effect<void> } | undefined
       let emptyOpen = false
       const discardRelayConnection = Effect.suspend(() => {
@@ -178,7 +179,7 @@ export class Claimer extends Context.Service<Claimer, {
             open.done ? Effect.void : onRelayConnection("rollback", (sql) => sql.unsafe("ROLLBACK")).pipe(Effect.ignore)
         )
         if (rows.length === 0) {
-          // Nothing deleted, nothing locked: leave the transaction for the next round trip to end.
+          // Nothing deleted: leave the transaction for the next round trip to end.
           open.done = true
           emptyOpen = true
         }
