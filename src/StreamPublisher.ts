@@ -56,7 +56,7 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
   readonly publish: (
     rows: ReadonlyArray<OutboxRow>
   ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable>
-  /** Drops the in-flight markers of rows whose deletion committed, now (one HDEL per stream). Best effort. */
+  /** Drops the in-flight markers of rows whose deletion committed, now (with whatever is queued). Best effort. */
   readonly forget: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
   /**
    * Queues the markers of rows whose deletion committed: the next `publish` call for their stream
@@ -161,14 +161,6 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
         return outcomes as ReadonlyArray<PublishOutcome>
       })
 
-      const forget = (rows: ReadonlyArray<OutboxRow>) =>
-        Effect.forEach(
-          groupByStream(config.streamPrefix, rows),
-          ([stream, group]) =>
-            Effect.tryPromise(() => redis.hdel(inflightKey(stream), ...group.rows.map((r) => r.event_id))),
-          { concurrency: "unbounded", discard: true }
-        ).pipe(Effect.ignore)
-
       const forgetLater = (rows: ReadonlyArray<OutboxRow>) =>
         Effect.sync(() => {
           for (const [stream, group] of groupByStream(config.streamPrefix, rows)) {
@@ -177,6 +169,9 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
         })
 
       const flushForgotten = Effect.promise(() => hdelQueued(redis).catch(() => undefined))
+
+      // Whatever else is queued goes with them: it is committed as well.
+      const forget = (rows: ReadonlyArray<OutboxRow>) => Effect.andThen(forgetLater(rows), flushForgotten)
 
       const mirrorDeadLetters = (dead: ReadonlyArray<DeadLetter>) =>
         Effect.forEach(dead, ({ reason, row }) =>
