@@ -66,6 +66,8 @@ export class Claimer extends Context.Service<Claimer, {
    * empty claim. Runs before the lane goes idle, before a rebalance, and at shutdown.
    */
   readonly settle: Effect.Effect<void, DatabaseUnavailable>
+  /** Settles, then gives back every slot this lane leases (a helper lane going dormant). */
+  readonly releaseAll: Effect.Effect<void, DatabaseUnavailable>
 }>()("outbox-relay/Claimer") {
   static readonly layer = Layer.effect(
     Claimer,
@@ -258,7 +260,18 @@ export class Claimer extends Context.Service<Claimer, {
         return lease
       })
 
-      return Claimer.of({ claimBatch, rebalance, lease: Effect.sync(() => lease), settle })
+      const releaseAll = Effect.gen(function*() {
+        yield* settle
+        if (owned.size > 0) {
+          const slots = [...owned]
+          yield* onRelayConnection("release", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(slots)], { prepare: true }))
+        }
+        owned = new Set()
+        lease = { ...lease, owned: [] }
+        yield* board.set(laneId, lease)
+      })
+
+      return Claimer.of({ claimBatch, rebalance, lease: Effect.sync(() => lease), settle, releaseAll })
     })
   )
 }

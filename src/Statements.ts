@@ -189,10 +189,14 @@ export const statements = (schema: string) => {
      */
     tryHandover: `
       SELECT CASE WHEN pg_try_advisory_lock(${wakeLockKey}) THEN pg_advisory_unlock(${wakeLockKey}) ELSE false END AS free`,
-    /** Keeps this relay's row fresh and forgets relays not seen for a minute (they died). */
+    /**
+     * Keeps this relay's row fresh (creating it, asleep, if it is missing) and forgets relays not seen
+     * for a minute (they died).
+     */
     heartbeat: `
       WITH touched AS (
-        UPDATE ${quoteIdent(schema)}.outbox_relay_wake SET seen_at = now() WHERE relay_id = $1
+        INSERT INTO ${quoteIdent(schema)}.outbox_relay_wake (relay_id, seen_at) VALUES ($1, now())
+        ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()
       )
       DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> $1`,
     unregister: `DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE relay_id = $1`,

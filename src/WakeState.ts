@@ -17,6 +17,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
+import * as Semaphore from "effect/Semaphore"
 import { makeClient } from "./Database.js"
 import { DatabaseUnavailable, describe } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -36,6 +37,13 @@ export class WakeState extends Context.Service<WakeState, {
   readonly isAwake: Effect.Effect<boolean>
   /** When a failed `markAsleep` leaves the flag set, the time (ms, local clock) it surely expired. */
   readonly flagExpiresAt: Effect.Effect<number>
+  /**
+   * Registers this lane (asleep): from now on producers notify until it marks itself awake, its
+   * heartbeat runs, and other lanes and relays count it when they share the slots.
+   */
+  readonly register: Effect.Effect<void, DatabaseUnavailable>
+  /** Deletes this lane's row: it no longer counts as live, and producers no longer wait for it. */
+  readonly unregister: Effect.Effect<void, DatabaseUnavailable>
 }>()("outbox-relay/WakeState") {
   static readonly layer = Layer.effect(
     WakeState,
@@ -89,11 +97,38 @@ export class WakeState extends Context.Service<WakeState, {
         Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true)
       )
 
-      // Registered (asleep) from the start; the heartbeat also tells other relays this one is live
-      // (they share the slots among live relays, see Claimer.rebalance).
-      yield* query("register", sqlText.markAsleep, [relayId]).pipe(Effect.ignore)
+      // The lane registers itself when it starts relaying (`register`); while registered, the
+      // heartbeat tells other relays it is live (they share the slots among live lanes, see
+      // Claimer.rebalance). A lane that only helps with backlogs (DrainLoop) is unregistered between.
+      let registered = false
+      // Registration, unregistration and heartbeats never overlap: a heartbeat landing after an
+      // unregister would bring the row back and count a dormant lane as live.
+      const rowLock = yield* Semaphore.make(1)
+      const register = Semaphore.withPermit(
+        rowLock,
+        Effect.andThen(query("register", sqlText.markAsleep, [relayId]), Effect.sync(() => {
+          registered = true
+          flagSet = false
+        }))
+      )
+      const unregister = Semaphore.withPermit(
+        rowLock,
+        Effect.suspend(() => {
+          registered = false
+          flagSet = false
+          return Effect.asVoid(query("unregister", sqlText.unregister, [relayId]))
+        })
+      )
+      // The heartbeat re-creates the row if it went missing (e.g. registering failed while Postgres
+      // was down), so a registered lane always ends up counted.
       yield* Effect.forkScoped(
-        Effect.repeat(query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore), Schedule.spaced("1 second"))
+        Effect.repeat(
+          Semaphore.withPermit(
+            rowLock,
+            Effect.suspend(() => registered ? query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore) : Effect.void)
+          ),
+          Schedule.spaced("1 second")
+        )
       )
 
       return WakeState.of({
@@ -101,7 +136,9 @@ export class WakeState extends Context.Service<WakeState, {
         markAsleep,
         handoverDone,
         isAwake: Effect.sync(() => flagSet),
-        flagExpiresAt: Effect.sync(() => awakeUntil + 1000)
+        flagExpiresAt: Effect.sync(() => awakeUntil + 1000),
+        register,
+        unregister
       })
     })
   )
