@@ -268,7 +268,8 @@ export class Claimer extends Context.Service<Claimer, {
         }
         owned = new Set()
         lease = { ...lease, owned: [] }
-        yield* board.set(laneId, lease)
+        // A dormant lane is not one of the relay's lanes in /readyz.
+        yield* board.set(laneId, undefined)
       })
 
       return Claimer.of({ claimBatch, rebalance, lease: Effect.sync(() => lease), settle, releaseAll })

@@ -139,7 +139,7 @@ export const settings = {
     names: ["RELAY_CONCURRENCY"],
     default: "2",
     accepts: "an integer from 1 to 16",
-    description: "Claim lanes in this process. Each lane has its own connection and slots (so order per aggregate holds) and claims while another publishes. More lanes drain a backlog faster; one lane has lower latency at moderate rates (README, Operating it: Lanes).",
+    description: "Claim lanes in this process, at most. The first always relays; the others join only while there is a backlog (the first claimed a full batch) and leave once their slots are empty, so a steady trickle costs one claim per wake-up. Each lane has its own connection and slots (so order per aggregate holds) and claims while another publishes (README, Operating it: Lanes).",
     parse: int(1, 16)
   } satisfies Setting<number>,
   pollInterval: {
