@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * Diagnostic (not part of `npm run bench`): what the wake-up trigger's skip path (sql/0003_relay_wake.sql)
+ * costs producers, piece by piece, with NO relay running and one relay registered as awake (so no
+ * NOTIFY is sent): trigger disabled; a trigger that only returns; + the shared hand-over lock; + the
+ * isolation-level check; the real function (+ the read of outbox_relay_wake). pgbench single-row
+ * INSERTs at 1 and 8 clients, 3 s each, twice, on a throwaway Postgres. The function is replaced in
+ * place for each variant (throwaway database only).
+ *
+ *   npm run build && node bench/trigger-parts.mjs
+ */
+import postgres from "postgres"
+import { execFileSync } from "node:child_process"
+import { writeFileSync } from "node:fs"
+import { startPostgres } from "./lib/servers.mjs"
+import { competitors } from "./lib/competitors.mjs"
+const pg = await startPostgres()
+const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
+const variants = {
+  // Same body as sql/0003_relay_wake.sql's outbox_events_notify() under "full".
+  empty: `RETURN NULL;`,
+  lock: `PERFORM pg_advisory_xact_lock_shared(122519062982776); RETURN NULL;`,
+  lockSetting: `PERFORM pg_advisory_xact_lock_shared(122519062982776); IF current_setting('transaction_isolation') = 'read committed' THEN RETURN NULL; END IF; RETURN NULL;`,
+  full: `PERFORM pg_advisory_xact_lock_shared(122519062982776);
+  IF current_setting('transaction_isolation') = 'read committed'
+     AND (SELECT bool_and(awake_until > clock_timestamp()) FROM outbox_relay_wake) THEN
+    RETURN NULL;
+  END IF;
+  PERFORM pg_notify('outbox_events', '');
+  RETURN NULL;`
+}
+try {
+  await admin.unsafe("CREATE DATABASE t")
+  await competitors.relay.setup(pg.urlFor("t"), "redis://127.0.0.1:1")
+  const sql = postgres(pg.urlFor("t"), { max: 1, onnotice: () => {} })
+  await sql.unsafe("INSERT INTO outbox_relay_wake (relay_id, awake_until) VALUES ('fake', 'infinity')")
+  writeFileSync("/tmp/trig.sql", competitors.relay.pgbenchScript)
+  const run = (c) => Number(/tps = ([\d.]+)/.exec(execFileSync(pg.bin + "/pgbench", ["-n", "-M", "prepared", "-f", "/tmp/trig.sql", "-c", String(c), "-j", String(Math.min(c, 2)), "-T", "3", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "t"], { encoding: "utf8" }))[1]).toFixed(0)
+  for (const rep of [1, 2]) for (const c of [1, 8]) {
+    const out = []
+    await sql.unsafe("ALTER TABLE outbox_events DISABLE TRIGGER outbox_events_notify")
+    out.push(`off ${run(c)}`)
+    await sql.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
+    for (const [name, body] of Object.entries(variants)) {
+      await sql.unsafe(`CREATE OR REPLACE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ${body} END $$`)
+      out.push(`${name} ${run(c)}`)
+    }
+    await sql.unsafe("TRUNCATE outbox_events")
+    console.log(`rep ${rep} writers ${c}: ${out.join(", ")}`)
+  }
+  await sql.end()
+} finally { await admin.end(); await pg.stop() }
