@@ -111,7 +111,11 @@ const laneLoop = (lane: number, lanes: Lanes) =>
           if (now > (yield* wake.flagExpiresAt)) return false
           cleared = yield* Effect.orElseSucceed(Effect.as(wake.markAsleep, true), () => false)
         }
-        yield* Effect.sleep(Duration.micros(BigInt(Math.round(delayMs * 1000))))
+        // The flag is down, so producers notify again: a notification ends the wait at once.
+        yield* Effect.raceFirst(
+          Effect.sleep(Duration.micros(BigInt(Math.round(delayMs * 1000)))),
+          Queue.take(wakeups)
+        )
         delayMs = Math.min(delayMs * 2, 5)
         if ((yield* relay.relayNext).claimed > 0) return true
       }
