@@ -20,9 +20,9 @@ try {
   writeFileSync("/tmp/trig.sql", competitors.relay.pgbenchScript)
   const run = (c) => Number(/tps = ([\d.]+)/.exec(execFileSync(pg.bin + "/pgbench", ["-n", "-M", "prepared", "-f", "/tmp/trig.sql", "-c", String(c), "-j", String(Math.min(c, 2)), "-T", "3", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "t"], { encoding: "utf8" }))[1]).toFixed(0)
   for (const rep of [1, 2]) for (const c of [1, 8, 32]) {
-    await sql.unsafe("DELETE FROM outbox_relay_wake"); await sql.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
+    await sql.unsafe("SELECT outbox_relay_wake_forget('fake')"); await sql.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
     const on = run(c)
-    await sql.unsafe("INSERT INTO outbox_relay_wake (relay_id, awake_until) VALUES ('fake', 'infinity')")
+    await sql.unsafe("SELECT outbox_relay_wake_set('fake', 'infinity')")
     const skip = run(c)
     await sql.unsafe("ALTER TABLE outbox_events DISABLE TRIGGER outbox_events_notify")
     const off = run(c)

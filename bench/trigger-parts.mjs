@@ -3,8 +3,9 @@
  * Diagnostic (not part of `npm run bench`): what the wake-up trigger's skip path (sql/0003_relay_wake.sql)
  * costs producers, piece by piece, with NO relay running and one relay registered as awake (so no
  * NOTIFY is sent): trigger disabled; a trigger that only returns; + the shared hand-over lock; + the
- * isolation-level check; the real function (+ the read of outbox_relay_wake). pgbench single-row
- * INSERTs at 1 and 8 clients, 3 s each, twice, on a throwaway Postgres. The function is replaced in
+ * isolation-level check; the function of sql/0003 (+ the read of outbox_relay_wake); the function of
+ * sql/0006 (try-lock and a sequence read, simple expressions only, no query, no SET search_path). pgbench single-row
+ * INSERTs at 1, 8 and 32 clients, 3 s each, twice, on a throwaway Postgres. The function is replaced in
  * place for each variant (throwaway database only).
  *
  *   npm run build && node bench/trigger-parts.mjs
@@ -17,14 +18,22 @@ import { competitors } from "./lib/competitors.mjs"
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
 const variants = {
-  // Same body as sql/0003_relay_wake.sql's outbox_events_notify() under "full".
+  // The bodies of sql/0003_relay_wake.sql's and sql/0006_wake_summary.sql's outbox_events_notify().
   empty: `RETURN NULL;`,
   lock: `PERFORM pg_advisory_xact_lock_shared(122519062982776); RETURN NULL;`,
   lockSetting: `PERFORM pg_advisory_xact_lock_shared(122519062982776); IF current_setting('transaction_isolation') = 'read committed' THEN RETURN NULL; END IF; RETURN NULL;`,
-  full: `PERFORM pg_advisory_xact_lock_shared(122519062982776);
+  sql0003: `PERFORM pg_advisory_xact_lock_shared(122519062982776);
   IF current_setting('transaction_isolation') = 'read committed'
      AND (SELECT bool_and(awake_until > clock_timestamp()) FROM outbox_relay_wake) THEN
     RETURN NULL;
+  END IF;
+  PERFORM pg_notify('outbox_events', '');
+  RETURN NULL;`,
+  sql0006: `IF pg_try_advisory_xact_lock_shared(122519062982776) THEN
+    IF pg_sequence_last_value('public.outbox_relay_awake_until'::regclass)
+         > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint THEN
+      RETURN NULL;
+    END IF;
   END IF;
   PERFORM pg_notify('outbox_events', '');
   RETURN NULL;`
@@ -33,16 +42,18 @@ try {
   await admin.unsafe("CREATE DATABASE t")
   await competitors.relay.setup(pg.urlFor("t"), "redis://127.0.0.1:1")
   const sql = postgres(pg.urlFor("t"), { max: 1, onnotice: () => {} })
-  await sql.unsafe("INSERT INTO outbox_relay_wake (relay_id, awake_until) VALUES ('fake', 'infinity')")
+  await sql.unsafe("SELECT outbox_relay_wake_set('fake', 'infinity')")
   writeFileSync("/tmp/trig.sql", competitors.relay.pgbenchScript)
   const run = (c) => Number(/tps = ([\d.]+)/.exec(execFileSync(pg.bin + "/pgbench", ["-n", "-M", "prepared", "-f", "/tmp/trig.sql", "-c", String(c), "-j", String(Math.min(c, 2)), "-T", "3", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "t"], { encoding: "utf8" }))[1]).toFixed(0)
-  for (const rep of [1, 2]) for (const c of [1, 8]) {
+  for (const rep of [1, 2]) for (const c of [1, 8, 32]) {
     const out = []
     await sql.unsafe("ALTER TABLE outbox_events DISABLE TRIGGER outbox_events_notify")
     out.push(`off ${run(c)}`)
     await sql.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
     for (const [name, body] of Object.entries(variants)) {
-      await sql.unsafe(`CREATE OR REPLACE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ${body} END $$`)
+      // As in the migrations: 0003's function sets its search_path, 0006's names its objects in full.
+      const setPath = name === "sql0006" ? "" : "SET search_path FROM CURRENT"
+      await sql.unsafe(`CREATE OR REPLACE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql ${setPath} AS $$ BEGIN ${body} END $$`)
       out.push(`${name} ${run(c)}`)
     }
     await sql.unsafe("TRUNCATE outbox_events")

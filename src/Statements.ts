@@ -172,16 +172,14 @@ export const statements = (schema: string) => {
       FROM moved
       ORDER BY id
       RETURNING event_id::text AS event_id`,
-    /** This relay is draining: producers may skip NOTIFY until `awake_until` ($2 ms from now). */
-    markAwake: `
-      INSERT INTO ${quoteIdent(schema)}.outbox_relay_wake (relay_id, awake_until, seen_at)
-      VALUES ($1, clock_timestamp() + $2::int * interval '1 millisecond', now())
-      ON CONFLICT (relay_id) DO UPDATE SET awake_until = EXCLUDED.awake_until, seen_at = EXCLUDED.seen_at`,
-    /** This relay is about to sleep: producers must notify again. */
-    markAsleep: `
-      INSERT INTO ${quoteIdent(schema)}.outbox_relay_wake (relay_id, awake_until, seen_at)
-      VALUES ($1, '-infinity', now())
-      ON CONFLICT (relay_id) DO UPDATE SET awake_until = '-infinity', seen_at = now()`,
+    /**
+     * This relay is draining: producers may skip NOTIFY until `awake_until` ($2 ms from now). Every
+     * change to outbox_relay_wake goes through the functions of sql/0006_wake_summary.sql, which also
+     * recompute the number the trigger reads (outbox_relay_awake_until).
+     */
+    markAwake: `SELECT ${quoteIdent(schema)}.outbox_relay_wake_set($1::text, clock_timestamp() + $2::int * interval '1 millisecond')`,
+    /** This relay is about to sleep: producers must notify again (from the moment this returns). */
+    markAsleep: `SELECT ${quoteIdent(schema)}.outbox_relay_wake_set($1::text, '-infinity')`,
     /**
      * True once no producer transaction holds the hand-over lock, i.e. every producer that may have
      * read this relay's flag as awake has finished. Never waits (a blocking exclusive request would
@@ -193,13 +191,8 @@ export const statements = (schema: string) => {
      * Keeps this relay's row fresh (creating it, asleep, if it is missing) and forgets relays not seen
      * for a minute (they died).
      */
-    heartbeat: `
-      WITH touched AS (
-        INSERT INTO ${quoteIdent(schema)}.outbox_relay_wake (relay_id, seen_at) VALUES ($1, now())
-        ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()
-      )
-      DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> $1`,
-    unregister: `DELETE FROM ${quoteIdent(schema)}.outbox_relay_wake WHERE relay_id = $1`,
+    heartbeat: `SELECT ${quoteIdent(schema)}.outbox_relay_wake_set($1::text, NULL)`,
+    unregister: `SELECT ${quoteIdent(schema)}.outbox_relay_wake_forget($1::text)`,
     /** Relays (lanes) that sent a heartbeat lately, and this session's backend pid. */
     liveRelays: `
       SELECT greatest(count(*), 1)::int AS live, pg_backend_pid() AS pid FROM ${quoteIdent(schema)}.outbox_relay_wake

@@ -51,6 +51,8 @@ describe("NOTIFY hand-over", () => {
         t.sql`SELECT count(*)::int AS n FROM outbox_relay_wake WHERE awake_until > clock_timestamp()`
       )
       assert.strictEqual(wake!.n, 0, "asleep again once idle: producers notify")
+      const [summary] = yield* promise(() => t.sql`SELECT pg_sequence_last_value('outbox_relay_awake_until')::text AS v`)
+      assert.strictEqual(summary!.v, "1", "the number the trigger reads says asleep too")
     }).pipe(Effect.scoped))
 
   it.live("relays a row whose producer saw the relay awake but committed after it went idle", () =>
@@ -82,7 +84,10 @@ describe("NOTIFY hand-over", () => {
         const deadline = Date.now() + 10_000
         while (Date.now() < deadline) {
           await late`BEGIN`
-          const [row] = await late`SELECT coalesce(bool_and(awake_until > clock_timestamp()), false) AS awake FROM outbox_relay_wake`
+          // What the trigger reads (sql/0006_wake_summary.sql).
+          const [row] = await late`
+            SELECT pg_sequence_last_value('outbox_relay_awake_until') > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+              AS awake`
           if (row!.awake) {
             await late`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('orders', 'Late', 'late', '{}')`
             return true
