@@ -55,68 +55,72 @@ describe("NOTIFY hand-over", () => {
       assert.strictEqual(summary!.v, "1", "the number the trigger reads says asleep too")
     }).pipe(Effect.scoped))
 
-  it.live("relays a row whose producer saw the relay awake but committed after it went idle", () =>
-    Effect.gen(function*() {
-      const t = yield* testEnv("handover-late", {
-        RELAY_POLL_INTERVAL: "1 minute",
-        RELAY_BATCH_SIZE: "5",
-        RELAY_CONCURRENCY: "1"
-      })
-      yield* Layer.build(relayLayer(t.env))
-      const stream = `${t.prefix}orders`
-      let load = true
-      // Background producers keep the relay draining, so it marks itself awake.
-      const background = promise(() =>
-        Promise.all(Array.from({ length: 6 }, async (_, w) => {
-          let i = 0
-          while (load) await insertEvents(t.sql, [{ topic: "orders", aggregate_id: `bg${w}`, payload: { i: i++ } }])
-        }))
-      )
-      const fiber = yield* Effect.forkChild(background)
-      // Whatever happens below, stop the producers before the database goes away.
-      yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(() => (load = false)), Fiber.await(fiber)))
-      const late = yield* promise(() => t.sql.reserve())
-      yield* Effect.addFinalizer(() =>
-        Effect.promise(() => late`ROLLBACK`.catch(() => undefined)).pipe(Effect.andThen(Effect.sync(() => late.release())))
-      )
-      // Open a producer transaction that sees the relay awake, so its trigger skips the NOTIFY.
-      const sawAwake = yield* promise(async () => {
-        const deadline = Date.now() + 10_000
-        while (Date.now() < deadline) {
-          await late`BEGIN`
-          // What the trigger reads (sql/0006_wake_summary.sql).
-          const [row] = await late`
-            SELECT pg_sequence_last_value('outbox_relay_awake_until') > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
-              AS awake`
-          if (row!.awake) {
-            await late`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('orders', 'Late', 'late', '{}')`
-            return true
-          }
-          await late`ROLLBACK`
-          await new Promise((r) => setTimeout(r, 5))
-        }
-        return false
-      })
-      assert.isTrue(sawAwake, "the relay was awake while producers were busy")
-      load = false
-      yield* Fiber.join(fiber)
-      // Let the relay drain the background load and try to go to sleep; the open transaction holds it.
-      const drained = yield* promise(() => t.redis.xlen(stream))
-      yield* Effect.sleep("300 millis")
-      const committed = Date.now()
-      yield* promise(() => late`COMMIT`)
-      const entries = yield* promise(() =>
-        eventually(
-          () => t.redis.xrange(stream, "-", "+"),
-          (es) => es.some(([, fields]) => fields.includes("Late")),
-          3_000,
-          5
+  // Since sql/0006 producers in any isolation level skip NOTIFY (the flag is a sequence, read without
+  // a snapshot), so the hand-over must cover them all.
+  for (const level of ["read committed", "repeatable read"] as const) {
+    it.live(`relays a row whose producer (${level}) saw the relay awake but committed after it went idle`, () =>
+      Effect.gen(function*() {
+        const t = yield* testEnv("handover-late", {
+          RELAY_POLL_INTERVAL: "1 minute",
+          RELAY_BATCH_SIZE: "5",
+          RELAY_CONCURRENCY: "1"
+        })
+        yield* Layer.build(relayLayer(t.env))
+        const stream = `${t.prefix}orders`
+        let load = true
+        // Background producers keep the relay draining, so it marks itself awake.
+        const background = promise(() =>
+          Promise.all(Array.from({ length: 6 }, async (_, w) => {
+            let i = 0
+            while (load) await insertEvents(t.sql, [{ topic: "orders", aggregate_id: `bg${w}`, payload: { i: i++ } }])
+          }))
         )
-      )
-      assert.isTrue(entries.some(([, fields]) => fields.includes("Late")), "the late row arrived")
-      assert.isBelow(Date.now() - committed, 1_000, "without waiting for the slow poll")
-      assert.isAtLeast(entries.length, drained + 1)
-    }).pipe(Effect.scoped))
+        const fiber = yield* Effect.forkChild(background)
+        // Whatever happens below, stop the producers before the database goes away.
+        yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(() => (load = false)), Fiber.await(fiber)))
+        const late = yield* promise(() => t.sql.reserve())
+        yield* Effect.addFinalizer(() =>
+          Effect.promise(() => late`ROLLBACK`.catch(() => undefined)).pipe(Effect.andThen(Effect.sync(() => late.release())))
+        )
+        // Open a producer transaction that sees the relay awake, so its trigger skips the NOTIFY.
+        const sawAwake = yield* promise(async () => {
+          const deadline = Date.now() + 10_000
+          while (Date.now() < deadline) {
+            await late.unsafe(`BEGIN ISOLATION LEVEL ${level}`)
+            // What the trigger reads (sql/0006_wake_summary.sql).
+            const [row] = await late`
+              SELECT pg_sequence_last_value('outbox_relay_awake_until') > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+                AS awake`
+            if (row!.awake) {
+              await late`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('orders', 'Late', 'late', '{}')`
+              return true
+            }
+            await late`ROLLBACK`
+            await new Promise((r) => setTimeout(r, 5))
+          }
+          return false
+        })
+        assert.isTrue(sawAwake, "the relay was awake while producers were busy")
+        load = false
+        yield* Fiber.join(fiber)
+        // Let the relay drain the background load and try to go to sleep; the open transaction holds it.
+        const drained = yield* promise(() => t.redis.xlen(stream))
+        yield* Effect.sleep("300 millis")
+        const committed = Date.now()
+        yield* promise(() => late`COMMIT`)
+        const entries = yield* promise(() =>
+          eventually(
+            () => t.redis.xrange(stream, "-", "+"),
+            (es) => es.some(([, fields]) => fields.includes("Late")),
+            3_000,
+            5
+          )
+        )
+        assert.isTrue(entries.some(([, fields]) => fields.includes("Late")), "the late row arrived")
+        assert.isBelow(Date.now() - committed, 1_000, "without waiting for the slow poll")
+        assert.isAtLeast(entries.length, drained + 1)
+      }).pipe(Effect.scoped))
+  }
 
   it.live("wakes the relay for producers in REPEATABLE READ and SERIALIZABLE transactions", () =>
     Effect.gen(function*() {
