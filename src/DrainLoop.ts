@@ -225,7 +225,11 @@ const laneLoop = (lane: number, lanes: Lanes) =>
           Effect.as(Effect.logDebug("helper lane could not register", error.message), false)
         )
       )
-      if (!registered) return
+      if (!registered) {
+        // Stay dormant: no heartbeat may bring the row back.
+        yield* wake.unregister.pipe(Effect.ignore)
+        return
+      }
       yield* Effect.logDebug("helper lane joined", lane)
       // The first lane gives up its share first (at its next batch boundary), then this one leases.
       const rebalanced = yield* Deferred.make<void>()

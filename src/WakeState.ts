@@ -104,12 +104,15 @@ export class WakeState extends Context.Service<WakeState, {
       // Registration, unregistration and heartbeats never overlap: a heartbeat landing after an
       // unregister would bring the row back and count a dormant lane as live.
       const rowLock = yield* Semaphore.make(1)
+      // Registered from the call on, whatever the outcome: if the row could not be written now, the
+      // heartbeat writes it (a caller that gives up calls `unregister`).
       const register = Semaphore.withPermit(
         rowLock,
-        Effect.andThen(query("register", sqlText.markAsleep, [relayId]), Effect.sync(() => {
+        Effect.suspend(() => {
           registered = true
           flagSet = false
-        }))
+          return Effect.asVoid(query("register", sqlText.markAsleep, [relayId]))
+        })
       )
       const unregister = Semaphore.withPermit(
         rowLock,
