@@ -8,10 +8,8 @@
  *   npm run build && node bench/notify-share.mjs ['{"RELAY_CONCURRENCY":"1"}']
  */
 import postgres from "postgres"
-import { execFileSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
 import { competitors } from "./lib/competitors.mjs"
-import { sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { pgbenchTps, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
 const pg = await startPostgres()
 const rs = await startRedis()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
@@ -28,10 +26,7 @@ try {
     const listener = postgres(url, { max: 1, onnotice: () => {} })
     let notes = 0
     await listener.listen("outbox_events", () => { notes++ })
-    writeFileSync("/tmp/ns.sql", competitors.relay.pgbenchScript)
-    const out = execFileSync(pg.bin + "/pgbench", ["-n", "-M", "prepared", "-f", "/tmp/ns.sql", "-c", String(c), "-j", "2", "-T", "4", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", db], { encoding: "utf8" })
-    const tps = Number(/tps = ([\d.]+)/.exec(out)[1])
-    const tx = Number(/number of transactions actually processed: (\d+)/.exec(out)[1])
+    const { tps, transactions: tx } = pgbenchTps(pg, db, competitors.relay.pgbenchScript, c, 4)
     await sleep(200)
     console.log(`rep ${rep} writers ${c} env ${JSON.stringify(env)}: ${tps.toFixed(0)} commits/s, ${notes} notifications for ${tx} commits (${(100 * notes / tx).toFixed(1)}%)`)
     await listener.end()

@@ -7,9 +7,7 @@
  *   npm run build && node bench/trigger-cost.mjs
  */
 import postgres from "postgres"
-import { execFileSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
-import { startPostgres } from "./lib/servers.mjs"
+import { pgbenchTps, startPostgres } from "./lib/servers.mjs"
 import { competitors } from "./lib/competitors.mjs"
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
@@ -17,8 +15,7 @@ try {
   await admin.unsafe("CREATE DATABASE t")
   await competitors.relay.setup(pg.urlFor("t"), "redis://127.0.0.1:1")
   const sql = postgres(pg.urlFor("t"), { max: 1, onnotice: () => {} })
-  writeFileSync("/tmp/trig.sql", competitors.relay.pgbenchScript)
-  const run = (c) => Number(/tps = ([\d.]+)/.exec(execFileSync(pg.bin + "/pgbench", ["-n", "-M", "prepared", "-f", "/tmp/trig.sql", "-c", String(c), "-j", String(Math.min(c, 2)), "-T", "3", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "t"], { encoding: "utf8" }))[1]).toFixed(0)
+  const run = (c) => pgbenchTps(pg, "t", competitors.relay.pgbenchScript, c, 3).tps.toFixed(0)
   for (const rep of [1, 2]) for (const c of [1, 8, 32]) {
     await sql.unsafe("SELECT outbox_relay_wake_forget('fake')"); await sql.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
     const on = run(c)

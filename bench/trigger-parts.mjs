@@ -11,14 +11,13 @@
  *   npm run build && node bench/trigger-parts.mjs
  */
 import postgres from "postgres"
-import { execFileSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
-import { startPostgres } from "./lib/servers.mjs"
+import { pgbenchTps, startPostgres } from "./lib/servers.mjs"
 import { competitors } from "./lib/competitors.mjs"
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
 const variants = {
-  // The bodies of sql/0003_relay_wake.sql's and sql/0006_wake_summary.sql's outbox_events_notify().
+  // The body of sql/0003_relay_wake.sql's outbox_events_notify(); "sql0006" below is the function the
+  // migrations installed (sql/0006_wake_summary.sql), restored as it was.
   empty: `RETURN NULL;`,
   lock: `PERFORM pg_advisory_xact_lock_shared(122519062982776); RETURN NULL;`,
   lockSetting: `PERFORM pg_advisory_xact_lock_shared(122519062982776); IF current_setting('transaction_isolation') = 'read committed' THEN RETURN NULL; END IF; RETURN NULL;`,
@@ -28,14 +27,6 @@ const variants = {
     RETURN NULL;
   END IF;
   PERFORM pg_notify('outbox_events', '');
-  RETURN NULL;`,
-  sql0006: `IF pg_try_advisory_xact_lock_shared(122519062982776) THEN
-    IF pg_sequence_last_value('public.outbox_relay_awake_until'::regclass)
-         > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint THEN
-      RETURN NULL;
-    END IF;
-  END IF;
-  PERFORM pg_notify('outbox_events', '');
   RETURN NULL;`
 }
 try {
@@ -43,19 +34,20 @@ try {
   await competitors.relay.setup(pg.urlFor("t"), "redis://127.0.0.1:1")
   const sql = postgres(pg.urlFor("t"), { max: 1, onnotice: () => {} })
   await sql.unsafe("SELECT outbox_relay_wake_set('fake', 'infinity')")
-  writeFileSync("/tmp/trig.sql", competitors.relay.pgbenchScript)
-  const run = (c) => Number(/tps = ([\d.]+)/.exec(execFileSync(pg.bin + "/pgbench", ["-n", "-M", "prepared", "-f", "/tmp/trig.sql", "-c", String(c), "-j", String(Math.min(c, 2)), "-T", "3", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "t"], { encoding: "utf8" }))[1]).toFixed(0)
+  const [{ installed }] = await sql.unsafe("SELECT pg_get_functiondef('outbox_events_notify'::regproc) AS installed")
+  const run = (c) => pgbenchTps(pg, "t", competitors.relay.pgbenchScript, c, 3).tps.toFixed(0)
   for (const rep of [1, 2]) for (const c of [1, 8, 32]) {
     const out = []
     await sql.unsafe("ALTER TABLE outbox_events DISABLE TRIGGER outbox_events_notify")
     out.push(`off ${run(c)}`)
     await sql.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
     for (const [name, body] of Object.entries(variants)) {
-      // As in the migrations: 0003's function sets its search_path, 0006's names its objects in full.
-      const setPath = name === "sql0006" ? "" : "SET search_path FROM CURRENT"
-      await sql.unsafe(`CREATE OR REPLACE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql ${setPath} AS $$ BEGIN ${body} END $$`)
+      // As in sql/0003: the function sets its search_path.
+      await sql.unsafe(`CREATE OR REPLACE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN ${body} END $$`)
       out.push(`${name} ${run(c)}`)
     }
+    await sql.unsafe(installed)
+    out.push(`sql0006 ${run(c)}`)
     await sql.unsafe("TRUNCATE outbox_events")
     console.log(`rep ${rep} writers ${c}: ${out.join(", ")}`)
   }

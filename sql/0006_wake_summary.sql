@@ -49,9 +49,9 @@ BEGIN
 END
 $$;
 
--- Sets one lane's row (creating it), forgets lanes not seen for a minute (they died) and recomputes the
--- number. awake_until '-infinity' = asleep; NULL keeps the current flag and only refreshes seen_at
--- (the heartbeat).
+-- Sets one lane's row (creating it) and recomputes the number. awake_until '-infinity' = asleep; NULL
+-- keeps the current flag and only refreshes seen_at: the heartbeat, which also forgets lanes not seen
+-- for a minute (they died). Marking awake or asleep prunes nothing: it is on the relay's hand-over path.
 CREATE OR REPLACE FUNCTION outbox_relay_wake_set(p_relay_id text, p_awake_until timestamptz) RETURNS void
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -61,7 +61,9 @@ BEGIN
   VALUES (p_relay_id, coalesce(p_awake_until, '-infinity'), now())
   ON CONFLICT (relay_id) DO UPDATE
     SET awake_until = coalesce(p_awake_until, outbox_relay_wake.awake_until), seen_at = now();
-  DELETE FROM outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> p_relay_id;
+  IF p_awake_until IS NULL THEN
+    DELETE FROM outbox_relay_wake WHERE seen_at < now() - interval '1 minute' AND relay_id <> p_relay_id;
+  END IF;
   PERFORM outbox_relay_wake_publish();
 END
 $$;

@@ -9,7 +9,7 @@
  * only exist as .ts, so Node's type stripping cannot load them directly.
  */
 import { execFile, execFileSync, spawn } from "node:child_process"
-import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, connect } from "node:net"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
@@ -224,4 +224,22 @@ export const treeTicks = (rootPids) => {
     } catch {}
   }
   return ticks
+}
+
+/**
+ * Runs pgbench with `script` (single-row INSERTs etc.) against database `db` of a server from
+ * `startPostgres`: prepared statements, `clients` clients (at most 2 threads), `seconds` seconds.
+ * Returns commits/s and the number of transactions.
+ */
+export const pgbenchTps = (pg, db, script, clients, seconds) => {
+  const file = join(mkdtempSync(join(tmpdir(), "pgbench-")), "script.sql")
+  writeFileSync(file, script)
+  const out = execFileSync(pg.bin + "/pgbench", [
+    "-n", "-M", "prepared", "-f", file, "-c", String(clients), "-j", String(Math.min(clients, 2)), "-T", String(seconds),
+    "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", db
+  ], { encoding: "utf8" })
+  return {
+    tps: Number(/tps = ([\d.]+)/.exec(out)[1]),
+    transactions: Number(/number of transactions actually processed: (\d+)/.exec(out)[1])
+  }
 }
