@@ -122,13 +122,35 @@ export const runQuery = <A>(
   run: () => Promise<A>
 ): Effect.Effect<A, DatabaseUnavailable> =>
   Effect.tryPromise({
-    try: run,
-    catch: (cause) => new DatabaseUnavailable({ operation, message: describe(cause) })
-  }).pipe(Effect.timeoutOrElse({
-    duration: timeout,
-    orElse: () =>
-      Effect.fail(new DatabaseUnavailable({ operation, message: `no answer within ${Duration.format(timeout)}` }))
-  }))
+    try: () => withTimeout(run(), Duration.toMillis(timeout)),
+    catch: (cause) =>
+      new DatabaseUnavailable({
+        operation,
+        message: cause === timedOut ? `no answer within ${Duration.format(timeout)}` : describe(cause)
+      })
+  })
+
+const timedOut = Symbol("timed out")
+
+/**
+ * Rejects with `timedOut` when `promise` has not settled within `ms`. A timer on the promise instead
+ * of `Effect.timeout`, which races two forked fibers: this runs on every statement, and the relay's
+ * CPU per batch is what producers on the same cores pay for (`npm run bench`, overhead).
+ */
+export const withTimeout = <A>(promise: Promise<A>, ms: number): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(() => reject(timedOut), ms)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error) => {
+        clearTimeout(timer)
+        reject(error)
+      }
+    )
+  })
 
 /** Server-side keepalive so a vanished relay's session, and so its slot leases, end in time. */
 const deadClientSettings = (timeout: Duration.Duration) => {

@@ -79,6 +79,13 @@ const pendingRows = (table: string) => `
         LIMIT $1
         FOR UPDATE SKIP LOCKED`
 
+/**
+ * Raises (division by zero) unless this is still the session with backend pid `pid`; the pid is
+ * written in, so it can go in a multi-statement message.
+ */
+export const assertBackendPidSql = (pid: number): string =>
+  `SELECT 1 / (pg_backend_pid() = ${Math.trunc(pid)})::int AS same_session`
+
 /** The statements for one schema. */
 export const statements = (schema: string) => {
   const table = `${quoteIdent(schema)}.outbox_events`
@@ -198,9 +205,6 @@ export const statements = (schema: string) => {
       SELECT greatest(count(*), 1)::int AS live, pg_backend_pid() AS pid FROM ${quoteIdent(schema)}.outbox_relay_wake
       WHERE seen_at > now() - $1::int * interval '1 millisecond'`,
     /** The session's backend pid: leases and the claim transaction belong to one session. */
-    backendPid: `SELECT pg_backend_pid() AS pid`,
-    /** Raises (division by zero) unless this is still the session with backend pid $1. */
-    assertBackendPid: `SELECT 1 / (pg_backend_pid() = $1::text::int)::int AS same_session`,
     /** Tries to lease each slot of $1 (session advisory locks); returns those now held, comma-separated. */
     tryLeaseSlots: `
       SELECT coalesce(string_agg(s::text, ','), '') AS slots FROM unnest($1::text::int[]) AS s

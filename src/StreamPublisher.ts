@@ -3,8 +3,9 @@
  *
  * One script call per stream adds that stream's events in id order with an in-flight marker per
  * event (`lua/publish.lua`), so a batch published twice (crash between XADD and COMMIT) adds each
- * event once. The calls for different streams run as concurrent fibers; ioredis' auto-pipelining
- * sends them in one write, so a whole batch costs one round trip.
+ * event once. A batch with one stream is one call; the calls for several streams go out as one
+ * pipeline (one write, one round trip). No auto-pipelining: it holds every command for a turn of the
+ * event loop and builds a pipeline around it, which a relay sending one command at a time only pays for.
  *
  * The connection refuses to queue commands while disconnected (`enableOfflineQueue: false`): a batch
  * fails fast with `RedisUnavailable` and the relay's retry schedule decides when to try again.
@@ -33,6 +34,11 @@ const markerTtl = Duration.hours(1)
 
 interface ScriptRedis extends Redis {
   outboxPublish(stream: string, inflight: string, ...args: Array<string>): Promise<Array<string>>
+  pipeline(): ScriptPipeline
+}
+
+interface ScriptPipeline extends ReturnType<Redis["pipeline"]> {
+  outboxPublish(stream: string, inflight: string, ...args: Array<string>): ScriptPipeline
 }
 
 /** Opens an ioredis client that fails fast while disconnected and reconnects in the background. */
@@ -42,7 +48,6 @@ export const makeRedis = (
 ): Redis =>
   new Redis(Redacted.value(url), {
     lazyConnect: true,
-    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectionName: options.connectionName,
@@ -121,8 +126,8 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
       const maxLen = String(config.streamMaxLen)
       const ttl = String(Duration.toMillis(markerTtl))
 
-      const publishStream = (stream: string, rows: ReadonlyArray<OutboxRow>) => {
-        const forgotten = takeQueued(stream)
+      /** The script's arguments for one stream: its queued markers to drop, then its rows. */
+      const scriptArgs = (forgotten: ReadonlyArray<string>, rows: ReadonlyArray<OutboxRow>) => {
         const args: Array<string> = [maxLen, ttl, String(forgotten.length), ...forgotten]
         for (const row of rows) {
           args.push(
@@ -130,21 +135,34 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
             String(row.schema_version), row.occurred_at, row.payload, row.headers
           )
         }
-        return Effect.tryPromise({
-          try: () => redis.outboxPublish(stream, inflightKey(stream), ...args),
-          catch: fail("publish")
-        }).pipe(
-          // Whether or not the script got as far as dropping them, dropping them again is harmless.
-          Effect.tapError(() => Effect.sync(() => queue(stream, forgotten)))
+        return args
+      }
+
+      const callScripts = (groups: ReadonlyArray<[string, StreamGroup]>): Promise<Array<Array<string>>> => {
+        if (groups.length === 1) {
+          const [stream, group] = groups[0]!
+          return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(takeQueued(stream), group.rows))
+            .then((reply) => [reply])
+        }
+        const pipeline = redis.pipeline()
+        for (const [stream, group] of groups) {
+          pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(takeQueued(stream), group.rows))
+        }
+        return pipeline.exec().then((results) =>
+          (results ?? []).map(([error, reply]) => {
+            if (error) throw error
+            return reply as Array<string>
+          })
         )
       }
 
       const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
         const groups = groupByStream(config.streamPrefix, rows)
-        const replies = yield* Effect.forEach(
-          groups,
-          ([stream, group]) => publishStream(stream, group.rows),
-          { concurrency: "unbounded" }
+        const queuedBefore = groups.map(([stream]) => [stream, queued.get(stream) ?? []] as const)
+        const replies = yield* Effect.tryPromise({ try: () => callScripts(groups), catch: fail("publish") }).pipe(
+          // Whether or not a script got as far as dropping its stream's markers, dropping them again
+          // is harmless: they go back in the queue.
+          Effect.tapError(() => Effect.sync(() => queuedBefore.forEach(([stream, ids]) => queue(stream, ids))))
         )
         const outcomes = new Array<PublishOutcome>(rows.length)
         groups.forEach(([, group], g) => {
