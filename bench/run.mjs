@@ -571,59 +571,56 @@ const runOverhead = async () => {
     const stream = streamOf(c)
     const samples = new Map()
     let p
-    try {
-      p = startCompetitor(c, handle.url)
+    let triggerNames = []
+    const record = (key, writers, trigger, r, backlog) => {
+      if (!samples.has(key)) samples.set(key, { writers, trigger, tps: [], latencyMs: [], failed: 0, backlogAfter: [] })
+      const s = samples.get(key)
+      s.tps.push(round(r.tps, 0))
+      s.latencyMs.push(r.latencyMs)
+      s.failed += r.failed
+      s.backlogAfter.push(backlog)
+    }
+    /** One pgbench run with the competitor's trigger on or off ("n/a": it has none). */
+    const runMode = async (writers, trigger) => {
+      if (!p.isRunning()) throw new Error(`${c.name} exited:\n${p.logTail()}`)
+      if (c.hasTriggers) triggerNames = await setTriggers(handle.sql, "outbox_events", trigger === "on")
+      const r = await pgbenchRun(handle.db, c.pgbenchScript, writers, config.overheadSec)
+      if (c.hasTriggers && trigger !== "on") {
+        await setTriggers(handle.sql, "outbox_events", true)
+        // One more insert so the relay is woken for what the untriggered inserts left behind.
+        await handle.sql.unsafe(c.insertOne.text, ["order-0", JSON.stringify({ wake: true })])
+      }
+      return r
+    }
+    const restart = async (env) => {
+      if (p) await stopCompetitor(p)
+      p = startCompetitor(c, handle.url, env)
       await sleep(1500)
-      let triggerNames = []
+    }
+    try {
       const modes = c.hasTriggers ? ["on", "off"] : ["n/a"]
+      // The relay also runs "off-polling": trigger off, the relay polling every 10 ms, so it relays
+      // during the run as with the trigger on (with the trigger off and the default relay, the relay
+      // sleeps: no NOTIFY, 5 s poll, and leaves both cores to the producers). The trigger's own cost
+      // is "on" vs "off-polling". Both relays take turns for every writer count, so a machine that
+      // drifts during the scenario shifts both alike.
+      const polling = c.name === "relay"
+      if (!polling) await restart()
       for (let rep = 0; rep < config.overheadReps; rep++) {
         for (const writers of config.overheadWriters) {
+          if (polling) await restart()
           for (const trigger of rep % 2 ? modes.slice().reverse() : modes) {
-            if (!p.isRunning()) throw new Error(`${c.name} exited:\n${p.logTail()}`)
-            if (c.hasTriggers) triggerNames = await setTriggers(handle.sql, "outbox_events", trigger === "on")
-            const r = await pgbenchRun(handle.db, c.pgbenchScript, writers, config.overheadSec)
-            if (c.hasTriggers && trigger === "off") {
-              await setTriggers(handle.sql, "outbox_events", true)
-              // One more insert so the relay is woken for what the untriggered inserts left behind.
-              await handle.sql.unsafe(c.insertOne.text, ["order-0", JSON.stringify({ wake: true })])
-            }
-            const key = `${writers}/${trigger}`
-            if (!samples.has(key)) samples.set(key, { writers, trigger, tps: [], latencyMs: [], failed: 0, backlogAfter: [] })
-            const s = samples.get(key)
-            s.tps.push(round(r.tps, 0))
-            s.latencyMs.push(r.latencyMs)
-            s.failed += r.failed
-            s.backlogAfter.push(await pending(c, handle.sql))
+            const r = await runMode(writers, trigger)
+            record(`${writers}/${trigger}`, writers, trigger, r, await pending(c, handle.sql))
             log(`  ${c.name} writers=${writers} trigger=${trigger}: ${fmtNum(r.tps)} commits/s`)
             await settle(c, handle.sql, stream, p)
           }
-        }
-      }
-      if (c.name === "relay") {
-        // The trigger's own cost, apart from the relay's: with the trigger off the relay above sleeps
-        // (no NOTIFY, 5 s poll) and leaves both cores to the producers, while with it on it relays
-        // concurrently. Here the relay polls every 10 ms with the trigger off, so it relays during
-        // the run as well, and "on" vs "off-polling" compares producers that both share the machine
-        // with a working relay.
-        await stopCompetitor(p)
-        p = startCompetitor(c, handle.url, { RELAY_POLL_INTERVAL: "10" })
-        await sleep(1500)
-        for (let rep = 0; rep < config.overheadReps; rep++) {
-          for (const writers of config.overheadWriters) {
-            if (!p.isRunning()) throw new Error(`${c.name} exited:\n${p.logTail()}`)
-            await setTriggers(handle.sql, "outbox_events", false)
-            const r = await pgbenchRun(handle.db, c.pgbenchScript, writers, config.overheadSec)
-            await setTriggers(handle.sql, "outbox_events", true)
-            const key = `${writers}/off-polling`
-            if (!samples.has(key)) samples.set(key, { writers, trigger: "off-polling", tps: [], latencyMs: [], failed: 0, backlogAfter: [] })
-            const s = samples.get(key)
-            s.tps.push(round(r.tps, 0))
-            s.latencyMs.push(r.latencyMs)
-            s.failed += r.failed
-            s.backlogAfter.push(await pending(c, handle.sql))
-            log(`  ${c.name} writers=${writers} trigger=off, relay polling every 10 ms: ${fmtNum(r.tps)} commits/s`)
-            await settle(c, handle.sql, stream, p)
-          }
+          if (!polling) continue
+          await restart({ RELAY_POLL_INTERVAL: "10" })
+          const r = await runMode(writers, "off-polling")
+          record(`${writers}/off-polling`, writers, "off-polling", r, await pending(c, handle.sql))
+          log(`  ${c.name} writers=${writers} trigger=off, relay polling every 10 ms: ${fmtNum(r.tps)} commits/s`)
+          await settle(c, handle.sql, stream, p)
         }
       }
       for (const s of samples.values()) {

@@ -46,7 +46,7 @@ export class Health extends Context.Service<Health, {
       const snapshot = Ref.get(state).pipe(
         Effect.map((s): HealthSnapshot => ({ ready: s.postgres.ok && s.redis.ok, ...s }))
       )
-      const report = (component: ComponentName, error?: string) =>
+      const update = (component: ComponentName, error?: string) =>
         Ref.update(state, (s) => ({ ...s, [component]: error === undefined ? { ok: true } : { ok: false, error } })).pipe(
           Effect.andThen(snapshot),
           Effect.flatMap((s) =>
@@ -57,6 +57,13 @@ export class Health extends Context.Service<Health, {
           ),
           Effect.asVoid
         )
+      // The relay reports after every batch: an unchanged state costs one read.
+      const report = (component: ComponentName, error?: string) =>
+        Effect.flatMap(Ref.get(state), (s) => {
+          const current = s[component]
+          const same = error === undefined ? current.ok : !current.ok && current.error === error
+          return same ? Effect.void : update(component, error)
+        })
       return Health.of({ report, snapshot })
     })
   )

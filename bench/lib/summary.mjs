@@ -130,7 +130,19 @@ export const ratios = (results) => {
     const parts = []
     if (on && off) parts.push(`trigger on/off ${ratio(on, off)}`)
     const offPolling = ov("relay", w, "off-polling")
-    if (on && offPolling) parts.push(`trigger on / trigger off with the relay polling every 10 ms ${ratio(on, offPolling)}`)
+    if (on && offPolling) {
+      // The rounds ran in turn (on, off, off-polling for each writer count), so each round's ratio
+      // compares runs a few seconds apart; their median is less exposed to a drifting machine.
+      const runs = (t) => results.overhead.find((o) => o.competitor === "relay" && o.writers === w && o.trigger === t)?.tps ?? []
+      const [a, b] = [runs("on"), runs("off-polling")]
+      const paired = a.length === b.length && a.length > 1
+        ? a.map((x, i) => x / b[i]).sort((x, y) => x - y)
+        : []
+      const perRound = paired.length
+        ? ` (per round ${paired.map((x) => x.toFixed(2)).join(", ")}; median ${paired[Math.floor(paired.length / 2)].toFixed(2)}×)`
+        : ""
+      parts.push(`trigger on / trigger off with the relay polling every 10 ms ${ratio(on, offPolling)}${perRound}`)
+    }
     const g = ov("graphile", w, "n/a")
     if (on && g) parts.push(`relay-table INSERT vs graphile add_job ${ratio(on, g)}`)
     const f = ov("floor", w, "on")
