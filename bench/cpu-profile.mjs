@@ -5,7 +5,10 @@
  * `node dist/main.js` with `--cpu-prof` on throwaway servers and prints self time by module and by
  * function.
  *
- *   npm run build && node bench/cpu-profile.mjs [rate] [seconds]     (default 5000 15)
+ *   npm run build && node bench/cpu-profile.mjs [rate|max] [seconds]     (default 5000 15)
+ *
+ * "max": pgbench without a rate limit (the producer-overhead situation). The .cpuprofile file's path is
+ * printed (open it in Chrome DevTools for the call tree).
  */
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -31,8 +34,9 @@ try {
   writeFileSync(script, c.pgbenchScript)
   relay = c.start(url, rs.url, { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` })
   await sleep(1500)
-  const out = execFileSync(findBinary("pgbench"), ["-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2", "-R", rate, "-T", seconds,
-    "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "prof"], { encoding: "utf8" })
+  const out = execFileSync(findBinary("pgbench"), ["-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2",
+    ...(rate === "max" ? [] : ["-R", rate]), "-T", seconds, "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "prof"],
+    { encoding: "utf8" })
   console.log(`pgbench: ${/tps = [\d.]+/.exec(out)?.[0]} (asked ${rate}/s for ${seconds} s)`)
 } finally {
   await relay?.stop()
@@ -41,6 +45,7 @@ try {
   await rs.stop()
 }
 const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"))
+console.log(`profile file: ${join(dir, file)}`)
 const profile = JSON.parse(readFileSync(join(dir, file), "utf8"))
 const nodes = new Map(profile.nodes.map((n) => [n.id, n]))
 const self = new Map()
