@@ -165,8 +165,9 @@ export class Claimer extends Context.Service<Claimer, {
         // Whatever the last batch left open, BEGIN and the claim go in one message: one round trip,
         // one reply to parse. The claim is a statement prepared once per connection (PREPARE in the
         // first message), run with EXECUTE and its parameters written in (all numbers of our own).
-        // A message is one protocol exchange instead of one per statement: `node bench/claim-message.mjs`
-        // measured the relay's CPU per claim a third of four pipelined statements'.
+        // One protocol exchange instead of one per statement: `node bench/claim-message.mjs` measured
+        // the client's CPU per claim round trip at less than half that of the five pipelined
+        // statements sent before (146–161 µs vs 320–405 µs on an empty outbox).
         // The claim takes rows only on the session holding the leases (its pid filter). On a new session
         // (postgres.js reconnects silently) EXECUTE finds no prepared statement and fails: the
         // connection is replaced and the next rebalance leases again.
