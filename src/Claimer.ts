@@ -241,6 +241,8 @@ export class Claimer extends Context.Service<Claimer, {
           }
           owned = new Set()
           leasePid = pid
+          // A new session has no prepared claim either: the next claim prepares it again.
+          preparedOn = undefined
         }
         const target = Math.ceil(slotCount / live)
         if (owned.size > target) {

@@ -204,7 +204,6 @@ export const statements = (schema: string) => {
     liveRelays: `
       SELECT greatest(count(*), 1)::int AS live, pg_backend_pid() AS pid FROM ${quoteIdent(schema)}.outbox_relay_wake
       WHERE seen_at > now() - $1::int * interval '1 millisecond'`,
-    /** The session's backend pid: leases and the claim transaction belong to one session. */
     /** Tries to lease each slot of $1 (session advisory locks); returns those now held, comma-separated. */
     tryLeaseSlots: `
       SELECT coalesce(string_agg(s::text, ','), '') AS slots FROM unnest($1::text::int[]) AS s
