@@ -215,24 +215,9 @@ export class Relay extends Context.Service<Relay, {
   )
 }
 
-/** Topics already checked against a pattern (a handful of topics, tested once each, not per row). */
-const topicChecks = new WeakMap<RegExp, Map<string, boolean>>()
-const topicMatches = (topicPattern: RegExp, topic: string): boolean => {
-  let checked = topicChecks.get(topicPattern)
-  if (!checked) topicChecks.set(topicPattern, checked = new Map())
-  let ok = checked.get(topic)
-  if (ok === undefined) {
-    topicPattern.lastIndex = 0
-    ok = topicPattern.test(topic)
-    // Bounded: a flood of distinct topics only stops being cached.
-    if (checked.size < 10_000) checked.set(topic, ok)
-  }
-  return ok
-}
-
 /** Why a row can never be published, or undefined when it can. */
 export const rejectReason = (row: OutboxRow, topicPattern: RegExp, maxPayloadBytes: number): string | undefined => {
-  if (!topicMatches(topicPattern, row.topic)) {
+  if (!topicPattern.test(row.topic)) {
     return `topic ${JSON.stringify(row.topic)} does not match RELAY_TOPIC_PATTERN ${topicPattern.source}`
   }
   // Cheap bound first: a UTF-8 byte is at least one UTF-16 unit and at most three.

@@ -138,15 +138,21 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
         return args
       }
 
-      const callScripts = (groups: ReadonlyArray<[string, StreamGroup]>): Promise<Array<Array<string>>> => {
-        if (groups.length === 1) {
-          const [stream, group] = groups[0]!
-          return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(takeQueued(stream), group.rows))
-            .then((reply) => [reply])
+      /** One script call per stream: its queued markers to drop, then its rows. */
+      interface ScriptCall {
+        readonly stream: string
+        readonly forgotten: ReadonlyArray<string>
+        readonly rows: ReadonlyArray<OutboxRow>
+      }
+
+      const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
+        if (calls.length === 1) {
+          const { forgotten, rows, stream } = calls[0]!
+          return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows)).then((reply) => [reply])
         }
         const pipeline = redis.pipeline()
-        for (const [stream, group] of groups) {
-          pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(takeQueued(stream), group.rows))
+        for (const { forgotten, rows, stream } of calls) {
+          pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows))
         }
         return pipeline.exec().then((results) =>
           (results ?? []).map(([error, reply]) => {
@@ -158,11 +164,11 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
 
       const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
         const groups = groupByStream(config.streamPrefix, rows)
-        const queuedBefore = groups.map(([stream]) => [stream, queued.get(stream) ?? []] as const)
-        const replies = yield* Effect.tryPromise({ try: () => callScripts(groups), catch: fail("publish") }).pipe(
+        const calls = groups.map(([stream, group]): ScriptCall => ({ stream, forgotten: takeQueued(stream), rows: group.rows }))
+        const replies = yield* Effect.tryPromise({ try: () => callScripts(calls), catch: fail("publish") }).pipe(
           // Whether or not a script got as far as dropping its stream's markers, dropping them again
           // is harmless: they go back in the queue.
-          Effect.tapError(() => Effect.sync(() => queuedBefore.forEach(([stream, ids]) => queue(stream, ids))))
+          Effect.tapError(() => Effect.sync(() => calls.forEach(({ forgotten, stream }) => queue(stream, forgotten))))
         )
         const outcomes = new Array<PublishOutcome>(rows.length)
         groups.forEach(([, group], g) => {
@@ -221,15 +227,17 @@ interface StreamGroup {
   readonly indexes: Array<number>
 }
 
-/** Groups rows by stream, keeping id order inside each group. */
+/**
+ * Groups rows by stream, keeping id order inside each group. Keyed by topic (one topic, one stream),
+ * so the stream key is built once per group instead of once per row.
+ */
 const groupByStream = (prefix: string, rows: ReadonlyArray<OutboxRow>): Array<[string, StreamGroup]> => {
   const groups = new Map<string, StreamGroup>()
   rows.forEach((row, index) => {
-    const key = streamKey(prefix, row.topic)
-    let group = groups.get(key)
-    if (!group) groups.set(key, group = { rows: [], indexes: [] })
+    let group = groups.get(row.topic)
+    if (!group) groups.set(row.topic, group = { rows: [], indexes: [] })
     group.rows.push(row)
     group.indexes.push(index)
   })
-  return [...groups]
+  return [...groups].map(([topic, group]) => [streamKey(prefix, topic), group])
 }

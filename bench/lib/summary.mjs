@@ -123,7 +123,8 @@ export const ratios = (results) => {
       }
     }
   }
-  const ov = (c, w, t) => results.overhead.find((o) => o.competitor === c && o.writers === w && o.trigger === t)?.median
+  const overhead = (c, w, t) => results.overhead.find((o) => o.competitor === c && o.writers === w && o.trigger === t)
+  const ov = (c, w, t) => overhead(c, w, t)?.median
   for (const w of [...new Set(results.overhead.filter((o) => o.writers).map((o) => o.writers))]) {
     const on = ov("relay", w, "on")
     const off = ov("relay", w, "off")
@@ -133,8 +134,7 @@ export const ratios = (results) => {
     if (on && offPolling) {
       // The rounds ran in turn (on, off, off-polling for each writer count), so each round's ratio
       // compares runs a few seconds apart; their median is less exposed to a drifting machine.
-      const runs = (t) => results.overhead.find((o) => o.competitor === "relay" && o.writers === w && o.trigger === t)?.tps ?? []
-      const [a, b] = [runs("on"), runs("off-polling")]
+      const [a, b] = [overhead("relay", w, "on")?.tps ?? [], overhead("relay", w, "off-polling")?.tps ?? []]
       const paired = a.length === b.length && a.length > 1
         ? a.map((x, i) => x / b[i]).sort((x, y) => x - y)
         : []
