@@ -14,7 +14,7 @@
 import postgres from "postgres"
 import { competitors } from "./lib/competitors.mjs"
 import { startPostgres } from "./lib/servers.mjs"
-import { slotCount, slotMask, statements } from "../dist/Statements.js"
+import { slotCount, slotMask, statements } from "../dist/relay/Statements.js"
 
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })

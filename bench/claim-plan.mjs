@@ -9,7 +9,7 @@
  *   npm run build && node bench/claim-plan.mjs
  */
 import postgres from "postgres"
-import { slotMask, statements } from "../dist/Statements.js"
+import { slotMask, statements } from "../dist/relay/Statements.js"
 import { competitors } from "./lib/competitors.mjs"
 import { startPostgres } from "./lib/servers.mjs"
 

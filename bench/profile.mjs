@@ -4,7 +4,7 @@
  * `npm run bench`, else started here), with the relay's own SQL and Lua:
  *
  *  1. the parts, raw (postgres.js and ioredis called directly, exactly as the relay calls them, with
- *     the claim statement from dist/Statements.js and lua/publish.lua): pipelined BEGIN + claim of
+ *     the claim statement from dist/relay/Statements.js and lua/publish.lua): pipelined BEGIN + claim of
  *     1,000 rows, EVALSHA publish of those 1,000 events (one stream; and 5 streams, one call each,
  *     concurrently as the relay does), COMMIT, and the HDEL of the in-flight markers;
  *  2. the whole batch as the relay daemon itself reports it (`outbox_batch_seconds`,
@@ -47,7 +47,7 @@ const parseMetrics = (text) => {
 
 /** Raw parts, `reps` batches of 1,000 rows over `streams` topics. */
 const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
-  const mod = await import(`${pathToFileURL(join(root, "dist", "Statements.js")).href}?t=${Date.now()}`)
+  const mod = await import(`${pathToFileURL(join(root, "dist", "relay", "Statements.js")).href}?t=${Date.now()}`)
   const text = mod.statements("public")
   const claimSql = text.claimBatch
   const params = [BATCH]

@@ -303,7 +303,7 @@ ${ratios(results)}
 ## Where the relay's time per event goes
 
 \`bench/profile.mjs\` (run as part of \`npm run bench\`, or alone: \`node bench/profile.mjs\`) times the relay's own
-claim statement (from \`dist/Statements.js\`), \`lua/publish.lua\` via EVALSHA and the COMMIT, called directly, and
+claim statement (from \`dist/relay/Statements.js\`), \`lua/publish.lua\` via EVALSHA and the COMMIT, called directly, and
 compares them with the whole batch as the relay daemon reports it in its metrics while draining
 ${fmtNum(results.profile?.daemon?.[0]?.backlog)} events.
 

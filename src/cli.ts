@@ -14,9 +14,9 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
-import { loggerLayer } from "./Logging.js"
-import { migrate } from "./Migrator.js"
-import { ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./RelayConfig.js"
+import { loggerLayer } from "./shared/Logging.js"
+import { migrate } from "./relay/Migrator.js"
+import { ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
 
 const usage = `Usage: outbox-relay [command]
 
@@ -55,7 +55,7 @@ const runDaemon = (settings: RelaySettings) =>
     }
     onShutdownSignal(settings.shutdownTimeout)
     // Loaded here so `migrate`, `dlq` and `help` start without the daemon's modules.
-    const { RelayDaemon } = yield* Effect.promise(() => import("./Daemon.js"))
+    const { RelayDaemon } = yield* Effect.promise(() => import("./relay/Relay.js"))
     return yield* Layer.launch(RelayDaemon.pipe(Layer.provide(Layer.succeed(RelayConfig, settings))))
   })
 

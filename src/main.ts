@@ -12,7 +12,7 @@
  *
  * This module imports nothing heavy, so the restart costs only a bare Node start.
  */
-import { falseWords } from "./BooleanWords.js"
+import { falseWords } from "./relay/BooleanWords.js"
 
 const heapFlags = ["--max-old-space-size=1024", "--max-semi-space-size=4"] as const
 

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest"
 import postgres from "postgres"
-import { slotCount, slotMask, statements } from "../src/Statements.js"
+import { slotCount, slotMask, statements } from "../src/relay/Statements.js"
 import { insertEvents, makeTestEnv } from "./helpers/harness.js"
 
 describe("claim statement", () => {

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs"
 import postgres from "postgres"
 import { afterEach, describe, expect, inject, it } from "vitest"
-import { readMigrations } from "../src/Migrator.js"
+import { readMigrations } from "../src/relay/Migrator.js"
 import { databaseUrl } from "./support/db.js"
 import { killAllRelayProcesses, startRelayProcess } from "./support/relayProcess.js"
 import { makeTestEnv, readStream, type TestEnv } from "./helpers/harness.js"

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import { Health } from "../src/Health.js"
+import { Health } from "../src/relay/Health.js"
 import { freePort } from "./support/ports.js"
 import { startRedisServer } from "./support/redisServer.js"
 import { drained, eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"

@@ -4,10 +4,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import type { OutboxRow } from "../src/Database.js"
-import { inflightKey } from "../src/RedisKeys.js"
-import { RelayConfig } from "../src/RelayConfig.js"
-import { StreamPublisher } from "../src/StreamPublisher.js"
+import type { OutboxRow } from "../src/relay/Database.js"
+import { inflightKey } from "../src/shared/RedisKeys.js"
+import { RelayConfig } from "../src/relay/RelayConfig.js"
+import { StreamPublisher } from "../src/relay/4-Publish.js"
 import { readStream, testEnv } from "./helpers/harness.js"
 
 const row = (n: number, topic: string): OutboxRow => ({

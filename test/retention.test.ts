@@ -4,8 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import { Database } from "../src/Database.js"
-import { RelayConfig } from "../src/RelayConfig.js"
+import { Database } from "../src/relay/Database.js"
+import { RelayConfig } from "../src/relay/RelayConfig.js"
 import { drained, eventually, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)

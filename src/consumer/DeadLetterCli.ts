@@ -10,7 +10,7 @@
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import { Redis } from "ioredis"
-import { deadLetterKey } from "../RedisKeys.js"
+import { deadLetterKey } from "../shared/RedisKeys.js"
 import { countDeadLetters, type DeadLetterEntry, listDeadLetters, replayDeadLetters } from "./DeadLetters.js"
 
 export const dlqUsage = `Usage:

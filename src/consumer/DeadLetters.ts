@@ -11,8 +11,8 @@
  */
 import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
-import { describe } from "../Errors.js"
-import { deadLetterKey } from "../RedisKeys.js"
+import { describe } from "../shared/Errors.js"
+import { deadLetterKey } from "../shared/RedisKeys.js"
 import { envelopeFields, fieldsToRecord } from "./Envelope.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
 

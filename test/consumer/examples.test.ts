@@ -14,7 +14,7 @@ import { uniquePrefix } from "../support/db.js"
 import { onProcessExit, waitForChildExit } from "../support/processes.js"
 import { addEvents } from "./helpers.js"
 
-const root = fileURLToPath(new URL("../../", import.meta.url))
+const root = fileURLToPath(new URL("../..", import.meta.url))
 const chromiumPath = "/usr/bin/chromium"
 
 /** Starts `node <script>` from the repository root; `waitFor` resolves with the first matching stdout line. */

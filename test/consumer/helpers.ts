@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { Redis } from "ioredis"
 import { inject } from "vitest"
-import { loggerLayer } from "../../src/Logging.js"
+import { loggerLayer } from "../../src/shared/Logging.js"
 import { uniquePrefix } from "../support/db.js"
 
 export interface TestEvent {

@@ -6,9 +6,9 @@ import { Effect, Layer } from "effect"
 import { Redis } from "ioredis"
 import postgres from "postgres"
 import { inject } from "vitest"
-import { RelayLoop } from "../../src/Daemon.js"
-import { loggerLayer } from "../../src/Logging.js"
-import { RelayConfig } from "../../src/RelayConfig.js"
+import { RelayLoop } from "../../src/relay/Relay.js"
+import { loggerLayer } from "../../src/shared/Logging.js"
+import { RelayConfig } from "../../src/relay/RelayConfig.js"
 import { createTestDatabase, uniquePrefix } from "../support/db.js"
 
 export interface TestEnv {

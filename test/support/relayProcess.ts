@@ -11,7 +11,7 @@ import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { isRunning, onProcessExit } from "./processes.js"
 
-export const projectRoot = fileURLToPath(new URL("../../", import.meta.url))
+export const projectRoot = fileURLToPath(new URL("../..", import.meta.url))
 
 /** `dist/main.js` under `root`; throws the "run npm run build" hint when it is missing. */
 export const relayMainPath = (root: string = projectRoot): string => {

@@ -4,12 +4,12 @@
  */
 import * as Layer from "effect/Layer"
 import { AdminLive } from "./Admin.js"
-import { LeaseBoard } from "./Claimer.js"
+import { LeaseBoard } from "./3-ClaimSession.js"
 import { Database } from "./Database.js"
-import { DrainLoop } from "./DrainLoop.js"
+import { DrainLoop } from "./6-Lane.js"
 import { Health } from "./Health.js"
-import { Notifications } from "./Notifications.js"
-import { StreamPublisher } from "./StreamPublisher.js"
+import { Notifications } from "./1-Wakeups.js"
+import { StreamPublisher } from "./4-Publish.js"
 
 /** What every lane shares: the pooled database statements, Redis, health, the lease board. */
 export const RelayServices = Health.layer.pipe(

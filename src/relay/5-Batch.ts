@@ -24,13 +24,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
-import { Claimer } from "./Claimer.js"
+import { Claimer } from "./3-ClaimSession.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
-import type { TransientError } from "./Errors.js"
+import type { TransientError } from "../shared/Errors.js"
 import { Health } from "./Health.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
-import { StreamPublisher } from "./StreamPublisher.js"
+import { StreamPublisher } from "./4-Publish.js"
 
 /** Jittered exponential backoff, capped, without limit: transient failures are retried for ever. */
 export const retryPublish = (base: Duration.Duration, cap: Duration.Duration) =>

@@ -18,11 +18,11 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { Redis } from "ioredis"
 import type { DeadLetter, OutboxRow } from "./Database.js"
-import { describe, RedisUnavailable } from "./Errors.js"
-import { deadLetterKey, inflightKey, streamKey } from "./RedisKeys.js"
+import { describe, RedisUnavailable } from "../shared/Errors.js"
+import { deadLetterKey, inflightKey, streamKey } from "../shared/RedisKeys.js"
 import { RelayConfig } from "./RelayConfig.js"
 
-const publishScript = readFileSync(new URL("../lua/publish.lua", import.meta.url), "utf8")
+const publishScript = readFileSync(new URL("../../lua/publish.lua", import.meta.url), "utf8")
 
 /** What became of one row. */
 export type PublishOutcome =

@@ -14,7 +14,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
-import { StreamPublisher } from "./StreamPublisher.js"
+import { StreamPublisher } from "./4-Publish.js"
 
 export interface Component {
   readonly ok: boolean

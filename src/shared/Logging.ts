@@ -5,7 +5,7 @@
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
-import type { RelaySettings } from "./RelayConfig.js"
+import type { RelaySettings } from "../relay/RelayConfig.js"
 
 const levels = {
   trace: "Trace",

@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import { type ClaimedBatch, type Client, compareIds, type DeadLetter, makeClient, type OutboxRow, runQuery } from "./Database.js"
-import type { DatabaseUnavailable } from "./Errors.js"
+import type { DatabaseUnavailable } from "../shared/Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { arrayParam, assertBackendPidSql, slotCount, slotMask, statements } from "./Statements.js"
 

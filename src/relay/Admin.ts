@@ -12,7 +12,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
-import { LeaseBoard } from "./Claimer.js"
+import { LeaseBoard } from "./3-ClaimSession.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 

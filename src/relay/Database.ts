@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import postgres from "postgres"
-import { DatabaseUnavailable, describe } from "./Errors.js"
+import { DatabaseUnavailable, describe } from "../shared/Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { arrayParam, statements } from "./Statements.js"
 

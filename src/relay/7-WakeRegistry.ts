@@ -19,7 +19,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
 import { makeClient } from "./Database.js"
-import { DatabaseUnavailable, describe } from "./Errors.js"
+import { DatabaseUnavailable, describe } from "../shared/Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { statements } from "./Statements.js"
 

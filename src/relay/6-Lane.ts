@@ -24,13 +24,13 @@ import * as Metric from "effect/Metric"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
-import { Claimer, LeaseBoard } from "./Claimer.js"
+import { Claimer, LeaseBoard } from "./3-ClaimSession.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
-import { Notifications } from "./Notifications.js"
-import { Relay } from "./Relay.js"
+import { Notifications } from "./1-Wakeups.js"
+import { Relay } from "./5-Batch.js"
 import { RelayConfig } from "./RelayConfig.js"
-import { WakeState } from "./WakeState.js"
+import { WakeState } from "./7-WakeRegistry.js"
 
 /** One lane's services: its claim connection and slots, its wake flag, its batch logic. */
 const LaneServices = Relay.layer.pipe(Layer.provideMerge(Layer.mergeAll(Claimer.layer, WakeState.layer)))

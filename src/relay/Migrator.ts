@@ -13,11 +13,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { makeClient } from "./Database.js"
-import { describe, MigrationFailed } from "./Errors.js"
+import { describe, MigrationFailed } from "../shared/Errors.js"
 import { quoteIdent } from "./Statements.js"
 
 /** The folder holding the migrations shipped with the package (`<package>/sql`). */
-export const defaultMigrationsDir = fileURLToPath(new URL("../sql/", import.meta.url))
+export const defaultMigrationsDir = fileURLToPath(new URL("../../sql/", import.meta.url))
 
 export interface Migration {
   readonly version: number

@@ -24,7 +24,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import pgListen from "pg-listen"
-import { describe } from "./Errors.js"
+import { describe } from "../shared/Errors.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
