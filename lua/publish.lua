@@ -10,8 +10,11 @@
 --          deletion has committed since; the relay sends them with its next call instead of an HDEL
 --          of their own)
 -- ARGV[4..3+k] their event ids
--- ARGV[4+k..] ten values per event, in this order: event_id, event_type, topic, aggregate_type,
---          aggregate_id, tenant_id, schema_version, occurred_at, payload, headers
+-- ARGV[4+k..] the envelope's values of each event, ENVELOPE_FIELD_COUNT per event, in the field order of
+--          src/shared/Envelope.ts
+--
+-- Template: the relay renders ENVELOPE_FIELD_COUNT (the number of envelope fields) and ENVELOPE_XADD_ARGS
+-- (`'event_id', ARGV[b], 'event_type', ARGV[b + 1], ...`) from that one field list when it loads this file.
 --
 -- Returns one string per event: the new entry id; "=<entry id>" when the event was already added by
 -- an earlier attempt whose acknowledgement in Postgres never happened (crash between XADD and
@@ -22,7 +25,7 @@
 -- for the stream, or an HDEL when it goes idle), so the hash holds only events in flight or just
 -- committed; the TTL clears what a crash leaves behind.
 --
--- Cost (`node bench/lua-cost.mjs` compares it with bare XADDs): markers are looked up with one
+-- Cost (docs/benchmarks.md compares it with bare XADDs): markers are looked up with one
 -- HMGET and written with one HSET per chunk of events rather than one HGET and one HSET per event,
 -- and the XADD arguments are passed directly instead of through a table and unpack().
 
@@ -37,29 +40,26 @@ for from = 4, 3 + forget, chunk do
   redis.call('HDEL', inflight, unpack(ARGV, from, math.min(3 + forget, from + chunk - 1)))
 end
 local base = 4 + forget  -- ARGV index of the first event's first value
-local count = (#ARGV - base + 1) / 10
+local fields = ENVELOPE_FIELD_COUNT
+local count = (#ARGV - base + 1) / fields
 local out = {}
 local pairs_ = {}  -- event_id, entry id, ... of this chunk's new entries
 for from = 0, count - 1, chunk do
   local to = math.min(count, from + chunk) - 1
   local ids = {}
-  for i = from, to do ids[#ids + 1] = ARGV[base + i * 10] end
+  for i = from, to do ids[#ids + 1] = ARGV[base + i * fields] end
   local existing = redis.call('HMGET', inflight, unpack(ids))
   for i = from, to do
-    local b = base + i * 10
+    local b = base + i * fields
     local seen = existing[i - from + 1]
     if seen then
       out[#out + 1] = '=' .. seen
     else
       local res
       if maxlen > 0 then
-        res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event_id', ARGV[b], 'event_type', ARGV[b + 1],
-          'topic', ARGV[b + 2], 'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
-          'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
+        res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', ENVELOPE_XADD_ARGS)
       else
-        res = redis.pcall('XADD', stream, '*', 'event_id', ARGV[b], 'event_type', ARGV[b + 1],
-          'topic', ARGV[b + 2], 'aggregate_type', ARGV[b + 3], 'aggregate_id', ARGV[b + 4], 'tenant_id', ARGV[b + 5],
-          'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
+        res = redis.pcall('XADD', stream, '*', ENVELOPE_XADD_ARGS)
       end
       if type(res) == 'table' and res.err then
         local err = res.err

@@ -1,40 +1,50 @@
 /**
- * outbox-relay as a library: the services and layers of the daemon, for applications and tests that
- * compose them in their own Effect programs.
+ * outbox-relay as a library. The relay: its layers (`RelayDaemon` with the admin HTTP server,
+ * `RelayLoop` without), its settings and migrations, for applications and tests that run it inside
+ * their own Effect program. The consumer: `startConsumer` (promises) or the `Consumer` layer (Effect),
+ * the inbox, and the dead-letter tools.
  */
-export { AdminLive } from "./relay/Admin.js"
-export { RelayDaemon, RelayLoop, RelayServices } from "./relay/Relay.js"
-export { Claimer, LeaseBoard } from "./relay/3-ClaimSession.js"
-export type { SlotLease } from "./relay/3-ClaimSession.js"
-export { Database } from "./relay/Database.js"
-export { DrainLoop } from "./relay/6-Lane.js"
-export { WakeState } from "./relay/7-WakeRegistry.js"
-export type { ClaimedBatch, DeadLetter, DeadRow, OutboxRow, OutboxStats } from "./relay/Database.js"
-export { DatabaseUnavailable, MigrationFailed, RedisUnavailable } from "./shared/Errors.js"
-export type { TransientError } from "./shared/Errors.js"
-export { Health } from "./relay/Health.js"
-export { loggerLayer } from "./shared/Logging.js"
-export * as Metrics from "./relay/Metrics.js"
-export { defaultMigrationsDir, migrate, readMigrations } from "./relay/Migrator.js"
-export { channel as notificationChannel, Notifications } from "./relay/1-Wakeups.js"
-export type { Wakeup } from "./relay/1-Wakeups.js"
-export { deadLetterKey, inflightKey, streamKey } from "./shared/RedisKeys.js"
-export { Relay, rejectReason, retryPublish } from "./relay/5-Batch.js"
-export type { BatchResult } from "./relay/5-Batch.js"
-export { ConfigInvalid, loadSettings, RelayConfig, settings } from "./relay/RelayConfig.js"
+export { ConfigInvalid, RelayConfig } from "./relay/RelayConfig.js"
 export type { RelaySettings } from "./relay/RelayConfig.js"
-export { StreamPublisher } from "./relay/4-Publish.js"
-export type { PublishOutcome } from "./relay/4-Publish.js"
+export { RelayDaemon, RelayLoop } from "./relay/Relay.js"
+export { Database } from "./relay/Database.js"
+export type { DeadRow, OutboxStats } from "./relay/Database.js"
+export { Health } from "./relay/Health.js"
+export type { HealthSnapshot } from "./relay/Health.js"
+export { migrate } from "./relay/Migrator.js"
+export type { MigrateOptions } from "./relay/Migrator.js"
+export { DatabaseUnavailable, MigrationFailed, RedisUnavailable } from "./shared/Errors.js"
+export { loggerLayer } from "./shared/Logging.js"
+export { envelopeFields } from "./shared/Envelope.js"
+export { deadLetterKey, streamKey } from "./shared/RedisKeys.js"
+export { defaultHandlerRetry } from "./shared/Retry.js"
 export { Consumer } from "./consumer/Consumer.js"
 export type { ConsumerStats } from "./consumer/Delivery.js"
-export { envelopeFields } from "./consumer/Envelope.js"
 export type { ConsumedEvent } from "./consumer/Envelope.js"
-export { ConsumerOptionsInvalid, ConsumerRedisUnavailable, HandlerTimedOut, InboxUnavailable } from "./consumer/Errors.js"
-export { countDeadLetters, listDeadLetters, listDeadLettersAsync, replayDeadLetters, replayDeadLettersAsync } from "./consumer/DeadLetters.js"
+export {
+  ConsumerOptionsInvalid,
+  ConsumerRedisUnavailable,
+  HandlerTimedOut,
+  InboxUnavailable
+} from "./consumer/Errors.js"
+export {
+  countDeadLetters,
+  listDeadLetters,
+  listDeadLettersAsync,
+  replayDeadLetters,
+  replayDeadLettersAsync
+} from "./consumer/DeadLetters.js"
 export type { DeadLetterEntry, ReplayResult } from "./consumer/DeadLetters.js"
 export { isProcessed, withInbox } from "./consumer/Inbox.js"
 export type { InboxHandler, InboxSettings } from "./consumer/Inbox.js"
-export { defaultHandlerRetry } from "./consumer/Options.js"
 export type { ConsumerOptions, StartFrom } from "./consumer/Options.js"
 export { startConsumer } from "./consumer/startConsumer.js"
-export type { ConsumerHandle, Handler, HandlerContext, InboxConsumerOptions, InboxOptions, PlainConsumerOptions, StartConsumerOptions } from "./consumer/startConsumer.js"
+export type {
+  ConsumerHandle,
+  Handler,
+  HandlerContext,
+  InboxConsumerOptions,
+  InboxOptions,
+  PlainConsumerOptions,
+  StartConsumerOptions
+} from "./consumer/startConsumer.js"

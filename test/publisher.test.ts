@@ -52,7 +52,8 @@ describe("StreamPublisher", () => {
         const ns = entries.map((e) => (JSON.parse(e.fields.payload!) as { n: number }).n)
         assert.deepStrictEqual(ns, rows.filter((r) => r.topic === topic).map((r) => Number(r.id)))
       }
-      yield* publisher.forget(rows)
+      yield* publisher.forgetLater(rows)
+      yield* publisher.flushForgotten
       for (const topic of ["a", "b"]) {
         const left = yield* Effect.promise(() => t.redis.hlen(inflightKey(`${t.prefix}${topic}`)))
         assert.strictEqual(left, 0, "no dedupe memory left once committed")

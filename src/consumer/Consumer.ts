@@ -7,12 +7,12 @@
  *   left unacknowledged), then `XREADGROUP ... BLOCK` for new ones, on its own connection. After any
  *   failure (Redis down, watchdog, group gone) it backs off, recreates the group when missing, and
  *   reads its own pending entries again before new ones.
- * - claimer: every `claimInterval`, `XAUTOCLAIM` takes over entries idle for `claimIdle` (their
+ * - reclaimer: every `claimInterval`, `XAUTOCLAIM` takes over entries idle for `claimIdle` (their
  *   consumer died, or their delivery failed): that is how a failed message gets its next delivery.
  * - renewer: every `claimIdle / 3`, resets the idle time of entries this consumer holds, so entries
  *   queued behind a slow aggregate are not mistaken for abandoned ones.
  * - acker: sends the XACKs of finished handlers in batches (one command per batch).
- * - lanes (see Dispatcher): the handlers, `concurrency` at a time, in order per aggregate if asked.
+ * - workers (see Dispatcher): the handlers, `concurrency` at a time, in order per aggregate if asked.
  *
  * Stop (scope close, or `stop`): no new reads (the blocked read is cut by closing its connection),
  * queued entries are not started, running handlers get `stopTimeout` to finish, their XACKs are
@@ -28,9 +28,10 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import { retryRedis } from "../shared/Retry.js"
 import type { ConsumerOptionsInvalid } from "./Errors.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
-import { type ConsumerStats, makeProcess, redisRetry } from "./Delivery.js"
+import { type ConsumerStats, makeProcess } from "./Delivery.js"
 import { type Dispatcher, makeDispatcher } from "./Dispatcher.js"
 import { type Delivery, makeGroupClient } from "./GroupClient.js"
 import { type ConsumerOptions, resolveOptions } from "./Options.js"
@@ -59,7 +60,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
 
   // The group must exist before `make` returns: with startFrom "new", entries added after that are seen.
   yield* client.ensureGroup(options.startFrom === "new" ? "$" : "0").pipe(
-    Effect.retry(Schedule.max([redisRetry, Schedule.during(Duration.millis(Math.max(options.commandTimeoutMillis, 2_000)))]))
+    Effect.retry(Schedule.max([retryRedis, Schedule.during(Duration.millis(Math.max(options.commandTimeoutMillis, 2_000)))]))
   )
 
   const acks = yield* Queue.unbounded<string>()
@@ -146,24 +147,24 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
         return yield* Effect.fail(error)
       })
     ),
-    Effect.retry(redisRetry),
+    Effect.retry(retryRedis),
     Effect.orDie
   )
 
-  const claimLog = failureLog("reclaim")
-  const claimOnce = Effect.gen(function*() {
+  const reclaimLog = failureLog("reclaim")
+  const reclaimOnce = Effect.gen(function*() {
     let cursor = "0-0"
     do {
       yield* dispatcher.awaitRoom
-      const { next, deliveries } = yield* client.claimIdle(cursor, options.batchSize)
+      const { next, deliveries } = yield* client.reclaimIdle(cursor, options.batchSize)
       if (deliveries.length > 0) {
         yield* Effect.logInfo("reclaimed idle messages").pipe(Effect.annotateLogs({ ...logContext, count: deliveries.length }))
       }
       yield* dispatchAll(deliveries)
       cursor = next
     } while (cursor !== "0-0")
-    yield* claimLog.succeeded
-  }).pipe(Effect.catch((error: ConsumerRedisUnavailable) => claimLog.failed(error)))
+    yield* reclaimLog.succeeded
+  }).pipe(Effect.catch((error: ConsumerRedisUnavailable) => reclaimLog.failed(error)))
 
   const renewLog = failureLog("renew")
   const renewOnce = Effect.suspend(() => client.renew(dispatcher.held())).pipe(
@@ -183,7 +184,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
       // A missing group has nothing left to acknowledge.
       Effect.catchIf((error) => error.message.includes("NOGROUP"), () => Effect.void),
       Effect.tapError(ackLog.failed),
-      Effect.retry(redisRetry),
+      Effect.retry(retryRedis),
       Effect.orDie
     )
     yield* ackLog.succeeded
@@ -192,8 +193,8 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
   }))
 
   const reader = yield* Effect.forkIn(readLoop, scope)
-  const claimer = yield* Effect.forkIn(
-    Effect.repeat(claimOnce, Schedule.spaced(Duration.millis(options.claimIntervalMillis))),
+  const reclaimer = yield* Effect.forkIn(
+    Effect.repeat(reclaimOnce, Schedule.spaced(Duration.millis(options.claimIntervalMillis))),
     scope
   )
   const renewer = yield* Effect.forkIn(
@@ -212,7 +213,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
     yield* Effect.logInfo("consumer stopping").pipe(Effect.annotateLogs(logContext))
     yield* dispatcher.close
     yield* client.closeBlocking
-    yield* Fiber.interruptAll([reader, claimer])
+    yield* Fiber.interruptAll([reader, reclaimer])
     const finished = yield* dispatcher.awaitRunning.pipe(
       Effect.timeoutOption(Duration.millis(options.stopTimeoutMillis))
     )

@@ -19,11 +19,11 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
-import * as Schedule from "effect/Schedule"
 import { describe } from "../shared/Errors.js"
+import { retryRedis } from "../shared/Retry.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
-import type { Slot } from "./Dispatcher.js"
+import type { HandlerWatch } from "./Dispatcher.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import type { ResolvedOptions } from "./Options.js"
 
@@ -49,11 +49,6 @@ export interface DeliveryContext<P, E, R> {
   readonly stats: ConsumerStats
 }
 
-/** Backoff for Redis commands that must eventually happen (dead-lettering): forever, capped at 2 s. */
-export const redisRetry = Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("2 seconds")]).pipe(
-  Schedule.jittered
-)
-
 /** One line for whatever a handler failed with. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -78,7 +73,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       yield* client.deadLetter(delivery, [
         "reason", reason, "delivery_count", String(delivery.deliveryCount), "dead_at", now,
         "group", options.group, "consumer", options.consumer, "entry_id", delivery.id
-      ]).pipe(Effect.retry(redisRetry), Effect.orDie)
+      ]).pipe(Effect.retry(retryRedis), Effect.orDie)
       stats.deadLettered++
       ctx.release(delivery.id)
       yield* Effect.logWarning("message dead-lettered").pipe(Effect.annotateLogs({ ...annotations(delivery), reason }))
@@ -87,10 +82,10 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
   /**
    * The handler with its retries. Hot path: the first attempt runs without the retry machinery; only
    * a failure replays itself through the schedule (so the schedule's first delay still comes before
-   * the second attempt). The deadline in `slot` is watched by the dispatcher's sweeper, which
+   * the second attempt). The deadline in `watch` is watched by the dispatcher's sweeper, which
    * interrupts an overrunning handler (see Dispatcher); no timer per message.
    */
-  const runHandler = (event: ConsumedEvent<P>, slot: Slot) => {
+  const runHandler = (event: ConsumedEvent<P>, watch: HandlerWatch) => {
     const attempt = Effect.suspend(() => ctx.handler(event))
     const withRetries = Effect.catchCause(attempt, (cause) => {
       if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
@@ -99,7 +94,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       return Effect.retry(again, options.retry)
     })
     return Effect.suspend(() => {
-      slot.deadline = clock.currentTimeMillisUnsafe() + options.handlerTimeoutMillis
+      watch.deadline = clock.currentTimeMillisUnsafe() + options.handlerTimeoutMillis
       return Effect.exit(withRetries)
     })
   }
@@ -124,11 +119,11 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
   /**
    * Runs the handler, then settles the delivery; settling is never cut in half by a timeout (the
    * success path is synchronous, the others uninterruptible). A worker interrupted mid-handler gets a
-   * fresh slot, so the deadline only needs clearing here.
+   * fresh watch, so the deadline only needs clearing here.
    */
-  const handle = (delivery: Delivery, event: ConsumedEvent<P>, slot: Slot) =>
-    Effect.flatMap(runHandler(event, slot), (exit) => {
-      slot.deadline = 0
+  const handle = (delivery: Delivery, event: ConsumedEvent<P>, watch: HandlerWatch) =>
+    Effect.flatMap(runHandler(event, watch), (exit) => {
+      watch.deadline = 0
       if (Exit.isSuccess(exit)) {
         stats.acked++
         ctx.acknowledge(delivery.id)
@@ -137,14 +132,14 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       return Effect.uninterruptible(onHandled(delivery)(exit))
     })
 
-  const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, slot: Slot) =>
+  const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) =>
     Effect.flatMap(Effect.result(ctx.decodePayload!(event.payload)), (decoded) =>
       Result.isFailure(decoded)
         ? deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
-        : handle(delivery, { ...event, payload: decoded.success }, slot))
+        : handle(delivery, { ...event, payload: decoded.success }, watch))
 
   // Plain function, not Effect.gen: this runs once per message.
-  const process = (delivery: Delivery, slot: Slot): Effect.Effect<void, never, R> => {
+  const process = (delivery: Delivery, watch: HandlerWatch): Effect.Effect<void, never, R> => {
     if (delivery.fields === null) {
       // Deleted from the stream (trimmed) while pending: nothing left to handle.
       ctx.acknowledge(delivery.id)
@@ -158,8 +153,8 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     }
     const envelope = parseEnvelope(options.stream, delivery.id, delivery.fields, delivery.deliveryCount)
     if (Result.isFailure(envelope)) return deadLetter(delivery, `malformed entry: ${envelope.failure}`)
-    if (ctx.decodePayload !== undefined) return decodeThenHandle(delivery, envelope.success, slot)
-    return handle(delivery, envelope.success as ConsumedEvent<P>, slot)
+    if (ctx.decodePayload !== undefined) return decodeThenHandle(delivery, envelope.success, watch)
+    return handle(delivery, envelope.success as ConsumedEvent<P>, watch)
   }
 
   /** Settles a delivery whose handler the dispatcher interrupted for overrunning `handlerTimeout`. */

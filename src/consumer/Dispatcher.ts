@@ -2,16 +2,16 @@
  * Runs deliveries with bounded concurrency, optionally one at a time per aggregate, and bounds how
  * long a handler may run.
  *
- * Deliveries are grouped in *lanes*: one per aggregate (`orderByAggregate`), or one per delivery (no
- * ordering). `concurrency` long-lived worker fibers take lanes from a ready queue and handle a lane's
- * deliveries one after the other, in arrival (stream) order, until it is empty. A lane is in the
+ * Deliveries are grouped in *tracks*: one per aggregate (`orderByAggregate`), or one per delivery (no
+ * ordering). `concurrency` long-lived worker fibers take tracks from a ready queue and handle a track's
+ * deliveries one after the other, in arrival (stream) order, until it is empty. A track is in the
  * ready queue or with one worker, never both, so entries of one aggregate never overlap or overtake
  * each other, while different aggregates run in parallel.
  *
- * Timeouts: a worker marks when its handler started (`Slot.deadline`); a sweeper looks every
+ * Timeouts: a worker marks when its handler started (`HandlerWatch.deadline`); a sweeper looks every
  * `timeout / 10` and interrupts a worker whose handler overran, reports that delivery as timed out,
  * and starts a fresh worker in its place. This costs nothing per message, unlike a timer per
- * delivery (measured: a timer and a race cost more than the rest of the pipeline together).
+ * delivery (docs/benchmarks.md has the consumer's measurements).
  *
  * The dispatcher also keeps the set of entries this consumer *holds* (read, not yet acknowledged):
  * the reader waits while too many are in flight (back-pressure), a second copy of a held entry (read
@@ -29,13 +29,13 @@ import * as Scope from "effect/Scope"
 import type { Delivery } from "./GroupClient.js"
 
 /** Where a running delivery says when its handler must be done (0: not in a handler). */
-export interface Slot {
+export interface HandlerWatch {
   deadline: number
   timedOut: boolean
 }
 
 export interface Dispatcher<R> {
-  /** Queues a delivery in its lane; false when the entry is already held (nothing done). */
+  /** Queues a delivery in its track; false when the entry is already held (nothing done). */
   readonly dispatch: (delivery: Delivery) => Effect.Effect<boolean>
   /** Entry ids held now. */
   readonly held: () => ReadonlyArray<string>
@@ -63,20 +63,20 @@ export interface DispatcherOptions<R> {
   readonly maxInFlight: number
   readonly batchSize: number
   readonly handlerTimeoutMillis: number
-  /** Handles one delivery, setting `slot.deadline` while its handler runs. Never fails. */
-  readonly process: (delivery: Delivery, slot: Slot) => Effect.Effect<void, never, R>
+  /** Handles one delivery, setting `watch.deadline` while its handler runs. Never fails. */
+  readonly process: (delivery: Delivery, watch: HandlerWatch) => Effect.Effect<void, never, R>
   /** Settles a delivery whose handler was interrupted for overrunning its deadline. */
   readonly timedOut: (delivery: Delivery) => Effect.Effect<void>
 }
 
-interface Lane {
+interface Track {
   readonly key: string
   readonly items: Array<Delivery>
 }
 
 interface Worker {
   fiber: Fiber.Fiber<void> | undefined
-  readonly slot: Slot
+  readonly watch: HandlerWatch
 }
 
 /** The `aggregate_id` field of a flat field list ("" when absent). */
@@ -92,9 +92,9 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
     const held = new Map<string, boolean>()
     let inFlight = 0
     const roomLimit = Math.max(0, options.maxInFlight - options.batchSize)
-    // Lanes of aggregates queued or being worked on (ordered mode only).
-    const lanes = new Map<string, Lane>()
-    const ready = yield* Queue.unbounded<Lane, Cause.Done>()
+    // Tracks of aggregates queued or being worked on (ordered mode only).
+    const tracks = new Map<string, Track>()
+    const ready = yield* Queue.unbounded<Track, Cause.Done>()
     const room = yield* Latch.make(true)
     const workers = new Set<Worker>()
     let closed = false
@@ -108,41 +108,41 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       finish(id)
       held.delete(id)
     }
-    const releaseLane = (lane: Lane) => {
-      for (const left of lane.items.splice(0)) release(left.id)
-      lanes.delete(lane.key)
+    const releaseTrack = (track: Track) => {
+      for (const left of track.items.splice(0)) release(left.id)
+      tracks.delete(track.key)
     }
 
     const work = (worker: Worker) => {
-      let lane: Lane | undefined
+      let track: Track | undefined
       let current: Delivery | undefined
       return Effect.gen(function*() {
         while (true) {
-          lane = yield* Queue.take(ready)
-          while (lane.items.length > 0 && !closed) {
-            current = lane.items[0]!
-            yield* options.process(current, worker.slot)
+          track = yield* Queue.take(ready)
+          while (track.items.length > 0 && !closed) {
+            current = track.items[0]!
+            yield* options.process(current, worker.watch)
             current = undefined
-            lane.items.shift()
+            track.items.shift()
           }
-          // Stopped: what is still in the lane was never started; it stays pending in Redis.
-          releaseLane(lane)
-          lane = undefined
+          // Stopped: what is still in the track was never started; it stays pending in Redis.
+          releaseTrack(track)
+          track = undefined
         }
       }).pipe(
         Effect.onInterrupt(() =>
           Effect.gen(function*() {
             workers.delete(worker)
-            if (lane === undefined) return
-            if (!worker.slot.timedOut || closed) return releaseLane(lane)
+            if (track === undefined) return
+            if (!worker.watch.timedOut || closed) return releaseTrack(track)
             // The sweeper interrupted an overrunning handler: settle that delivery (unless it got
-            // settled just before the interruption landed), and let the lane go on in another worker.
-            if (current !== undefined && lane.items[0] === current) {
-              lane.items.shift()
+            // settled just before the interruption landed), and let the track go on in another worker.
+            if (current !== undefined && track.items[0] === current) {
+              track.items.shift()
               if (held.get(current.id) === true) yield* options.timedOut(current)
             }
-            if (lane.items.length > 0) Queue.offerUnsafe(ready, lane)
-            else lanes.delete(lane.key)
+            if (track.items.length > 0) Queue.offerUnsafe(ready, track)
+            else tracks.delete(track.key)
           })
         ),
         Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.void),
@@ -160,12 +160,12 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
           return true
         }
         const key = aggregateOf(delivery.fields)
-        const lane = lanes.get(key)
-        if (lane !== undefined) {
-          lane.items.push(delivery)
+        const track = tracks.get(key)
+        if (track !== undefined) {
+          track.items.push(delivery)
         } else {
           const fresh = { key, items: [delivery] }
-          lanes.set(key, fresh)
+          tracks.set(key, fresh)
           Queue.offerUnsafe(ready, fresh)
         }
         return true
@@ -174,7 +174,7 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
     const start = Effect.gen(function*() {
       const scope = yield* Scope.Scope
       const spawn = Effect.gen(function*() {
-        const worker: Worker = { fiber: undefined, slot: { deadline: 0, timedOut: false } }
+        const worker: Worker = { fiber: undefined, watch: { deadline: 0, timedOut: false } }
         workers.add(worker)
         worker.fiber = yield* Effect.forkIn(work(worker), scope)
       })
@@ -182,9 +182,9 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       const sweep = Effect.gen(function*() {
         const now = (yield* Clock.Clock).currentTimeMillisUnsafe()
         for (const worker of [...workers]) {
-          const { slot } = worker
-          if (slot.deadline === 0 || now < slot.deadline || slot.timedOut || closed) continue
-          slot.timedOut = true
+          const { watch } = worker
+          if (watch.deadline === 0 || now < watch.deadline || watch.timedOut || closed) continue
+          watch.timedOut = true
           worker.fiber?.interruptUnsafe()
           yield* spawn
         }
@@ -204,7 +204,7 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       start,
       close: Effect.gen(function*() {
         closed = true
-        for (const lane of yield* Queue.clear(ready)) releaseLane(lane)
+        for (const track of yield* Queue.clear(ready)) releaseTrack(track)
         // Idle workers wake up to `Done` and exit; busy ones exit after their current delivery.
         yield* Queue.end(ready)
         // Wake a reader waiting for room so it can notice the stop.

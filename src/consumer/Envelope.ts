@@ -1,19 +1,15 @@
 /**
  * What a handler receives: one stream entry written by the relay, turned back into an event.
  *
- * The relay writes the envelope as flat fields (`event_id`, `event_type`, `topic`, `aggregate_type`,
- * `aggregate_id`, `tenant_id`, `schema_version`, `occurred_at`, `payload` and `headers` as JSON text).
+ * The relay writes the envelope as flat fields (`envelopeFields` in src/shared/Envelope.ts; `payload` and
+ * `headers` as JSON text).
  * An entry that cannot be read back (no `event_id`, JSON that does not parse) is poison: it can never
  * succeed, so it goes straight to the dead-letter stream instead of being retried.
  */
 import * as Predicate from "effect/Predicate"
 import * as Result from "effect/Result"
 
-/** The envelope fields, in the order the relay writes them. */
-export const envelopeFields = [
-  "event_id", "event_type", "topic", "aggregate_type", "aggregate_id", "tenant_id",
-  "schema_version", "occurred_at", "payload", "headers"
-] as const
+export { envelopeFields } from "../shared/Envelope.js"
 
 /** One event as a handler sees it; `payload` is decoded by the consumer's schema when it has one. */
 export interface ConsumedEvent<P = unknown> {

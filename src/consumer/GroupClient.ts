@@ -15,10 +15,10 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { Redis } from "ioredis"
+import type { Redis } from "ioredis"
 import { describe } from "../shared/Errors.js"
+import { makeRedisClient } from "../shared/RedisClient.js"
 import { deadLetterKey } from "../shared/RedisKeys.js"
 import type { RawEntry } from "./Envelope.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
@@ -60,7 +60,7 @@ export interface GroupClient {
   /** This consumer's own pending entries after `afterId` (what it was given but never acknowledged). */
   readonly readOwnPending: (afterId: string, count: number) => Effect.Effect<ReadonlyArray<Delivery>, ConsumerRedisUnavailable>
   /** XAUTOCLAIM: takes over entries idle for `minIdle` ms; returns the next cursor ("0-0" at the end). */
-  readonly claimIdle: (
+  readonly reclaimIdle: (
     cursor: string,
     count: number
   ) => Effect.Effect<{ readonly next: string; readonly deliveries: ReadonlyArray<Delivery> }, ConsumerRedisUnavailable>
@@ -76,23 +76,6 @@ export interface GroupClient {
   readonly closeBlocking: Effect.Effect<void>
 }
 
-const makeClient = (url: Redacted.Redacted<string>, name: string, commandTimeout: number | undefined) => {
-  const client = new Redis(Redacted.value(url), {
-    lazyConnect: true,
-    enableAutoPipelining: commandTimeout !== undefined,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    connectionName: name,
-    ...(commandTimeout === undefined ? {} : { commandTimeout }),
-    connectTimeout: 5_000,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000)
-  })
-  // Failures surface on the commands; the event is only here so Node does not crash on it.
-  client.on("error", () => {})
-  return client
-}
-
 /** XREADGROUP / XAUTOCLAIM entry lists: `[[id, [field, value, ...] | null], ...]`. */
 const toEntries = (raw: unknown): Array<RawEntry> =>
   ((raw ?? []) as Array<[string, Array<string> | null]>).map(([id, fields]) => ({ id, fields }))
@@ -103,7 +86,16 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
     const { stream, group, consumer } = options
     const open = (name: string, timeout: number | undefined) =>
       Effect.acquireRelease(
-        Effect.sync(() => makeClient(options.redisUrl, name, timeout)),
+        Effect.sync(() =>
+          makeRedisClient(options.redisUrl, {
+            name,
+            commandTimeout: timeout === undefined ? undefined : Duration.millis(timeout),
+            connectTimeout: "5 seconds",
+            // The command connection gathers the XACKs of many handlers finishing in one tick.
+            autoPipelining: timeout !== undefined,
+            resendUnanswered: false
+          })
+        ),
         (client) =>
           Effect.promise(() => client.quit().catch(() => "")).pipe(
             Effect.timeout("1 second"),
@@ -178,7 +170,7 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
         return withDeliveryCounts(streams === null ? [] : toEntries(streams[0]![1]))
       }))
 
-    const claimIdle = (cursor: string, count: number) =>
+    const reclaimIdle = (cursor: string, count: number) =>
       run("xautoclaim", () =>
         commands.call("XAUTOCLAIM", stream, group, consumer, options.claimIdleMillis, cursor, "COUNT", count)
       ).pipe(Effect.flatMap((reply) => {
@@ -212,5 +204,5 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       blocking.disconnect(false)
     })
 
-    return { ensureGroup, readNew, readOwnPending, claimIdle, ack, deadLetter, renew, closeBlocking } satisfies GroupClient
+    return { ensureGroup, readNew, readOwnPending, reclaimIdle, ack, deadLetter, renew, closeBlocking } satisfies GroupClient
   })

@@ -76,6 +76,3 @@ export const withInbox = <P, E, R>(settings: InboxSettings, handler: InboxHandle
       if (Result.isFailure(transaction)) return yield* transaction.failure
     })
 }
-
-/** The inbox table of a schema, quoted. */
-export const inboxTable = (schema = "public"): string => `${quoteIdent(schema)}.outbox_inbox`

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
+import { defaultHandlerRetry } from "../shared/Retry.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 
@@ -80,12 +81,6 @@ export interface ResolvedOptions {
   readonly stopTimeoutMillis: number
   readonly commandTimeoutMillis: number
 }
-
-/** Jittered exponential backoff from 100 ms, three retries: the default retry of one delivery. */
-export const defaultHandlerRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
-  Schedule.jittered,
-  Schedule.upTo({ times: 3 })
-)
 
 /** `<hostname>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS. */
 export const defaultConsumerName = (): string => `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`

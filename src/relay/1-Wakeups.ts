@@ -1,5 +1,5 @@
 /**
- * The LISTEN side: turns `outbox_events` notifications into wake-ups for the relay.
+ * The first stage: `outbox_events` notifications (LISTEN) become wake-ups for the lanes.
  *
  * pg-listen holds a dedicated connection. Three things keep it honest:
  * - After every (re)connect a wake-up is emitted, so whatever was committed while the connection was
@@ -11,7 +11,8 @@
  * - Any failure (error event, failed check, failed connect) closes the subscriber and opens a new
  *   one with backoff, for ever.
  *
- * Wake-ups coalesce: each lane's queue holds at most one, so a burst of commits costs one drain.
+ * Wake-ups coalesce: each lane's queue holds at most one, so a burst of commits costs one drain. The slow
+ * poll (`RELAY_POLL_INTERVAL`) is the lane's own timer, in `Lane`.
  */
 import { randomBytes } from "node:crypto"
 import * as Context from "effect/Context"
@@ -25,6 +26,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import pgListen from "pg-listen"
 import { describe } from "../shared/Errors.js"
+import { listenReconnectDelay } from "../shared/Retry.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
@@ -41,13 +43,8 @@ class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
   message: Schema.String
 }) {}
 
-export class Notifications extends Context.Service<Notifications, {
-  /** A queue of coalesced wake-ups of one's own (one per lane): take one, then drain the outbox. */
-  readonly subscribe: Effect.Effect<Queue.Dequeue<Wakeup>, never, Scope.Scope>
-}>()("outbox-relay/Notifications") {
-  static readonly layer = Layer.effect(
-    Notifications,
-    Effect.gen(function*() {
+/** The LISTEN connection, supervised for as long as the scope lives. */
+const make = Effect.gen(function*() {
       const config = yield* RelayConfig
       const health = yield* Health
       const subscribers = new Set<Queue.Queue<Wakeup>>()
@@ -145,11 +142,17 @@ export class Notifications extends Context.Service<Notifications, {
           } else {
             yield* Effect.logDebug("LISTEN reconnect failed").pipe(Effect.annotateLogs({ reason: error.message, failures }))
           }
-          yield* Effect.sleep(Duration.millis(Math.min(100 * 2 ** Math.min(failures - 1, 6), 5000)))
+          yield* Effect.sleep(listenReconnectDelay(failures))
         }
       }))
 
-      return Notifications.of({ subscribe })
-    })
-  )
+      return Wakeups.of({ subscribe })
+})
+
+export class Wakeups extends Context.Service<Wakeups, {
+  /** A queue of coalesced wake-ups of one's own (one per lane): take one, then drain the outbox. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Wakeup>, never, Scope.Scope>
+}>()("outbox-relay/relay/Wakeups") {
+  static readonly layer = Layer.effect(this, make)
 }
+

@@ -15,14 +15,24 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
-import { Redis } from "ioredis"
-import type { DeadLetter, OutboxRow } from "./Database.js"
+import type { Redis } from "ioredis"
+import { envelopeEntry, envelopeFields, pushEnvelopeValues } from "../shared/Envelope.js"
 import { describe, RedisUnavailable } from "../shared/Errors.js"
+import { makeRedisClient } from "../shared/RedisClient.js"
 import { deadLetterKey, inflightKey, streamKey } from "../shared/RedisKeys.js"
+import type { DeadLetter, OutboxRow } from "./Database.js"
 import { RelayConfig } from "./RelayConfig.js"
 
-const publishScript = readFileSync(new URL("../../lua/publish.lua", import.meta.url), "utf8")
+/**
+ * `lua/publish.lua` with the envelope's field list written in (its `ENVELOPE_*` placeholders), so the
+ * script's XADD fields and the values the relay sends come from one definition.
+ */
+export const publishScript: string = readFileSync(new URL("../../lua/publish.lua", import.meta.url), "utf8")
+  .replaceAll("ENVELOPE_FIELD_COUNT", String(envelopeFields.length))
+  .replaceAll(
+    "ENVELOPE_XADD_ARGS",
+    envelopeFields.map((field, i) => `'${field}', ARGV[b${i === 0 ? "" : ` + ${i}`}]`).join(", ")
+  )
 
 /** What became of one row. */
 export type PublishOutcome =
@@ -41,44 +51,8 @@ interface ScriptPipeline extends ReturnType<Redis["pipeline"]> {
   outboxPublish(stream: string, inflight: string, ...args: Array<string>): ScriptPipeline
 }
 
-/** Opens an ioredis client that fails fast while disconnected and reconnects in the background. */
-export const makeRedis = (
-  url: Redacted.Redacted<string>,
-  options: { readonly commandTimeout: Duration.Duration; readonly connectionName: string }
-): Redis =>
-  new Redis(Redacted.value(url), {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectionName: options.connectionName,
-    commandTimeout: Math.ceil(Duration.toMillis(options.commandTimeout)),
-    connectTimeout: Math.ceil(Duration.toMillis(options.commandTimeout)),
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1000)
-  })
-
-export class StreamPublisher extends Context.Service<StreamPublisher, {
-  /** Publishes rows (in id order); one outcome per row, same order. */
-  readonly publish: (
-    rows: ReadonlyArray<OutboxRow>
-  ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable>
-  /** Drops the in-flight markers of rows whose deletion committed, now (with whatever is queued). Best effort. */
-  readonly forget: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
-  /**
-   * Queues the markers of rows whose deletion committed: the next `publish` call for their stream
-   * drops them before it adds anything (no command of their own), or `flushForgotten` does.
-   */
-  readonly forgetLater: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
-  /** Drops every queued marker now (when the relay goes idle, and before it stops). Best effort. */
-  readonly flushForgotten: Effect.Effect<void>
-  /** Mirrors dead letters to `<stream>:dlq`. */
-  readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
-  readonly ping: Effect.Effect<void, RedisUnavailable>
-  /** The underlying client, for admin tools and tests. */
-  readonly redis: Redis
-}>()("outbox-relay/StreamPublisher") {
-  static readonly layer = Layer.effect(
-    StreamPublisher,
-    Effect.gen(function*() {
+/** Opens the Redis connection (closed with the scope) and defines the publish script on it. */
+const make = Effect.gen(function*() {
       const config = yield* RelayConfig
       // Event ids per stream whose markers may go (their deletion committed), not sent yet.
       let queued = new Map<string, Array<string>>()
@@ -103,13 +77,11 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
       }
       const redis = yield* Effect.acquireRelease(
         Effect.sync(() => {
-          const client = makeRedis(config.redisUrl, {
-            commandTimeout: config.redisCommandTimeout,
-            connectionName: "outbox-relay"
+          const client = makeRedisClient(config.redisUrl, {
+            name: "outbox-relay",
+            commandTimeout: config.redisCommandTimeout
           })
           client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
-          // Failures surface on the commands; the event is only here so Node does not crash on it.
-          client.on("error", () => {})
           return client as ScriptRedis
         }),
         (client) =>
@@ -129,12 +101,7 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
       /** The script's arguments for one stream: its queued markers to drop, then its rows. */
       const scriptArgs = (forgotten: ReadonlyArray<string>, rows: ReadonlyArray<OutboxRow>) => {
         const args: Array<string> = [maxLen, ttl, String(forgotten.length), ...forgotten]
-        for (const row of rows) {
-          args.push(
-            row.event_id, row.event_type, row.topic, row.aggregate_type, row.aggregate_id, row.tenant_id,
-            String(row.schema_version), row.occurred_at, row.payload, row.headers
-          )
-        }
+        for (const row of rows) pushEnvelopeValues(args, row)
         return args
       }
 
@@ -194,22 +161,24 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
 
       const flushForgotten = Effect.promise(() => hdelQueued(redis).catch(() => undefined))
 
-      // Whatever else is queued goes with them: it is committed as well.
-      const forget = (rows: ReadonlyArray<OutboxRow>) => Effect.andThen(forgetLater(rows), flushForgotten)
-
       const mirrorDeadLetters = (dead: ReadonlyArray<DeadLetter>) =>
         Effect.forEach(dead, ({ reason, row }) =>
           Effect.tryPromise({
             try: () => {
+              // A payload too large to publish is not mirrored either; Postgres keeps it.
               const tooLarge = Buffer.byteLength(row.payload) > config.maxPayloadBytes
               return redis.xadd(
-                deadLetterKey(streamKey(config.streamPrefix, row.topic)), "*",
-                "event_id", row.event_id, "event_type", row.event_type, "topic", row.topic,
-                "aggregate_type", row.aggregate_type, "aggregate_id", row.aggregate_id, "tenant_id", row.tenant_id,
-                "schema_version", String(row.schema_version), "occurred_at", row.occurred_at,
-                "payload", tooLarge ? "" : row.payload, "headers", row.headers,
-                "outbox_id", row.id, "reason", reason, "attempts", String(row.attempts + 1),
-                "dead_at", new Date().toISOString()
+                deadLetterKey(streamKey(config.streamPrefix, row.topic)),
+                "*",
+                ...envelopeEntry(tooLarge ? { ...row, payload: "" } : row),
+                "outbox_id",
+                row.id,
+                "reason",
+                reason,
+                "attempts",
+                String(row.attempts + 1),
+                "dead_at",
+                new Date().toISOString()
               )
             },
             catch: fail("mirrorDeadLetter")
@@ -217,10 +186,28 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
 
       const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
 
-      return StreamPublisher.of({ publish, forget, forgetLater, flushForgotten, mirrorDeadLetters, ping, redis })
+      return StreamPublisher.of({ publish, forgetLater, flushForgotten, mirrorDeadLetters, ping })
     })
-  )
+
+export class StreamPublisher extends Context.Service<StreamPublisher, {
+  /** Publishes rows (in id order); one outcome per row, same order. */
+  readonly publish: (
+    rows: ReadonlyArray<OutboxRow>
+  ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable>
+  /**
+   * Queues the markers of rows whose deletion committed: the next `publish` call for their stream
+   * drops them before it adds anything (no command of their own), or `flushForgotten` does.
+   */
+  readonly forgetLater: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
+  /** Drops every queued marker now (when the relay goes idle, and before it stops). Best effort. */
+  readonly flushForgotten: Effect.Effect<void>
+  /** Mirrors dead letters to `<stream>:dlq`. */
+  readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
+  readonly ping: Effect.Effect<void, RedisUnavailable>
+}>()("outbox-relay/StreamPublisher") {
+  static readonly layer = Layer.effect(this, make)
 }
+
 
 interface StreamGroup {
   readonly rows: Array<OutboxRow>

@@ -1,40 +1,35 @@
 /**
- * One relay batch: claim → publish → commit, with its retry policy.
+ * One batch: claim → publish → commit, with its retry policy.
  *
  * A batch is one transaction: the claim deletes the rows, Redis acknowledges their XADDs, the commit
  * makes the deletion final. A transient failure anywhere rolls the transaction back (the rows are
- * untouched) and the batch is retried with `retryPublish`, for ever. An event that can never be
+ * untouched) and the batch is retried with `retryBatch`, for ever. An event that can never be
  * published is kept in Postgres marked dead, mirrored to `<stream>:dlq`, and its batch goes on.
  *
- * Order: one batch at a time per relay, rows in id order, one script call per stream adding that
+ * Order: one batch at a time per lane, rows in id order, one script call per stream adding that
  * stream's rows in order; so within a stream (and so within an aggregate) entries follow outbox ids.
  *
- * Round trips: the loop (`relayNext`) sends a batch's COMMIT in front of its next claim, so a busy lane
- * pays two round trips per batch (claim, script) instead of three, and the script call drops the
- * previous batch's in-flight markers instead of an HDEL of its own. Before the lane sleeps, `settle`
- * commits what is left open.
+ * Round trips: a batch's COMMIT goes out in front of the lane's next claim, so a busy lane pays two
+ * round trips per batch (claim, script) instead of three, and the next script call drops the batch's
+ * in-flight markers instead of an HDEL of its own. Before the lane sleeps, `settle` commits what is
+ * left open (docs/design.md, Round trips).
  *
  * Shutdown: a batch in flight is uninterruptible (each step has a timeout), so SIGTERM lets it commit
- * or roll back before the connections close. The loop around it is `DrainLoop`.
+ * or roll back before the connections close.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as Schedule from "effect/Schedule"
-import { Claimer } from "./3-ClaimSession.js"
-import type { DeadLetter, OutboxRow } from "./Database.js"
 import type { TransientError } from "../shared/Errors.js"
+import { retryBatch } from "../shared/Retry.js"
+import { ClaimSession } from "./3-ClaimSession.js"
+import { StreamPublisher } from "./4-Publish.js"
+import type { DeadLetter, OutboxRow } from "./Database.js"
 import { Health } from "./Health.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
-import { StreamPublisher } from "./4-Publish.js"
-
-/** Jittered exponential backoff, capped, without limit: transient failures are retried for ever. */
-export const retryPublish = (base: Duration.Duration, cap: Duration.Duration) =>
-  Schedule.min([Schedule.exponential(base), Schedule.spaced(cap)]).pipe(Schedule.jittered)
 
 /** What one batch did. */
 export interface BatchResult {
@@ -44,43 +39,21 @@ export interface BatchResult {
   readonly dead: number
 }
 
-export class Relay extends Context.Service<Relay, {
-  /** Relays one batch once; fails on a transient error (the batch is rolled back). */
-  readonly relayBatch: Effect.Effect<BatchResult, TransientError>
-  /** Relays one batch, retrying transient failures (with backoff, for ever) until it succeeds. */
-  readonly relayBatchRetrying: Effect.Effect<BatchResult>
-  /**
-   * The loop's batch: like `relayBatchRetrying`, but its COMMIT goes out with the next claim (one
-   * round trip for both) and its markers are dropped by the next script call; `settle` ends what it
-   * leaves open. Call `settle` before pausing.
-   */
-  readonly relayNext: Effect.Effect<BatchResult>
-  /** Commits what `relayNext` left open and drops the queued markers; failures are logged, not raised. */
-  readonly settle: Effect.Effect<void>
-  /** Relays batches until one comes back short, retrying transient failures; returns rows claimed. */
-  readonly drain: Effect.Effect<number>
-}>()("outbox-relay/Relay") {
-  static readonly layer = Layer.effect(
-    Relay,
-    Effect.gen(function*() {
+const make = Effect.gen(function*() {
       const config = yield* RelayConfig
-      const claimer = yield* Claimer
+      const session = yield* ClaimSession
       const publisher = yield* StreamPublisher
       const health = yield* Health
 
       /**
-       * One batch. `pipelined`: the COMMIT is left for the lane's next claim (same round trip) or
-       * `settle`, and the in-flight markers are dropped by the next script call for the stream; the
-       * loop uses this. Otherwise the batch is committed (and its markers dropped) before it returns.
+       * One batch. Its COMMIT is left for the lane's next claim (same round trip) or `settle`, and its
+       * in-flight markers are dropped by the next script call for the stream, unless it has dead
+       * letters: those are recorded and committed before it returns.
        */
-      const runBatch = (pipelined: boolean) =>
-        Effect.gen(function*() {
+      const runBatch = Effect.gen(function*() {
           const started = yield* Clock.currentTimeMillis
-          const batch = yield* claimer.claimBatch(config.batchSize)
-          if (batch.rows.length === 0) {
-            if (!pipelined) yield* claimer.settle
-            return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
-          }
+          const batch = yield* session.claimBatch(config.batchSize)
+          if (batch.rows.length === 0) return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
           const dead: Array<DeadLetter> = []
           const publishable: Array<OutboxRow> = []
           for (const row of batch.rows) {
@@ -104,17 +77,15 @@ export class Relay extends Context.Service<Relay, {
               if (outcome.duplicate) duplicates++
             }
           })
-          if (pipelined && dead.length === 0) {
+          if (dead.length === 0) {
             // Markers are only dropped once the deletion is durable.
             yield* batch.commitLater(publisher.forgetLater(published))
           } else {
-            yield* batch.commit(dead).pipe(Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length)))
-            if (published.length > 0) {
-              // Not awaited when not pipelined: same connection, so it is written before the next
-              // batch's scripts anyway.
-              yield* pipelined ? publisher.forgetLater(published) : Effect.forkDetach(publisher.forget(published))
-            }
-            if (dead.length > 0) yield* reportDead(dead)
+            yield* batch.commit(dead).pipe(
+              Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
+            )
+            yield* publisher.forgetLater(published)
+            yield* reportDead(dead)
           }
           const ended = yield* Clock.currentTimeMillis
           // One step for the six updates (each `Metric.update` is an effect of its own).
@@ -129,8 +100,6 @@ export class Relay extends Context.Service<Relay, {
           })
           return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
         }).pipe(Effect.scoped, Effect.uninterruptible)
-
-      const relayBatch = runBatch(false)
 
       const reportDead = (dead: ReadonlyArray<DeadLetter>) =>
         Effect.gen(function*() {
@@ -152,7 +121,8 @@ export class Relay extends Context.Service<Relay, {
         })
 
       let failing = false
-      const withRetry = (batch: Effect.Effect<BatchResult, TransientError>) => batch.pipe(
+      const withRetry = (batch: Effect.Effect<BatchResult, TransientError>) =>
+        batch.pipe(
         Effect.tap(() =>
           Effect.gen(function*() {
             if (failing) {
@@ -173,13 +143,11 @@ export class Relay extends Context.Service<Relay, {
             )
           })
         ),
-        Effect.retry(retryPublish(config.retryBaseDelay, config.retryMaxDelay)),
+        Effect.retry(retryBatch(config.retryBaseDelay, config.retryMaxDelay)),
         // The schedule never ends, so no error gets past the retry.
         Effect.orDie
       )
-      const relayBatchWithRetry = withRetry(relayBatch)
-
-      const settle = claimer.settle.pipe(
+      const settle = session.settle.pipe(
         Effect.catch((error) =>
           Effect.gen(function*() {
             // The batch's rows are back (or deleted: a failed COMMIT's outcome is unknown); its markers
@@ -195,24 +163,19 @@ export class Relay extends Context.Service<Relay, {
         Effect.uninterruptible
       )
 
-      const drain = Effect.gen(function*() {
-        let total = 0
-        while (true) {
-          const result = yield* relayBatchWithRetry
-          total += result.claimed
-          if (result.claimed < config.batchSize) return total
-        }
-      })
+      return Batch.of({ next: withRetry(runBatch), settle })
+})
 
-      return Relay.of({
-        relayBatch,
-        relayBatchRetrying: relayBatchWithRetry,
-        relayNext: withRetry(runBatch(true)),
-        settle,
-        drain
-      })
-    })
-  )
+export class Batch extends Context.Service<Batch, {
+  /**
+   * Relays the next batch, retrying transient failures (with backoff, for ever) until it succeeds.
+   * Its COMMIT goes out with the next claim (one round trip for both) or with `settle`.
+   */
+  readonly next: Effect.Effect<BatchResult>
+  /** Commits what `next` left open and drops the queued markers; failures are logged, not raised. */
+  readonly settle: Effect.Effect<void>
+}>()("outbox-relay/relay/Batch") {
+  static readonly layer = Layer.effect(this, make)
 }
 
 /** Why a row can never be published, or undefined when it can. */

@@ -1,10 +1,9 @@
 /**
- * The relay's side of the NOTIFY hand-over (see sql/0003_relay_wake.sql for the whole protocol).
- *
- * While this relay keeps finding rows it marks itself awake, and producers skip their NOTIFY (which
- * would otherwise serialise their commits). Before it sleeps it clears the flag and waits, without
- * ever blocking producers, until every producer that saw the flag has finished; the relay loop then
- * claims once more, so no committed row waits for the slow poll.
+ * Each lane's row in `outbox_relay_wake`: registered (the lane is live and counts when the slots are
+ * shared out; its heartbeat keeps the row fresh) and awake (while it keeps finding rows, producers skip
+ * their NOTIFY, which would otherwise serialise their commits). Going back to sleep safely is
+ * `Handover`'s job; sql/0003_relay_wake.sql and sql/0006_wake_summary.sql hold the protocol's SQL side
+ * (docs/design.md, The NOTIFY hand-over).
  *
  * It has its own connection with `synchronous_commit = off`: the flags need no durability (a lost
  * update only costs a notification or a lease of a few seconds), and their commits must not wait for
@@ -18,42 +17,22 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
-import { makeClient } from "./Database.js"
-import { DatabaseUnavailable, describe } from "../shared/Errors.js"
+import { makePostgresClient, runQuery } from "./Database.js"
+import type { DatabaseUnavailable } from "../shared/Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { statements } from "./Statements.js"
 
 /** How long an awake flag holds without a refresh; a relay that dies stops refreshing. */
 export const awakeLease = Duration.seconds(5)
 
-export class WakeState extends Context.Service<WakeState, {
-  /** Marks this relay awake (or refreshes the lease when it is about to run out). */
-  readonly markAwake: Effect.Effect<void, DatabaseUnavailable>
-  /** Clears the flag; producers notify again from the moment this returns. */
-  readonly markAsleep: Effect.Effect<void, DatabaseUnavailable>
-  /** True once every producer that may have seen the flag set has finished. Never blocks. */
-  readonly handoverDone: Effect.Effect<boolean, DatabaseUnavailable>
-  /** Whether this relay's flag is (as far as it knows) set. */
-  readonly isAwake: Effect.Effect<boolean>
-  /** When a failed `markAsleep` leaves the flag set, the time (ms, local clock) it surely expired. */
-  readonly flagExpiresAt: Effect.Effect<number>
-  /**
-   * Registers this lane (asleep): from now on producers notify until it marks itself awake, its
-   * heartbeat runs, and other lanes and relays count it when they share the slots.
-   */
-  readonly register: Effect.Effect<void, DatabaseUnavailable>
-  /** Deletes this lane's row: it no longer counts as live, and producers no longer wait for it. */
-  readonly unregister: Effect.Effect<void, DatabaseUnavailable>
-}>()("outbox-relay/WakeState") {
-  static readonly layer = Layer.effect(
-    WakeState,
-    Effect.gen(function*() {
+/** This lane's row: its own connection, its heartbeat fiber, and the flag's local view. */
+const make = Effect.gen(function*() {
       const config = yield* RelayConfig
       const sqlText = statements(config.schema)
       const relayId = `${process.pid}-${randomBytes(6).toString("hex")}`
       const client = yield* Effect.acquireRelease(
         Effect.sync(() =>
-          makeClient(config.databaseUrl, {
+          makePostgresClient(config.databaseUrl, {
             max: 1,
             applicationName: "outbox-relay-wake",
             timeout: config.databaseTimeout,
@@ -66,13 +45,7 @@ export class WakeState extends Context.Service<WakeState, {
             .pipe(Effect.timeout("2 seconds"), Effect.ignore)
       )
       const query = (operation: string, text: string, params: Array<string | number>) =>
-        Effect.tryPromise({
-          try: () => client.unsafe(text, params, { prepare: true }),
-          catch: (cause) => new DatabaseUnavailable({ operation, message: describe(cause) })
-        }).pipe(Effect.timeoutOrElse({
-          duration: config.databaseTimeout,
-          orElse: () => Effect.fail(new DatabaseUnavailable({ operation, message: "no answer" }))
-        }))
+        runQuery(operation, config.databaseTimeout, () => client.unsafe(text, params, { prepare: true }))
 
       const leaseMs = Duration.toMillis(awakeLease)
       // Local view of the flag: set, and until when (local clock, with a margin for clock skew).
@@ -99,7 +72,7 @@ export class WakeState extends Context.Service<WakeState, {
 
       // The lane registers itself when it starts relaying (`register`); while registered, the
       // heartbeat tells other relays it is live (they share the slots among live lanes, see
-      // Claimer.rebalance). A lane that only helps with backlogs (DrainLoop) is unregistered between.
+      // SlotLeases). A helper lane (HelperLanes) is unregistered while it is dormant.
       let registered = false
       // Registration, unregistration and heartbeats never overlap: a heartbeat landing after an
       // unregister would bring the row back and count a dormant lane as live.
@@ -134,7 +107,7 @@ export class WakeState extends Context.Service<WakeState, {
         )
       )
 
-      return WakeState.of({
+      return WakeRegistry.of({
         markAwake,
         markAsleep,
         handoverDone,
@@ -143,6 +116,27 @@ export class WakeState extends Context.Service<WakeState, {
         register,
         unregister
       })
-    })
-  )
+})
+
+export class WakeRegistry extends Context.Service<WakeRegistry, {
+  /** Marks this relay awake (or refreshes the lease when it is about to run out). */
+  readonly markAwake: Effect.Effect<void, DatabaseUnavailable>
+  /** Clears the flag; producers notify again from the moment this returns. */
+  readonly markAsleep: Effect.Effect<void, DatabaseUnavailable>
+  /** True once every producer that may have seen the flag set has finished. Never blocks. */
+  readonly handoverDone: Effect.Effect<boolean, DatabaseUnavailable>
+  /** Whether this relay's flag is (as far as it knows) set. */
+  readonly isAwake: Effect.Effect<boolean>
+  /** When a failed `markAsleep` leaves the flag set, the time (ms, local clock) it surely expired. */
+  readonly flagExpiresAt: Effect.Effect<number>
+  /**
+   * Registers this lane (asleep): from now on producers notify until it marks itself awake, its
+   * heartbeat runs, and other lanes and relays count it when they share the slots.
+   */
+  readonly register: Effect.Effect<void, DatabaseUnavailable>
+  /** Deletes this lane's row: it no longer counts as live, and producers no longer wait for it. */
+  readonly unregister: Effect.Effect<void, DatabaseUnavailable>
+}>()("outbox-relay/relay/WakeRegistry") {
+  static readonly layer = Layer.effect(this, make)
 }
+

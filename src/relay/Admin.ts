@@ -12,7 +12,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
-import { LeaseBoard } from "./3-ClaimSession.js"
+import { LeaseBoard } from "./2-SlotLeases.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
@@ -44,7 +44,7 @@ const logAddress = Layer.effectDiscard(HttpServer.addressFormattedWith((url) =>
 ))
 
 /** The admin server, on the configured host and port. */
-export const AdminLive = Layer.unwrap(Effect.gen(function*() {
+export const AdminServer = Layer.unwrap(Effect.gen(function*() {
   const config = yield* RelayConfig
   const server = NodeHttpServer.layer(createServer, { host: config.httpHost, port: config.httpPort })
   const app = HttpRouter.serve(Layer.mergeAll(routes, PrometheusMetrics.layerHttp()), {

@@ -1,7 +1,7 @@
 /**
- * The Postgres side of the relay (postgres.js): the row types, the client settings, and the pooled
- * statements (health, stats, purge, dead letters). Claiming lives in `Claimer` (one per lane, each
- * with its own connection).
+ * The Postgres side of the relay (postgres.js): the row types, the one client factory with the
+ * relay's session settings, and the pooled statements (health, stats, purge, vacuum, dead letters).
+ * Claiming lives in `ClaimSession` (one per lane, each with its own connection).
  */
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -43,7 +43,7 @@ export interface ClaimedBatch {
   readonly commit: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, DatabaseUnavailable>
   /**
    * Leaves the COMMIT for later: it goes out in front of the lane's next claim, in the same round
-   * trip, or with `Claimer.settle`; `onCommitted` runs once it succeeded. If it fails, the rows are
+   * trip, or with `ClaimSession.settle`; `onCommitted` runs once it succeeded. If it fails, the rows are
    * rolled back (or were deleted: the outcome of a failed COMMIT is unknown), exactly as when
    * `commit` fails, and the error surfaces from that next claim or settle.
    */
@@ -71,7 +71,7 @@ export interface DeadRow {
 export type Client = postgres.Sql<{}>
 
 /** Opens a postgres.js client with the relay's session settings. */
-export const makeClient = (
+export const makePostgresClient = (
   url: Redacted.Redacted<string>,
   options: {
     readonly max: number
@@ -108,8 +108,8 @@ export const makeClient = (
  * an ordered scan of the partial index `outbox_events_pending` that stops after N rows, whatever the
  * backlog. On a table whose statistics lag behind (new, or growing faster than autoanalyze runs) the
  * planner estimates a handful of pending rows and picks a bitmap scan of ALL of them plus a sort,
- * so each claim costs O(backlog) and a relay that falls behind falls further behind (`node
- * bench/claim-plan.mjs`: 12.9 ms per 1,000-row claim with 30,000 pending instead of 2.8 ms).
+ * so each claim costs O(backlog) and a relay that falls behind falls further behind (docs/benchmarks.md,
+ * claim plan).
  * Without bitmap scans and sorts the only plan left is the ordered one.
  * These connections run nothing but the relay's own small statements.
  */
@@ -164,30 +164,15 @@ const deadClientSettings = (timeout: Duration.Duration) => {
   }
 }
 
-export class Database extends Context.Service<Database, {
-  readonly ping: Effect.Effect<void, DatabaseUnavailable>
-  /** Deletes published rows older than RELAY_RETENTION (all of them when it is 0); returns how many. */
-  readonly purgePublished: Effect.Effect<number, DatabaseUnavailable>
-  /**
-   * Vacuums the outbox table when it holds more dead tuples than RELAY_VACUUM_THRESHOLD (never when
-   * that is 0). "not-allowed": this role may not vacuum it (VACUUM would only warn and skip it).
-   */
-  readonly vacuumIfNeeded: Effect.Effect<"vacuumed" | "not-needed" | "not-allowed", DatabaseUnavailable>
-  readonly stats: Effect.Effect<OutboxStats, DatabaseUnavailable>
-  readonly listDead: (limit: number) => Effect.Effect<ReadonlyArray<DeadRow>, DatabaseUnavailable>
-  /** Moves dead rows (all, or the given event ids) back to pending; returns their event ids. */
-  readonly replayDead: (eventIds?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseUnavailable>
-}>()("outbox-relay/Database") {
-  static readonly layer = Layer.effect(
-    Database,
-    Effect.gen(function*() {
+/** The pool (three connections, closed with the scope) and its statements. */
+const make = Effect.gen(function*() {
       const config = yield* RelayConfig
       const sqlText = statements(config.schema)
       const timeout = config.databaseTimeout
       const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
 
       const pool = yield* Effect.acquireRelease(
-        Effect.sync(() => makeClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
+        Effect.sync(() => makePostgresClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
         (client) => Effect.promise(() => client.end({ timeout: 2 })).pipe(Effect.ignore)
       )
 
@@ -240,9 +225,25 @@ export class Database extends Context.Service<Database, {
         listDead,
         replayDead
       })
-    })
-  )
+})
+
+export class Database extends Context.Service<Database, {
+  readonly ping: Effect.Effect<void, DatabaseUnavailable>
+  /** Deletes published rows older than RELAY_RETENTION (all of them when it is 0); returns how many. */
+  readonly purgePublished: Effect.Effect<number, DatabaseUnavailable>
+  /**
+   * Vacuums the outbox table when it holds more dead tuples than RELAY_VACUUM_THRESHOLD (never when
+   * that is 0). "not-allowed": this role may not vacuum it (VACUUM would only warn and skip it).
+   */
+  readonly vacuumIfNeeded: Effect.Effect<"vacuumed" | "not-needed" | "not-allowed", DatabaseUnavailable>
+  readonly stats: Effect.Effect<OutboxStats, DatabaseUnavailable>
+  readonly listDead: (limit: number) => Effect.Effect<ReadonlyArray<DeadRow>, DatabaseUnavailable>
+  /** Moves dead rows (all, or the given event ids) back to pending; returns their event ids. */
+  readonly replayDead: (eventIds?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseUnavailable>
+}>()("outbox-relay/relay/Database") {
+  static readonly layer = Layer.effect(this, make)
 }
+
 
 /** Numeric comparison of bigint ids held as decimal strings. */
 export const compareIds = (a: string, b: string): number =>

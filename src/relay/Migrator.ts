@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { makeClient } from "./Database.js"
+import { makePostgresClient } from "./Database.js"
 import { describe, MigrationFailed } from "../shared/Errors.js"
 import { quoteIdent } from "./Statements.js"
 
@@ -52,7 +52,7 @@ export interface MigrateOptions {
 export const migrate = Effect.fn("Migrator.migrate")(function*(options: MigrateOptions) {
   const migrations = readMigrations(options.dir)
   const schema = quoteIdent(options.schema)
-  const client = makeClient(options.databaseUrl, {
+  const client = makePostgresClient(options.databaseUrl, {
     max: 1,
     applicationName: "outbox-relay-migrate",
     timeout: options.timeout ?? Duration.minutes(5)

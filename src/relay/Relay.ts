@@ -1,29 +1,51 @@
 /**
- * The whole relay as one layer, for `main.ts` and for applications and tests that run the relay
- * inside their own Effect program: `Layer.launch(RelayDaemon.pipe(Layer.provide(RelayConfig.layerFrom(env))))`.
+ * The whole relay as layers, for `cli.ts` and for applications and tests that run the relay inside
+ * their own Effect program:
+ * `Layer.launch(RelayDaemon.pipe(Layer.provide(RelayConfig.layerFrom(env))))`.
  */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { AdminLive } from "./Admin.js"
-import { LeaseBoard } from "./3-ClaimSession.js"
-import { Database } from "./Database.js"
-import { DrainLoop } from "./6-Lane.js"
-import { Health } from "./Health.js"
-import { Notifications } from "./1-Wakeups.js"
+import { Wakeups } from "./1-Wakeups.js"
+import { LeaseBoard } from "./2-SlotLeases.js"
 import { StreamPublisher } from "./4-Publish.js"
+import { runLane } from "./6-Lane.js"
+import { makeCrew } from "./9-HelperLanes.js"
+import { AdminServer } from "./Admin.js"
+import { Database } from "./Database.js"
+import { Health } from "./Health.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { Upkeep } from "./Upkeep.js"
 
 /** What every lane shares: the pooled database statements, Redis, health, the lease board. */
 export const RelayServices = Health.layer.pipe(
   Layer.provideMerge(Layer.mergeAll(Database.layer, StreamPublisher.layer, LeaseBoard.layer))
 )
 
-/** The lanes with LISTEN/NOTIFY wake-ups, on top of `RelayServices` (no HTTP server). */
-export const RelayLoop = DrainLoop.pipe(
-  Layer.provide(Notifications.layer),
+/** `RELAY_CONCURRENCY` lanes, each with its own connection and slots, for as long as the layer lives. */
+const Lanes = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const config = yield* RelayConfig
+    yield* Effect.logInfo("relay started").pipe(Effect.annotateLogs({
+      schema: config.schema,
+      streamPrefix: config.streamPrefix,
+      batchSize: config.batchSize,
+      lanes: config.concurrency,
+      pollInterval: Duration.format(config.pollInterval)
+    }))
+    const crew = yield* makeCrew(config.concurrency)
+    for (let lane = 0; lane < config.concurrency; lane++) {
+      yield* Effect.forkScoped(runLane(lane, crew))
+    }
+  })
+)
+
+/** The lanes (woken by LISTEN/NOTIFY) and the upkeep, on top of `RelayServices`; no HTTP server. */
+export const RelayLoop = Layer.mergeAll(Lanes.pipe(Layer.provide(Wakeups.layer)), Upkeep).pipe(
   Layer.provideMerge(RelayServices)
 )
 
-/** Everything `node dist/main.js run` starts: the lanes and the admin HTTP server. Needs `RelayConfig`. */
-export const RelayDaemon = Layer.mergeAll(
-  DrainLoop.pipe(Layer.provide(Notifications.layer)),
-  AdminLive
-).pipe(Layer.provideMerge(RelayServices))
+/** Everything `node dist/main.js run` starts: the lanes, the upkeep and the admin HTTP server. Needs `RelayConfig`. */
+export const RelayDaemon = Layer.mergeAll(Lanes.pipe(Layer.provide(Wakeups.layer)), Upkeep, AdminServer).pipe(
+  Layer.provideMerge(RelayServices)
+)

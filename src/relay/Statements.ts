@@ -49,9 +49,7 @@ export const quoteLiteral = (value: string): string => `'${value.replaceAll("'",
 /**
  * The slots a claim may take, as one 64-bit mask (bit n = slot n), in the signed decimal form an
  * `int8` parameter takes. The claim tests a row's slot with one shift and one AND; the earlier
- * `slot = ANY($2::int2[])` compared each row against the whole slot list (up to 64 elements, the
- * parameter is not a constant so Postgres cannot hash it): `node bench/claim-cost.mjs` measured
- * 1,000-row claims about a quarter cheaper with the mask (10.3 vs 13.9 ms, as cheap as no filter).
+ * `slot = ANY($2::int2[])` compared each row against the whole slot list (docs/benchmarks.md, claim cost).
  */
 export const slotMask = (slots: Iterable<number>): string => {
   let mask = 0n
@@ -61,9 +59,8 @@ export const slotMask = (slots: Iterable<number>): string => {
 
 /**
  * Pending rows of the slots in mask $2, in id order, at most $1, locked (skipping rows other claims
- * hold). The claim addresses them by ctid (a TID scan, no join back through the primary key:
- * measured with EXPLAIN ANALYZE about twice as fast for 1,000 rows); the row locks keep the ctids
- * stable.
+ * hold). The claim addresses them by ctid (a TID scan, no join back through the primary key); the row
+ * locks keep the ctids stable.
  *
  * Only on the session $3 (the backend pid holding this lane's slot leases): the claim takes nothing
  * anywhere else. postgres.js sends a pipeline's statements as the connection allows and, when a
