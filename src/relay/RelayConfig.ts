@@ -60,15 +60,13 @@ const Millis = Schema.String.check(Schema.isPattern(/^\d+$/)).pipe(
   Schema.decodeTo(Schema.DurationFromMillis)
 )
 
-/** Milliseconds, or Effect's duration text ("500 millis", "2 seconds", "1 minute"). */
+/** Milliseconds, or the duration text `Config.Duration` reads ("500 millis", "2 seconds", "1 minute"). */
 const DurationText = Schema.Trim.pipe(Schema.decodeTo(Schema.Union([Millis, Schema.DurationFromString])))
 
-const duration = (minimum: Duration.Duration, maximum: Duration.Duration = Duration.infinity) =>
-(name: string): Config.Config<Duration.Duration> =>
-  Config.schema(
-    DurationText.check(Schema.makeFilter((d: Duration.Duration) => Duration.between(d, { minimum, maximum }))),
-    name
-  )
+const duration = (minimum: Duration.Duration, maximum: Duration.Duration = Duration.infinity) => {
+  const inRange = Schema.makeFilter((d: Duration.Duration) => Duration.between(d, { minimum, maximum }))
+  return (name: string): Config.Config<Duration.Duration> => Config.schema(DurationText.check(inRange), name)
+}
 
 const isUrlOf = (protocols: ReadonlyArray<string>) => (text: string) =>
   URL.canParse(text) && protocols.includes(new URL(text).protocol)

@@ -24,12 +24,14 @@ const duration = "a duration: milliseconds (\"500\") or \"500 millis\", \"2 seco
 const badValues: Array<[Record<string, string | undefined>, string]> = [
   [{ RELAY_DATABASE_URL: "mysql://app:hunter2secret@db/app" },
     "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
-  [{ RELAY_DATABASE_URL: "not a url" }, "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
+  [{ RELAY_DATABASE_URL: "not a url" },
+    "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
   [{ RELAY_DATABASE_URL: undefined, DATABASE_URL: "redis://hunter2secret@h" },
     "Invalid DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
   [{ RELAY_LISTEN_DATABASE_URL: "redis://:hunter2secret@h" },
     "Invalid RELAY_LISTEN_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
-  [{ RELAY_REDIS_URL: "http://cache:6379" }, "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"],
+  [{ RELAY_REDIS_URL: "http://cache:6379" },
+    "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"],
   [{ REDIS_URL: "ftp://nope" }, "Invalid REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"],
   [{ RELAY_SCHEMA: "1bad" },
     "Invalid RELAY_SCHEMA=\"1bad\": expected a Postgres schema name (letters, digits, _; starting with a letter or _)"],
@@ -52,8 +54,10 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
     `Invalid RELAY_LISTEN_CHECK_INTERVAL="50": expected ${duration}, at least 100 ms`],
   [{ RELAY_LISTEN_CHECK_TIMEOUT: "5 millis" },
     `Invalid RELAY_LISTEN_CHECK_TIMEOUT="5 millis": expected ${duration}, at least 10 ms`],
-  [{ RELAY_MAX_PAYLOAD_BYTES: "1MB" }, "Invalid RELAY_MAX_PAYLOAD_BYTES=\"1MB\": expected an integer from 1 to 536870912"],
-  [{ RELAY_TOPIC_PATTERN: "([a-z]" }, "Invalid RELAY_TOPIC_PATTERN=\"([a-z]\": expected a JavaScript regular expression"],
+  [{ RELAY_MAX_PAYLOAD_BYTES: "1MB" },
+    "Invalid RELAY_MAX_PAYLOAD_BYTES=\"1MB\": expected an integer from 1 to 536870912"],
+  [{ RELAY_TOPIC_PATTERN: "([a-z]" },
+    "Invalid RELAY_TOPIC_PATTERN=\"([a-z]\": expected a JavaScript regular expression"],
   [{ RELAY_RETENTION: "-1" },
     `Invalid RELAY_RETENTION="-1": expected ${duration}; 0 deletes rows as they are published`],
   [{ RELAY_VACUUM_THRESHOLD: "-5" },
@@ -70,7 +74,8 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
     `Invalid RELAY_LEASE_TIMEOUT="2 seconds": expected ${duration}, from 3 seconds`],
   [{ RELAY_SHUTDOWN_TIMEOUT: "0" }, `Invalid RELAY_SHUTDOWN_TIMEOUT="0": expected ${duration}, at least 100 ms`],
   [{ RELAY_HTTP_HOST: "my host" }, "Invalid RELAY_HTTP_HOST=\"my host\": expected a host name or IP address to bind"],
-  [{ RELAY_HTTP_PORT: "99999" }, "Invalid RELAY_HTTP_PORT=\"99999\": expected an integer from 0 (pick a free port) to 65535"],
+  [{ RELAY_HTTP_PORT: "99999" },
+    "Invalid RELAY_HTTP_PORT=\"99999\": expected an integer from 0 (pick a free port) to 65535"],
   [{ RELAY_METRICS_INTERVAL: "10" }, `Invalid RELAY_METRICS_INTERVAL="10": expected ${duration}, at least 100 ms`],
   [{ RELAY_LOG_LEVEL: "loud" },
     "Invalid RELAY_LOG_LEVEL=\"loud\": expected one of trace, debug, info, warn, error, fatal, none"],
@@ -152,10 +157,18 @@ describe("settings", () => {
 
   it.effect("falls back to DATABASE_URL and REDIS_URL; the RELAY_ names win", () =>
     Effect.gen(function*() {
-      const fallback = yield* load({ RELAY_DATABASE_URL: undefined, DATABASE_URL: "postgres://x@db/x", REDIS_URL: "redis://r:1" })
+      const fallback = yield* load({
+        RELAY_DATABASE_URL: undefined,
+        DATABASE_URL: "postgres://x@db/x",
+        REDIS_URL: "redis://r:1"
+      })
       assert.strictEqual(Redacted.value(fallback.databaseUrl), "postgres://x@db/x")
       assert.strictEqual(Redacted.value(fallback.redisUrl), "redis://r:1")
-      const both = yield* load({ DATABASE_URL: "postgres://x@db/x", RELAY_REDIS_URL: "redis://a:1", REDIS_URL: "redis://b:1" })
+      const both = yield* load({
+        DATABASE_URL: "postgres://x@db/x",
+        RELAY_REDIS_URL: "redis://a:1",
+        REDIS_URL: "redis://b:1"
+      })
       assert.strictEqual(Redacted.value(both.databaseUrl), databaseUrl)
       assert.strictEqual(Redacted.value(both.redisUrl), "redis://a:1")
     }))
