@@ -1,5 +1,6 @@
 /**
- * Test runner config: unit and integration tests under test/ (the chaos suite has its own config),
+ * Test runner config for `npm test`: everything under test/ (the chaos suite has its own config), the
+ * server-free unit tier in test/unit/ (also alone: vitest.unit.config.ts) and the integration tests,
  * one Postgres + Redis for the run from test/support/globalSetup.ts, and at most two forked workers
  * (the tests start real servers and relay processes; CI machines are small).
  */
@@ -7,7 +8,7 @@ import { configDefaults, defineConfig } from "vitest/config"
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/unit/**/*.test.ts", "test/**/*.test.ts"],
     exclude: [...configDefaults.exclude, "test/chaos/**"],
     globalSetup: ["test/support/globalSetup.ts"],
     testTimeout: 60_000,

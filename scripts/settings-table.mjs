@@ -1,7 +1,7 @@
-// Rewrites the settings table in README.md (between the settings markers) from dist/RelayConfig.js.
+// Rewrites the settings table in README.md (between the settings markers) from dist/relay/RelayConfig.js.
 // Run `npm run build` first; `npm run docs:settings` does both.
 import { readFileSync, writeFileSync } from "node:fs"
-import { settingsTable } from "../dist/RelayConfig.js"
+import { settingsTable } from "../dist/relay/RelayConfig.js"
 
 const path = new URL("../README.md", import.meta.url)
 const readme = readFileSync(path, "utf8")

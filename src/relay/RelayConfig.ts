@@ -1,9 +1,12 @@
 /**
- * Every setting of the relay, read from `RELAY_*` environment variables (through Effect's
- * `ConfigProvider`, so tests can hand in a map), validated once at start.
+ * Every setting of the relay, read from `RELAY_*` environment variables with Effect's `Config` (through
+ * the current `ConfigProvider`, so tests can hand in a map), validated once at start.
  *
  * The `settings` table below is the single source of truth: the config service, the one-line error a
  * bad value produces, and the README table (checked by a test) all come from it.
+ *
+ * Empty values: a blank variable counts as unset, except for a setting that takes empty as a value
+ * (`RELAY_STREAM_PREFIX=`: no prefix), where a variable set to the empty string is that value.
  */
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -12,8 +15,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { falseWords, trueWords } from "./BooleanWords.js"
 
 /** A bad or missing setting; `message` is one line naming the variable and what it accepts. */
@@ -21,8 +25,6 @@ export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigIn
   variable: Schema.String,
   message: Schema.String
 }) {}
-
-type Parse<A> = (raw: string) => Option.Option<A>
 
 interface Setting<A> {
   /** Environment variable names, first one wins. */
@@ -32,61 +34,94 @@ interface Setting<A> {
   /** What the variable accepts, as shown in the error line and the README. */
   readonly accepts: string
   readonly description: string
-  readonly parse: Parse<A>
+  /** Reads one variable of the setting; a value it refuses fails with a `ConfigError`. */
+  readonly config: (name: string) => Config.Config<A>
   readonly secret?: boolean
+  /** A variable set to "" is the value "" (else a blank variable counts as unset). */
+  readonly emptyIsValue?: boolean
 }
 
-const int = (min: number, max: number): Parse<number> => (raw) => {
-  const trimmed = raw.trim()
-  if (!/^-?\d+$/.test(trimmed)) return Option.none()
-  const n = Number(trimmed)
-  return n >= min && n <= max ? Option.some(n) : Option.none()
+// -----------------------------------------------------------------------------
+// Value configs: how one variable's text becomes a value
+// -----------------------------------------------------------------------------
+
+const integer = (minimum: number, maximum: number) => (name: string): Config.Config<number> =>
+  Config.schema(
+    Schema.Trim.check(Schema.isPattern(/^-?\d+$/)).pipe(
+      Schema.decodeTo(Schema.NumberFromString),
+      Schema.check(Schema.isBetween({ minimum, maximum }))
+    ),
+    name
+  )
+
+/** A bare number of milliseconds ("500"). */
+const Millis = Schema.String.check(Schema.isPattern(/^\d+$/)).pipe(
+  Schema.decodeTo(Schema.NumberFromString),
+  Schema.decodeTo(Schema.DurationFromMillis)
+)
+
+/** Milliseconds, or the duration text `Config.Duration` reads ("500 millis", "2 seconds", "1 minute"). */
+const DurationText = Schema.Trim.pipe(Schema.decodeTo(Schema.Union([Millis, Schema.DurationFromString])))
+
+const duration = (minimum: Duration.Duration, maximum: Duration.Duration = Duration.infinity) => {
+  const inRange = Schema.makeFilter((d: Duration.Duration) => Duration.between(d, { minimum, maximum }))
+  return (name: string): Config.Config<Duration.Duration> => Config.schema(DurationText.check(inRange), name)
 }
 
-const duration = (min: Duration.Duration): Parse<Duration.Duration> => (raw) => {
-  const trimmed = raw.trim()
-  // A bare number is milliseconds; otherwise "500 millis", "2 seconds", "1 minute"...
-  const decoded = /^\d+$/.test(trimmed)
-    ? Option.some(Duration.millis(Number(trimmed)))
-    : Duration.fromInput(trimmed as Duration.Input)
-  return Option.filter(decoded, (d) => Duration.isGreaterThanOrEqualTo(d, min))
-}
+const isUrlOf = (protocols: ReadonlyArray<string>) => (text: string) =>
+  URL.canParse(text) && protocols.includes(new URL(text).protocol)
 
-const durationBetween = (min: Duration.Duration, max: Duration.Duration): Parse<Duration.Duration> => (raw) =>
-  Option.filter(duration(min)(raw), (d) => Duration.isLessThanOrEqualTo(d, max))
+/** A connection URL, kept as written (trimmed) and redacted: it may carry a password. */
+const url = (protocols: ReadonlyArray<string>) => (name: string): Config.Config<Redacted.Redacted<string>> =>
+  Config.schema(Schema.Redacted(Schema.Trim.check(Schema.makeFilter(isUrlOf(protocols)))), name)
 
-const url = (protocols: ReadonlyArray<string>): Parse<Redacted.Redacted<string>> => (raw) => {
+/** Free text, taken as written (no trimming: the pattern decides). */
+const text = (pattern: RegExp) => (name: string): Config.Config<string> =>
+  Config.schema(Schema.String.check(Schema.isPattern(pattern)), name)
+
+const compiles = (source: string) => {
   try {
-    const parsed = new URL(raw.trim())
-    return protocols.includes(parsed.protocol) ? Option.some(Redacted.make(raw.trim())) : Option.none()
+    new RegExp(source)
+    return true
   } catch {
-    return Option.none()
+    return false
   }
 }
 
-const oneOf = <const L extends string>(values: ReadonlyArray<L>): Parse<L> => (raw) => {
-  const v = raw.trim().toLowerCase()
-  return values.includes(v as L) ? Option.some(v as L) : Option.none()
-}
+const regExp = (name: string): Config.Config<RegExp> =>
+  Config.schema(
+    Schema.String.check(Schema.makeFilter(compiles)).pipe(
+      Schema.decodeTo(
+        Schema.RegExp,
+        SchemaTransformation.transform({ decode: (source) => new RegExp(source), encode: (regex) => regex.source })
+      )
+    ),
+    name
+  )
 
-const regex: Parse<RegExp> = (raw) => {
-  try {
-    return Option.some(new RegExp(raw))
-  } catch {
-    return Option.none()
-  }
-}
+/** A word, trimmed and lower-cased (`Info` is `info`). */
+const Word = Schema.Trim.pipe(Schema.decode(SchemaTransformation.toLowerCase()))
 
-const text = (pattern: RegExp): Parse<string> => (raw) => pattern.test(raw) ? Option.some(raw) : Option.none()
+const oneOf = <const L extends string>(values: ReadonlyArray<L>) => (name: string): Config.Config<L> =>
+  Config.schema(Word.pipe(Schema.decodeTo(Schema.Literals(values))), name)
 
-const bool: Parse<boolean> = (raw) => {
-  const v = raw.trim().toLowerCase()
-  if (trueWords.includes(v)) return Option.some(true)
-  if (falseWords.includes(v)) return Option.some(false)
-  return Option.none()
-}
+/** Our boolean words (BooleanWords.ts), not `Config.Boolean`'s: main.ts reads them before Effect loads. */
+const boolean = (name: string): Config.Config<boolean> =>
+  Config.schema(
+    Word.check(Schema.makeFilter((word: string) => trueWords.includes(word) || falseWords.includes(word))).pipe(
+      Schema.decodeTo(
+        Schema.Boolean,
+        SchemaTransformation.transform({ decode: (word) => trueWords.includes(word), encode: String })
+      )
+    ),
+    name
+  )
 
 const durationAccepts = "a duration: milliseconds (\"500\") or \"500 millis\", \"2 seconds\", \"1 minute\""
+
+// -----------------------------------------------------------------------------
+// The settings
+// -----------------------------------------------------------------------------
 
 /** Every setting, in README order. */
 export const settings = {
@@ -95,7 +130,7 @@ export const settings = {
     default: undefined,
     accepts: "a postgres:// or postgresql:// URL",
     description: "Postgres holding `outbox_events` (falls back to `DATABASE_URL`).",
-    parse: url(["postgres:", "postgresql:"]),
+    config: url(["postgres:", "postgresql:"]),
     secret: true
   } satisfies Setting<Redacted.Redacted<string>>,
   listenDatabaseUrl: {
@@ -103,7 +138,7 @@ export const settings = {
     default: "the database URL",
     accepts: "a postgres:// or postgresql:// URL",
     description: "Connection used only for LISTEN; point it past a transaction-mode pooler such as PgBouncer.",
-    parse: url(["postgres:", "postgresql:"]),
+    config: url(["postgres:", "postgresql:"]),
     secret: true
   } satisfies Setting<Redacted.Redacted<string>>,
   redisUrl: {
@@ -111,7 +146,7 @@ export const settings = {
     default: "redis://127.0.0.1:6379",
     accepts: "a redis:// or rediss:// URL",
     description: "Redis receiving the streams (falls back to `REDIS_URL`).",
-    parse: url(["redis:", "rediss:"]),
+    config: url(["redis:", "rediss:"]),
     secret: true
   } satisfies Setting<Redacted.Redacted<string>>,
   schema: {
@@ -119,182 +154,197 @@ export const settings = {
     default: "public",
     accepts: "a Postgres schema name (letters, digits, _; starting with a letter or _)",
     description: "Schema of `outbox_events` and the migrations table; created by `migrate` when missing.",
-    parse: text(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+    config: text(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
   } satisfies Setting<string>,
   streamPrefix: {
     names: ["RELAY_STREAM_PREFIX"],
     default: "outbox:",
     accepts: "up to 100 characters without spaces or braces",
-    description: "Stream key = prefix + topic. Dead letters go to `<stream>:dlq`.",
-    parse: text(/^[^\s{}]{0,100}$/)
+    description: "Stream key = prefix + topic; an empty value (`RELAY_STREAM_PREFIX=`) makes the stream key the " +
+      "topic itself. Dead letters go to `<stream>:dlq`.",
+    config: text(/^[^\s{}]{0,100}$/),
+    emptyIsValue: true
   } satisfies Setting<string>,
   batchSize: {
     names: ["RELAY_BATCH_SIZE"],
     default: "1000",
     accepts: "an integer from 1 to 10000",
     description: "Rows claimed (and deleted) by one statement; published in one Redis round trip.",
-    parse: int(1, 10_000)
+    config: integer(1, 10_000)
   } satisfies Setting<number>,
   concurrency: {
     names: ["RELAY_CONCURRENCY"],
     default: "2",
     accepts: "an integer from 1 to 16",
-    description: "Claim lanes in this process, at most. The first always relays; the others join only while there is a backlog (the first claimed a full batch) and leave once their slots are empty, so a steady trickle costs one claim per wake-up. Each lane has its own connection and slots (so order per aggregate holds) and claims while another publishes (README, Operating it: Lanes).",
-    parse: int(1, 16)
+    description: "Claim lanes in this process, at most. The first always relays; the others join only while there is " +
+      "a backlog (the first claimed a full batch) and leave once their slots are empty, so a steady trickle costs " +
+      "one claim per wake-up. Each lane has its own connection and slots (so order per aggregate holds) and claims " +
+      "while another publishes (README, Operating it: Lanes).",
+    config: integer(1, 16)
   } satisfies Setting<number>,
   pollInterval: {
     names: ["RELAY_POLL_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 10 ms`,
     description: "Slow fallback poll; LISTEN/NOTIFY wakes the relay at once, this only catches missed notifications.",
-    parse: duration(Duration.millis(10))
+    config: duration(Duration.millis(10))
   } satisfies Setting<Duration.Duration>,
   busyPause: {
     names: ["RELAY_BUSY_PAUSE"],
     default: "0",
     accepts: `${durationAccepts}, at most 1 second`,
-    description: "While producers keep a lane busy (two claims in a row found rows) and a claim comes back less than full, wait this long before the next claim, so batches grow and the relay spends less CPU per event (more left for producers on a shared machine) at the cost of up to this much latency under load. 0: claim again at once.",
-    parse: durationBetween(Duration.zero, Duration.seconds(1))
+    description: "While producers keep a lane busy (two claims in a row found rows) and a claim comes back less than " +
+      "full, wait this long before the next claim, so batches grow and the relay spends less CPU per event (more " +
+      "left for producers on a shared machine) at the cost of up to this much latency under load. 0: claim again at " +
+      "once.",
+    config: duration(Duration.zero, Duration.seconds(1))
   } satisfies Setting<Duration.Duration>,
   listenCheckInterval: {
     names: ["RELAY_LISTEN_CHECK_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
     description: "How often the LISTEN connection proves it is alive (a NOTIFY to itself that must come back).",
-    parse: duration(Duration.millis(100))
+    config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   listenCheckTimeout: {
     names: ["RELAY_LISTEN_CHECK_TIMEOUT"],
     default: "2 seconds",
     accepts: `${durationAccepts}, at least 10 ms`,
     description: "A liveness check slower than this replaces the LISTEN connection.",
-    parse: duration(Duration.millis(10))
+    config: duration(Duration.millis(10))
   } satisfies Setting<Duration.Duration>,
   maxPayloadBytes: {
     names: ["RELAY_MAX_PAYLOAD_BYTES"],
     default: "1048576",
     accepts: "an integer from 1 to 536870912",
     description: "Larger payloads (JSON text, bytes) are dead-lettered instead of published.",
-    parse: int(1, 512 * 1024 * 1024)
+    config: integer(1, 512 * 1024 * 1024)
   } satisfies Setting<number>,
   topicPattern: {
     names: ["RELAY_TOPIC_PATTERN"],
     default: "^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
     accepts: "a JavaScript regular expression",
     description: "Topics not matching are dead-lettered (the table's own check is the outer bound).",
-    parse: regex
+    config: regExp
   } satisfies Setting<RegExp>,
   retention: {
     names: ["RELAY_RETENTION"],
     default: "0",
     accepts: `${durationAccepts}; 0 deletes rows as they are published`,
-    description: "Keep published rows this long (marked `published_at`, then purged): `event_id` dedupes producer retries for that window. Costs an UPDATE instead of a DELETE per event.",
-    parse: duration(Duration.zero)
+    description: "Keep published rows this long (marked `published_at`, then purged): `event_id` dedupes producer " +
+      "retries for that window. Costs an UPDATE instead of a DELETE per event.",
+    config: duration(Duration.zero)
   } satisfies Setting<Duration.Duration>,
   vacuumThreshold: {
     names: ["RELAY_VACUUM_THRESHOLD"],
     default: "10000",
     accepts: "an integer from 0 to 1000000000",
-    description: "Every 10 s, when `outbox_events` holds more dead tuples than this (rows the relay deleted or updated), the relay runs `VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs (which come at most once a minute by default). 0 leaves it to autovacuum. Needs the table's owner, the database owner or a superuser (else logged once and left to autovacuum).",
-    parse: int(0, 1_000_000_000)
+    description: "Every 10 s, when `outbox_events` holds more dead tuples than this (rows the relay deleted or " +
+      "updated), the relay runs `VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs (which " +
+      "come at most once a minute by default). 0 leaves it to autovacuum. Needs the table's owner, the database " +
+      "owner or a superuser (else logged once and left to autovacuum).",
+    config: integer(0, 1_000_000_000)
   } satisfies Setting<number>,
   streamMaxLen: {
     names: ["RELAY_STREAM_MAXLEN"],
     default: "0",
     accepts: "an integer from 0 (no trimming) to 2147483647",
     description: "When above 0, every XADD trims its stream with `MAXLEN ~ n`.",
-    parse: int(0, 2_147_483_647)
+    config: integer(0, 2_147_483_647)
   } satisfies Setting<number>,
   retryBaseDelay: {
     names: ["RELAY_RETRY_BASE_DELAY"],
     default: "100 millis",
     accepts: `${durationAccepts}, at least 1 ms`,
     description: "First delay of the jittered exponential retry after a transient failure.",
-    parse: duration(Duration.millis(1))
+    config: duration(Duration.millis(1))
   } satisfies Setting<Duration.Duration>,
   retryMaxDelay: {
     names: ["RELAY_RETRY_MAX_DELAY"],
     default: "10 seconds",
     accepts: `${durationAccepts}, at least 1 ms`,
     description: "Cap of the retry delay. Transient failures are retried without limit.",
-    parse: duration(Duration.millis(1))
+    config: duration(Duration.millis(1))
   } satisfies Setting<Duration.Duration>,
   redisCommandTimeout: {
     names: ["RELAY_REDIS_COMMAND_TIMEOUT"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 10 ms`,
     description: "A Redis reply slower than this fails the batch (retried; rows go back to the table).",
-    parse: duration(Duration.millis(10))
+    config: duration(Duration.millis(10))
   } satisfies Setting<Duration.Duration>,
   databaseTimeout: {
     names: ["RELAY_DATABASE_TIMEOUT"],
     default: "30 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
     description: "Upper bound for one relay statement; also the server-side `idle_in_transaction_session_timeout`.",
-    parse: duration(Duration.millis(100))
+    config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   leaseTimeout: {
     names: ["RELAY_LEASE_TIMEOUT"],
     default: "10 seconds",
     accepts: `${durationAccepts}, from 3 seconds`,
-    description: "With several relays: how fast the others take over the slots of one that died (or lost its connection).",
-    parse: duration(Duration.seconds(3))
+    description: "With several relays: how fast the others take over the slots of one that died (or lost its " +
+      "connection).",
+    config: duration(Duration.seconds(3))
   } satisfies Setting<Duration.Duration>,
   shutdownTimeout: {
     names: ["RELAY_SHUTDOWN_TIMEOUT"],
     default: "10 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
     description: "On SIGTERM/SIGINT: stop claiming, finish the batch in flight, exit within this time.",
-    parse: duration(Duration.millis(100))
+    config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   httpHost: {
     names: ["RELAY_HTTP_HOST"],
     default: "127.0.0.1",
     accepts: "a host name or IP address to bind",
     description: "Address of the admin HTTP server (`0.0.0.0` in a container).",
-    parse: text(/^[A-Za-z0-9.:_-]{1,255}$/)
+    config: text(/^[A-Za-z0-9.:_-]{1,255}$/)
   } satisfies Setting<string>,
   httpPort: {
     names: ["RELAY_HTTP_PORT"],
     default: "9464",
     accepts: "an integer from 0 (pick a free port) to 65535",
     description: "Port of `/healthz`, `/readyz` and `/metrics`. The chosen port is logged at start.",
-    parse: int(0, 65_535)
+    config: integer(0, 65_535)
   } satisfies Setting<number>,
   metricsInterval: {
     names: ["RELAY_METRICS_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
     description: "How often the backlog, oldest pending age and dead-letter count are read from Postgres.",
-    parse: duration(Duration.millis(100))
+    config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   logLevel: {
     names: ["RELAY_LOG_LEVEL"],
     default: "info",
     accepts: "one of trace, debug, info, warn, error, fatal, none",
     description: "Minimum level of the JSON log lines written to stdout.",
-    parse: oneOf(["trace", "debug", "info", "warn", "error", "fatal", "none"] as const)
+    config: oneOf(["trace", "debug", "info", "warn", "error", "fatal", "none"] as const)
   } satisfies Setting<"trace" | "debug" | "info" | "warn" | "error" | "fatal" | "none">,
   logFormat: {
     names: ["RELAY_LOG_FORMAT"],
     default: "json",
     accepts: "json or pretty",
     description: "`json`: one JSON object per line; `pretty`: for a terminal.",
-    parse: oneOf(["json", "pretty"] as const)
+    config: oneOf(["json", "pretty"] as const)
   } satisfies Setting<"json" | "pretty">,
   migrate: {
     names: ["RELAY_MIGRATE"],
     default: "true",
     accepts: "true or false",
     description: "Whether `run` applies pending migrations before relaying.",
-    parse: bool
+    config: boolean
   } satisfies Setting<boolean>,
   heapTuning: {
     names: ["RELAY_HEAP_TUNING"],
     default: "true",
     accepts: "true or false",
-    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with `--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining (README, Memory). Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
-    parse: bool
+    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with " +
+      "`--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining (README, " +
+      "Memory). Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
+    config: boolean
   } satisfies Setting<boolean>
 } as const
 
@@ -303,44 +353,78 @@ export type RelaySettings = {
   readonly [K in keyof Settings]: Settings[K] extends Setting<infer A> ? A : never
 }
 
-const readRaw = (name: string) =>
-  Config.String(name).pipe(Config.option, Config.map(Option.filter((s) => s.trim() !== "")))
+// -----------------------------------------------------------------------------
+// Loading
+// -----------------------------------------------------------------------------
 
-/** Reads one setting from the current ConfigProvider: value, default, or a ConfigInvalid. */
-const readSetting = <A>(setting: Setting<A>) =>
+const isUnset = (setting: Setting<unknown>, raw: string) =>
+  raw.trim() === "" && !(raw === "" && setting.emptyIsValue === true)
+
+/** One variable of a setting: its value, none when unset, or a ConfigInvalid quoting it (unless secret). */
+const readVariable = <A>(setting: Setting<A>, name: string): Effect.Effect<Option.Option<A>, ConfigInvalid> =>
   Effect.gen(function*() {
-    for (const name of setting.names) {
-      const raw = yield* Effect.orDie(readRaw(name))
-      if (Option.isSome(raw)) {
-        const parsed = setting.parse(raw.value)
-        if (Option.isSome(parsed)) return Option.some(parsed.value)
-        const shown = setting.secret ? "<redacted>" : JSON.stringify(raw.value)
-        return yield* new ConfigInvalid({
-          variable: name,
-          message: `Invalid ${name}=${shown}: expected ${setting.accepts}`
-        })
-      }
-    }
-    if (setting.default === undefined) {
-      return yield* new ConfigInvalid({
-        variable: setting.names[0]!,
-        message: `Missing ${setting.names.join(" or ")}: expected ${setting.accepts}`
-      })
-    }
-    return Option.none<A>()
+    const raw = yield* Effect.orDie(Config.option(Config.String(name)))
+    if (Option.isNone(raw) || isUnset(setting, raw.value)) return Option.none()
+    return yield* setting.config(name).pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("ConfigError", (error) =>
+        error.cause._tag === "SourceError"
+          ? Effect.die(error)
+          : Effect.fail(
+            new ConfigInvalid({
+              variable: name,
+              message: `Invalid ${name}=${setting.secret ? "<redacted>" : JSON.stringify(raw.value)}: ` +
+                `expected ${setting.accepts}`
+            })
+          ))
+    )
   })
 
-/** Loads and validates every setting from the current ConfigProvider. */
-export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = Effect.gen(function*() {
+/** The first of the setting's variables that is set, else none. */
+const readSetting = <A>(setting: Setting<A>): Effect.Effect<Option.Option<A>, ConfigInvalid> =>
+  Effect.gen(function*() {
+    for (const name of setting.names) {
+      const value = yield* readVariable(setting, name)
+      if (Option.isSome(value)) return value
+    }
+    return Option.none()
+  })
+
+/** The README's default, read by the setting's own config (so the table cannot promise another value). */
+const defaultOf = <A>(setting: Setting<A>, text: string): Effect.Effect<A> =>
+  Effect.orDie(setting.config("default").parse(ConfigProvider.fromUnknown({ default: text })))
+
+const environment = () => ConfigProvider.fromEnv({ preserveEmptyStrings: true })
+
+/**
+ * Effect's default provider reads process.env but drops empty values; when the application installed
+ * no provider, read process.env keeping them, so that `RELAY_STREAM_PREFIX=` means an empty prefix.
+ */
+const keepingEmptyValues = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.flatMap(Effect.context<never>(), (context) =>
+    Context.getOrUndefined(context, ConfigProvider.ConfigProvider) === undefined
+      ? Effect.provideService(self, ConfigProvider.ConfigProvider, environment())
+      : self)
+
+/**
+ * Loads and validates every setting from the current ConfigProvider (without one installed: process.env,
+ * empty values kept).
+ */
+export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = keepingEmptyValues(Effect.gen(function*() {
   const out: Record<string, unknown> = {}
   for (const [key, setting] of Object.entries(settings) as Array<[keyof Settings, Setting<unknown>]>) {
     const value = yield* readSetting(setting)
     if (Option.isSome(value)) {
       out[key] = value.value
+    } else if (setting.default === undefined) {
+      return yield* new ConfigInvalid({
+        variable: setting.names[0]!,
+        message: `Missing ${setting.names.join(" or ")}: expected ${setting.accepts}`
+      })
     } else if (key === "listenDatabaseUrl") {
       out[key] = out.databaseUrl
     } else {
-      out[key] = Option.getOrThrow(setting.parse(setting.default!))
+      out[key] = yield* defaultOf(setting, setting.default)
     }
   }
   const result = out as RelaySettings
@@ -351,27 +435,36 @@ export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = Effect.
     })
   }
   return result
-})
+}))
 
 /** The validated settings of this relay. */
 export class RelayConfig extends Context.Service<RelayConfig, RelaySettings>()("outbox-relay/RelayConfig") {
-  /** Reads the settings from the current ConfigProvider (the environment by default). */
+  /** Reads the settings from the current ConfigProvider (process.env when none is installed). */
   static readonly layer: Layer.Layer<RelayConfig, ConfigInvalid> = Layer.effect(RelayConfig, loadSettings)
 
-  /** Settings from a plain map, as a test or an embedding application would give them. */
+  /** Settings from a plain map, as a test or an embedding application would give them (empty values kept). */
   static readonly layerFrom = (env: Record<string, string | undefined>): Layer.Layer<RelayConfig, ConfigInvalid> =>
     RelayConfig.layer.pipe(
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
-        env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined))
+        env: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined)),
+        preserveEmptyStrings: true
       })))
     )
 }
+
+// -----------------------------------------------------------------------------
+// README
+// -----------------------------------------------------------------------------
 
 /** The README's settings table (Markdown), generated from `settings`; a test keeps the README in step. */
 export const settingsTable = (): string => {
   const rows = Object.values(settings).map((s: Setting<unknown>) => {
     const names = s.names.map((n) => `\`${n}\``).join(" / ")
-    const fallback = s.default === undefined ? "(required)" : s.names[0] === "RELAY_LISTEN_DATABASE_URL" ? s.default : `\`${s.default}\``
+    const fallback = s.default === undefined
+      ? "(required)"
+      : s.names[0] === "RELAY_LISTEN_DATABASE_URL"
+      ? s.default
+      : `\`${s.default}\``
     return `| ${names} | ${fallback} | ${s.accepts.replaceAll("|", "\\|")} | ${s.description} |`
   })
   return ["| Variable | Default | Accepts | What it does |", "|---|---|---|---|", ...rows].join("\n")
