@@ -13,7 +13,7 @@ describe("NOTIFY hand-over", () => {
   it.live("delivers every burst promptly while producers skip NOTIFY during drains", () =>
     Effect.gen(function*() {
       // One claim lane: producers skip NOTIFY only while every lane is awake, and a lane whose slots
-      // get few events would keep the flag down (see the README on RELAY_CONCURRENCY).
+      // get few events would keep the flag down (docs/design.md, Helper lanes).
       const t = yield* testEnv("handover", {
         RELAY_POLL_INTERVAL: "1 minute",
         RELAY_BATCH_SIZE: "20",

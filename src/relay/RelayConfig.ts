@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
+import { defaultTopicPattern } from "../shared/RedisKeys.js"
 import { falseWords, trueWords } from "./BooleanWords.js"
 
 /** A bad or missing setting; `message` is one line naming the variable and what it accepts. */
@@ -179,7 +180,7 @@ export const settings = {
     description: "Claim lanes in this process, at most. The first always relays; the others join only while there is " +
       "a backlog (the first claimed a full batch) and leave once their slots are empty, so a steady trickle costs " +
       "one claim per wake-up. Each lane has its own connection and slots (so order per aggregate holds) and claims " +
-      "while another publishes (README, Operating it: Lanes).",
+      "while another publishes ([design: helper lanes](docs/design.md#helper-lanes)).",
     config: integer(1, 16)
   } satisfies Setting<number>,
   pollInterval: {
@@ -222,7 +223,7 @@ export const settings = {
   } satisfies Setting<number>,
   topicPattern: {
     names: ["RELAY_TOPIC_PATTERN"],
-    default: "^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
+    default: defaultTopicPattern,
     accepts: "a JavaScript regular expression",
     description: "Topics not matching are dead-lettered (the table's own check is the outer bound).",
     config: regExp
@@ -342,8 +343,8 @@ export const settings = {
     default: "true",
     accepts: "true or false",
     description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with " +
-      "`--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining (README, " +
-      "Memory). Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
+      "`--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining " +
+      "([design: memory](docs/design.md#memory-and-heap-tuning)). Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
     config: boolean
   } satisfies Setting<boolean>
 } as const

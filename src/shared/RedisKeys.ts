@@ -6,6 +6,12 @@
  * not contain braces (checked by the table and the config), so the stream key itself has no tag.
  */
 
+/**
+ * The topics the relay publishes by default (`RELAY_TOPIC_PATTERN`); the outbox table's own CHECK in
+ * sql/0001_outbox.sql is the same pattern, the outer bound a setting cannot widen.
+ */
+export const defaultTopicPattern = "^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+
 /** The stream of a topic. */
 export const streamKey = (prefix: string, topic: string): string => `${prefix}${topic}`
 
