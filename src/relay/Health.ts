@@ -30,14 +30,8 @@ export interface HealthSnapshot {
 
 export type ComponentName = "postgres" | "redis" | "listen"
 
-export class Health extends Context.Service<Health, {
-  readonly report: (component: ComponentName, error?: string) => Effect.Effect<void>
-  readonly snapshot: Effect.Effect<HealthSnapshot>
-}>()("outbox-relay/Health") {
-  /** The state alone, without the probe. */
-  static readonly layerState = Layer.effect(
-    Health,
-    Effect.gen(function*() {
+/** The state: every component unknown until the first report. */
+const make = Effect.gen(function*() {
       const state = yield* Ref.make<Record<ComponentName, Component>>({
         postgres: { ok: false, error: "not checked yet" },
         redis: { ok: false, error: "not checked yet" },
@@ -65,8 +59,14 @@ export class Health extends Context.Service<Health, {
           return same ? Effect.void : update(component, error)
         })
       return Health.of({ report, snapshot })
-    })
-  )
+})
+
+export class Health extends Context.Service<Health, {
+  readonly report: (component: ComponentName, error?: string) => Effect.Effect<void>
+  readonly snapshot: Effect.Effect<HealthSnapshot>
+}>()("outbox-relay/Health") {
+  /** The state alone, without the probe. */
+  static readonly layerState = Layer.effect(this, make)
 
   /** The state plus a probe pinging Postgres and Redis every second. */
   static readonly layer = Layer.effectDiscard(
