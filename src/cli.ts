@@ -3,7 +3,7 @@
  *
  * `run` (also what no command means) validates every setting, applies pending migrations, then relays
  * until SIGTERM/SIGINT. `migrate` only applies migrations. `dlq list|replay` looks at a stream's dead
- * letters. `--help` works on every command; `help <command>` is the same.
+ * letters. `--help` works on every command (`help <command>` is the same); `--version` prints the version.
  *
  * Exit codes: 0 done; 1 a migration or Redis failed, or a dead letter to replay was not found; 2 bad
  * usage (the error on stderr, then the command's help) or a bad setting (one line naming the variable).
