@@ -1,34 +1,45 @@
 /**
- * The commands behind `node dist/main.js [run|migrate|dlq|help]` (main.ts starts this module).
+ * The command line, `outbox-relay [run|migrate|dlq|help]`, on Effect's CLI module (main.ts calls `main`).
  *
- * `run` (the default) validates every setting, applies pending migrations, then relays until
- * SIGTERM/SIGINT. `migrate` only applies migrations. A bad setting exits with code 2 and one line
- * naming the variable and what it accepts.
+ * `run` (also what no command means) validates every setting, applies pending migrations, then relays
+ * until SIGTERM/SIGINT. `migrate` only applies migrations. `dlq list|replay` looks at a stream's dead
+ * letters. `--help` works on every command (`help <command>` is the same); `--version` prints the version.
+ *
+ * Exit codes: 0 done; 1 a migration or Redis failed, or a dead letter to replay was not found; 2 bad
+ * usage (the error on stderr, then the command's help) or a bad setting (one line naming the variable).
+ * The relay and the dead-letter code are imported only by the commands that use them.
  */
+import { createRequire } from "node:module"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
+import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
-import { loggerLayer } from "./shared/Logging.js"
+import * as Schema from "effect/Schema"
 import { migrate } from "./relay/Migrator.js"
-import { ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
+import { loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
+import { loggerLayer } from "./shared/Logging.js"
 
-const usage = `Usage: outbox-relay [command]
+const name = "outbox-relay"
+const { version } = createRequire(import.meta.url)("../package.json") as { readonly version: string }
 
-Commands:
-  run       apply pending migrations (unless RELAY_MIGRATE=false), then relay until SIGTERM (default)
-  migrate   apply pending migrations and exit
-  dlq       list or replay a stream's dead letters (uses RELAY_REDIS_URL):
-              dlq list <stream> [--count N] [--json]
-              dlq replay <stream> (--id ID [--id ID ...] | --all)
-  help      print this text
+/** Ends the program with `code`; what the user needs to know is already on stdout/stderr. */
+export class ExitCode extends Schema.TaggedError<ExitCode>()("ExitCode", { code: Schema.Number }) {
+  // Read by NodeRuntime.runMain: exit with this code, without logging the error.
+  override readonly [Runtime.errorExitCode] = this.code
+  override readonly [Runtime.errorReported] = false
+}
 
-Settings come from RELAY_* environment variables; see the README.`
+const exitWith = (code: number) => code === 0 ? Effect.void : Effect.fail(new ExitCode({ code }))
+
+// --- run and migrate --------------------------------------------------------------------------------
 
 /** Migration problems that a later attempt can fix (the database is not up yet). */
 const connectionPhases = new Set(["lock", "setup", "read"])
@@ -37,6 +48,20 @@ const migrateOnce = (settings: RelaySettings) =>
   migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema }).pipe(
     Effect.tap((applied) => Effect.logInfo("migrations up to date").pipe(Effect.annotateLogs({ applied })))
   )
+
+/** Bounds shutdown: if finalizers have not finished within the timeout, exit anyway. */
+const onShutdownSignal = (timeout: Duration.Duration) => {
+  const arm = (signal: string) => {
+    setTimeout(() => {
+      const message = `shutdown took longer than ${Duration.format(timeout)} after ${signal}; exiting`
+      process.stderr.write(`${JSON.stringify({ level: "ERROR", message })}\n`)
+      // Rows of an unfinished batch are released by Postgres when the connection closes.
+      process.exit(1)
+    }, Duration.toMillis(timeout)).unref()
+  }
+  process.once("SIGTERM", () => arm("SIGTERM"))
+  process.once("SIGINT", () => arm("SIGINT"))
+}
 
 const runDaemon = (settings: RelaySettings) =>
   Effect.gen(function*() {
@@ -54,57 +79,193 @@ const runDaemon = (settings: RelaySettings) =>
       )
     }
     onShutdownSignal(settings.shutdownTimeout)
-    // Loaded here so `migrate`, `dlq` and `help` start without the daemon's modules.
+    // Loaded here so the other commands start without the daemon's modules.
     const { RelayDaemon } = yield* Effect.promise(() => import("./relay/Relay.js"))
     return yield* Layer.launch(RelayDaemon.pipe(Layer.provide(Layer.succeed(RelayConfig, settings))))
   })
 
-/** Bounds shutdown: if finalizers have not finished within the timeout, exit anyway. */
-const onShutdownSignal = (timeout: Duration.Duration) => {
-  const arm = (signal: string) => {
-    setTimeout(() => {
-      process.stderr.write(
-        `${JSON.stringify({ level: "ERROR", message: `shutdown took longer than ${Duration.format(timeout)} after ${signal}; exiting` })}\n`
-      )
-      // Rows of an unfinished batch are released by Postgres when the connection closes.
-      process.exit(1)
-    }, Duration.toMillis(timeout)).unref()
-  }
-  process.once("SIGTERM", () => arm("SIGTERM"))
-  process.once("SIGINT", () => arm("SIGINT"))
-}
+/** Loads the settings (a bad one stops here), then runs `work` with the configured logger. */
+const withSettings = <A, E, R>(work: (settings: RelaySettings) => Effect.Effect<A, E, R>) =>
+  Effect.flatMap(loadSettings, (settings) => work(settings).pipe(Effect.provide(loggerLayer(settings))))
 
-const command = process.argv[2] ?? "run"
+const relay = () => withSettings(runDaemon)
 
-const program = Effect.gen(function*() {
-  if (command === "help" || command === "--help" || command === "-h") {
-    return yield* Console.log(usage)
-  }
-  if (command === "dlq") {
-    const redisUrl = process.env.RELAY_REDIS_URL || process.env.REDIS_URL || "redis://127.0.0.1:6379"
-    const { runDlqCommand } = yield* Effect.promise(() => import("./consumer/DeadLetterCli.js"))
-    const code = yield* runDlqCommand(process.argv.slice(3), redisUrl)
-    return yield* Effect.sync(() => void (process.exitCode = code))
-  }
-  if (command !== "run" && command !== "migrate") {
-    yield* Console.error(`Unknown command ${JSON.stringify(command)}.\n\n${usage}`)
-    return yield* Effect.sync(() => process.exit(2))
-  }
-  const settings = yield* loadSettings
-  const work = command === "migrate" ? Effect.asVoid(migrateOnce(settings)) : runDaemon(settings)
-  return yield* work.pipe(Effect.provide(loggerLayer(settings)))
-}).pipe(
-  Effect.catchTag("ConfigInvalid", (error: ConfigInvalid) =>
-    Effect.andThen(Console.error(error.message), Effect.sync(() => process.exit(2)))),
-  Effect.catchTag("MigrationFailed", (error) =>
-    Effect.andThen(
-      Console.error(`Migration ${error.migration} failed: ${error.message}`),
-      Effect.sync(() => process.exit(1))
-    ))
+const runCommand = Command.make("run", {}, relay).pipe(
+  Command.withDescription(
+    "Apply pending migrations (unless RELAY_MIGRATE=false), then relay until SIGTERM or SIGINT. " +
+      "This is what no command means."
+  ),
+  Command.withShortDescription("Apply pending migrations, then relay until SIGTERM (the default)")
 )
 
-NodeRuntime.runMain(program, {
-  // SIGTERM/SIGINT interrupt the program; a clean stop after a signal is a successful exit.
-  teardown: (exit, onExit) =>
-    Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
-})
+const migrateOnly = () => withSettings((settings) => Effect.asVoid(migrateOnce(settings)))
+
+const migrateCommand = Command.make("migrate", {}, migrateOnly).pipe(
+  Command.withDescription("Apply pending migrations and exit; safe to run twice or concurrently")
+)
+
+// --- dlq ----------------------------------------------------------------------------------------------
+
+const deadLetterCli = Effect.promise(() => import("./consumer/DeadLetterCli.js"))
+
+const stream = Argument.String("stream").pipe(
+  Argument.withDescription("The full stream key, e.g. outbox:orders; its dead letters are in <stream>:dlq")
+)
+
+const positiveInteger = (text: string) =>
+  /^\d+$/.test(text) && Number(text) >= 1 ? Option.some(Number(text)) : Option.none()
+
+const dlqList = Command.make("list", {
+  stream,
+  count: Flag.String("count").pipe(
+    Flag.filterMap(positiveInteger, () => "a positive integer"),
+    Flag.withMetavar("N"),
+    Flag.withDefault(20),
+    Flag.withDescription("How many to show, oldest first (default 20)")
+  ),
+  json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("One JSON object per dead letter"))
+}, Effect.fn("cli.dlqList")(function*(options) {
+  const dlq = yield* deadLetterCli
+  yield* exitWith(yield* dlq.list(options, yield* Effect.orDie(dlq.redisUrl)))
+})).pipe(Command.withDescription("Show the oldest dead letters of <stream> and why each one died"))
+
+const dlqReplay = Command.make("replay", {
+  stream,
+  ids: Flag.String("id").pipe(
+    Flag.filter((id) => /^\d+-\d+$/.test(id), () => "an entry id such as 1700000000000-0"),
+    Flag.withMetavar("ID"),
+    Flag.atLeast(0),
+    Flag.withDescription("A dead letter's entry id (as `dlq list` shows it); repeat for several")
+  ),
+  all: Flag.Boolean("all").pipe(Flag.withDefault(false), Flag.withDescription("Every dead letter of <stream>"))
+}, Effect.fn("cli.dlqReplay")(function*({ all, ids, stream }) {
+  const dlq = yield* deadLetterCli
+  yield* exitWith(yield* dlq.replay({ stream, which: all ? "all" : ids }, yield* Effect.orDie(dlq.redisUrl)))
+})).pipe(
+  Command.validate(({ all, ids }) =>
+    all === (ids.length > 0)
+      ? Effect.fail(new CliError.ValidationError({ message: "replay needs either --id ID ... or --all." }))
+      : Effect.void
+  ),
+  Command.withDescription(
+    "Copy dead letters back to <stream> and delete them from <stream>:dlq. Those the relay dead-lettered " +
+      "are skipped: replay them from Postgres."
+  ),
+  Command.withShortDescription("Copy dead letters back to <stream> and delete them from <stream>:dlq")
+)
+
+const dlq = Command.make("dlq", {}, () =>
+  Effect.fail(
+    new CliError.ShowHelp({
+      commandPath: [name, "dlq"],
+      errors: [new CliError.ValidationError({ message: "dlq needs a command: list or replay." })]
+    })
+  )).pipe(
+    Command.withDescription(
+      "List or replay a stream's dead letters. Redis: RELAY_REDIS_URL (or REDIS_URL), " +
+        "default redis://127.0.0.1:6379."
+    ),
+    Command.withShortDescription("List or replay a stream's dead letters"),
+    Command.withSubcommands([dlqList, dlqReplay])
+  )
+
+// --- help and the whole command line ------------------------------------------------------------------
+
+/** `help dlq replay` is `dlq replay --help`; an unknown word is a usage error, as it is without `help`. */
+const helpFor = (words: ReadonlyArray<string>): Effect.Effect<void, CliError.ShowHelp, Command.Environment> => {
+  const path = [name]
+  let current: Command.Command.Any = command
+  for (const word of words) {
+    const next = current.subcommands.flatMap((group) => group.commands).find((sub) => sub.name === word)
+    if (next === undefined) {
+      const unknown = new CliError.UnknownSubcommand({ subcommand: word, parent: path, suggestions: [] })
+      return Effect.fail(new CliError.ShowHelp({ commandPath: path, errors: [unknown] }))
+    }
+    path.push(word)
+    current = next
+  }
+  // `--help` never runs a command, so this cannot fail.
+  return Effect.orDie(run([...words, "--help"]))
+}
+
+const help = Command.make("help", {
+  words: Argument.String("command").pipe(
+    Argument.withDescription("The command to describe, e.g. dlq replay"),
+    Argument.variadic()
+  )
+}, ({ words }) => Effect.suspend(() => helpFor(words))).pipe(
+  Command.withDescription("Print help for a command (all commands when none is given)")
+)
+
+/** The whole command line; without a command it runs the relay. */
+export const command = Command.make(name, {}, relay).pipe(
+  Command.withDescription(
+    "Moves committed rows of a Postgres outbox table to Redis Streams. " +
+      "Settings come from RELAY_* environment variables; see the README."
+  ),
+  Command.withSubcommands([runCommand, migrateCommand, dlq, help])
+)
+
+/** A usage error as one line; Effect's own messages add suggestions on lines of their own. */
+const describeUsageError = (error: CliError.NonShowHelpErrors): string => {
+  const didYouMean = (suggestions: ReadonlyArray<string>) =>
+    suggestions.length === 0 ? "" : ` Did you mean ${suggestions.map((s) => JSON.stringify(s)).join(" or ")}?`
+  switch (error._tag) {
+    case "UnknownSubcommand": {
+      const words = [...(error.parent ?? []).slice(1), error.subcommand].join(" ")
+      return `Unknown command ${JSON.stringify(words)}.${didYouMean(error.suggestions)}`
+    }
+    case "UnrecognizedOption":
+      return `Unknown flag ${error.option}${error.command ? ` for ${error.command.join(" ")}` : ""}.` +
+        didYouMean(error.suggestions)
+    default:
+      return error.message
+  }
+}
+
+/** Help on stdout; a usage error on stderr: the error first, then the help of the command it concerns. */
+const presenter: CliOutput.Presenter = {
+  present: Effect.fnUntraced(function*(event) {
+    const { canColor } = yield* TerminalCapabilities.TerminalCapabilities
+    const formatter = CliOutput.defaultFormatter({ colors: canColor })
+    switch (event._tag) {
+      case "Help":
+        return yield* Console.log(formatter.formatHelpDoc(event.helpDoc))
+      case "Version":
+        return yield* Console.log(formatter.formatVersion(event.name, event.version))
+      case "InvalidInvocation": {
+        const plain = CliOutput.defaultFormatter({ colors: false })
+        const errors = event.errors.map(describeUsageError)
+        return yield* Console.error([...errors, "", plain.formatHelpDoc(event.helpDoc)].join("\n"))
+      }
+    }
+  })
+}
+
+// --help and --version only: the other built-ins (--log-level, --wizard, --completions) would compete
+// with the RELAY_* settings or prompt on a terminal.
+const cliLayer = Layer.mergeAll(
+  CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] }),
+  CliOutput.layerPresenter(presenter)
+)
+
+/** Runs the command line on `args` (without node and the script); fails with `ExitCode` unless all went well. */
+export const run = (args: ReadonlyArray<string>) =>
+  Command.runWith(command, { version })(args).pipe(
+    Effect.catchTags({
+      // Already presented: the error and the command's help.
+      ShowHelp: () => Effect.fail(new ExitCode({ code: 2 })),
+      ConfigInvalid: (error) => Effect.andThen(Console.error(error.message), exitWith(2)),
+      MigrationFailed: (error) =>
+        Effect.andThen(Console.error(`Migration ${error.migration} failed: ${error.message}`), exitWith(1))
+    }),
+    Effect.catchIf(CliError.isCliError, (error) => Effect.andThen(Console.error(error.message), exitWith(2))),
+    Effect.provide(cliLayer)
+  )
+
+/** The process: runs `args`; SIGTERM/SIGINT interrupt it, and a clean stop after a signal exits 0. */
+export const main = (args: ReadonlyArray<string>): void =>
+  NodeRuntime.runMain(run(args).pipe(Effect.provide(NodeServices.layer)), {
+    teardown: (exit, onExit) =>
+      Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+  })

@@ -29,4 +29,5 @@ if (
   execve.call(process, process.execPath, [process.execPath, ...heapFlags, ...process.execArgv, ...process.argv.slice(1)], process.env)
 }
 
-await import("./cli.js")
+const { main } = await import("./cli.js")
+main(process.argv.slice(2))

@@ -1,102 +1,92 @@
 /**
- * `outbox-relay dlq ...`: look at and replay a stream's dead letters from a shell.
+ * What `outbox-relay dlq list|replay` do once their arguments are parsed (cli.ts defines the commands
+ * and loads this module only for them, so other commands start without ioredis).
  *
- *   dlq list <stream> [--count N] [--json]     oldest N (default 20) dead letters of <stream>:dlq
+ *   dlq list <stream> [--count N] [--json]     oldest N dead letters of <stream>:dlq
  *   dlq replay <stream> (--id ID ... | --all)  copy them back to <stream>, delete them from the DLQ
  *
- * Redis comes from RELAY_REDIS_URL (or REDIS_URL). Exit codes: 0 done, 1 Redis failed or an id was
- * not found, 2 bad usage.
+ * Each returns the exit code: 0 done, 1 Redis failed or an id was not found.
  */
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Redis } from "ioredis"
 import { deadLetterKey } from "../shared/RedisKeys.js"
 import { countDeadLetters, type DeadLetterEntry, listDeadLetters, replayDeadLetters } from "./DeadLetters.js"
+import type { ConsumerRedisUnavailable } from "./Errors.js"
 
-export const dlqUsage = `Usage:
-  outbox-relay dlq list <stream> [--count N] [--json]
-  outbox-relay dlq replay <stream> (--id ID [--id ID ...] | --all)
-
-<stream> is the full stream key (e.g. outbox:orders); dead letters live in <stream>:dlq.
-Redis: RELAY_REDIS_URL (or REDIS_URL), default redis://127.0.0.1:6379.`
-
-interface Parsed {
-  readonly action: "list" | "replay"
+export interface ListOptions {
   readonly stream: string
   readonly count: number
   readonly json: boolean
-  readonly ids: ReadonlyArray<string>
-  readonly all: boolean
 }
 
-/** Parses the arguments after `dlq`; a string is the usage error. */
-export const parseDlqArgs = (args: ReadonlyArray<string>): Parsed | string => {
-  const [action, stream, ...rest] = args
-  if (action !== "list" && action !== "replay") return `Unknown dlq action ${JSON.stringify(action ?? "")}.`
-  if (!stream || stream.startsWith("--")) return "Missing <stream>."
-  let count = 20
-  let json = false
-  let all = false
-  const ids: Array<string> = []
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!
-    if (arg === "--json" && action === "list") json = true
-    else if (arg === "--all" && action === "replay") all = true
-    else if (arg === "--count" && action === "list") {
-      const value = Number(rest[++i])
-      if (!Number.isInteger(value) || value < 1) return "--count needs a positive integer."
-      count = value
-    } else if (arg === "--id" && action === "replay") {
-      const id = rest[++i]
-      if (!id || !/^\d+-\d+$/.test(id)) return "--id needs an entry id such as 1700000000000-0."
-      ids.push(id)
-    } else return `Unexpected argument ${JSON.stringify(arg)}.`
-  }
-  if (action === "replay" && all === (ids.length > 0)) return "replay needs either --id ID ... or --all."
-  return { action, stream, count, json, ids, all }
+export interface ReplayOptions {
+  readonly stream: string
+  /** Dead-letter entry ids, or every dead letter of the stream. */
+  readonly which: ReadonlyArray<string> | "all"
 }
+
+const nonBlank = (name: string) => Config.String(name).pipe(Config.option, Config.map(Option.filter((s) => s !== "")))
+
+/** RELAY_REDIS_URL, else REDIS_URL, else the local default (an empty variable counts as unset). */
+export const redisUrl: Config.Config<string> = Config.all([nonBlank("RELAY_REDIS_URL"), nonBlank("REDIS_URL")]).pipe(
+  Config.map(([relay, plain]) =>
+    Option.getOrElse(Option.orElse(relay, () => plain), () => "redis://127.0.0.1:6379")
+  )
+)
+
+/** One short-lived connection that gives up at once: a shell command should fail fast, not retry. */
+const connect = (url: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 5_000, retryStrategy: () => null })
+      client.on("error", () => {})
+      return client
+    }),
+    (client) => Effect.sync(() => client.disconnect())
+  )
 
 const describeEntry = (entry: DeadLetterEntry): string => {
   const f = entry.fields
   const attempts = entry.source === "relay" ? `attempts=${f.attempts ?? "?"}` : `deliveries=${f.delivery_count ?? "?"}`
+  const by = entry.source === "relay" ? "relay" : `group ${f.group}`
   return `${entry.id}  ${f.event_type ?? "?"}  event_id=${f.event_id ?? "?"} aggregate=${f.aggregate_id ?? ""} ` +
-    `${attempts} dead_at=${f.dead_at ?? "?"} by=${entry.source === "relay" ? "relay" : `group ${f.group}`}\n    reason: ${f.reason ?? "?"}`
+    `${attempts} dead_at=${f.dead_at ?? "?"} by=${by}\n    reason: ${f.reason ?? "?"}`
 }
 
-/** Runs `dlq ...`; returns the exit code. */
-export const runDlqCommand = (args: ReadonlyArray<string>, redisUrl: string): Effect.Effect<number> =>
-  Effect.gen(function*() {
-    const parsed = parseDlqArgs(args)
-    if (typeof parsed === "string") {
-      yield* Console.error(`${parsed}\n\n${dlqUsage}`)
-      return 2
-    }
-    const redis = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const client = new Redis(redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 5_000, retryStrategy: () => null })
-        client.on("error", () => {})
-        return client
-      }),
-      (client) => Effect.sync(() => client.disconnect())
-    )
-    if (parsed.action === "list") {
-      const total = yield* countDeadLetters(redis, parsed.stream)
-      const entries = yield* listDeadLetters(redis, parsed.stream, { count: parsed.count })
-      if (parsed.json) {
-        for (const entry of entries) yield* Console.log(JSON.stringify({ id: entry.id, source: entry.source, ...entry.fields }))
-      } else {
-        yield* Console.log(`${deadLetterKey(parsed.stream)}: ${total} dead letter(s)${total > entries.length ? `, showing the oldest ${entries.length}` : ""}`)
-        for (const entry of entries) yield* Console.log(describeEntry(entry))
-      }
-      return 0
-    }
-    const result = yield* replayDeadLetters(redis, parsed.stream, parsed.all ? "all" : parsed.ids)
-    for (const { id, newId } of result.replayed) yield* Console.log(`replayed ${id} -> ${parsed.stream} ${newId}`)
-    for (const { id, reason } of result.skipped) yield* Console.error(`skipped ${id}: ${reason}`)
-    yield* Console.log(`${result.replayed.length} replayed, ${result.skipped.length} skipped`)
-    return result.skipped.some((s) => s.reason === "no such dead letter") ? 1 : 0
-  }).pipe(
-    Effect.scoped,
+const exitOnRedisFailure = (effect: Effect.Effect<number, ConsumerRedisUnavailable>) =>
+  effect.pipe(
     Effect.catchTag("ConsumerRedisUnavailable", (error) =>
       Console.error(`Redis failed (${error.operation}): ${error.message}`).pipe(Effect.as(1)))
   )
+
+/** `dlq list`: a header line and two lines per dead letter, or (`json`) one JSON object per line. */
+export const list = (options: ListOptions, url: string): Effect.Effect<number> =>
+  Effect.gen(function*() {
+    const redis = yield* connect(url)
+    const total = yield* countDeadLetters(redis, options.stream)
+    const entries = yield* listDeadLetters(redis, options.stream, { count: options.count })
+    if (options.json) {
+      for (const entry of entries) {
+        yield* Console.log(JSON.stringify({ id: entry.id, source: entry.source, ...entry.fields }))
+      }
+      return 0
+    }
+    const shown = total > entries.length ? `, showing the oldest ${entries.length}` : ""
+    yield* Console.log(`${deadLetterKey(options.stream)}: ${total} dead letter(s)${shown}`)
+    for (const entry of entries) yield* Console.log(describeEntry(entry))
+    return 0
+  }).pipe(Effect.scoped, exitOnRedisFailure)
+
+/** `dlq replay`: a line per replayed entry, one on stderr per skipped one, then a summary line. */
+export const replay = (options: ReplayOptions, url: string): Effect.Effect<number> =>
+  Effect.gen(function*() {
+    const redis = yield* connect(url)
+    const result = yield* replayDeadLetters(redis, options.stream, options.which)
+    for (const { id, newId } of result.replayed) yield* Console.log(`replayed ${id} -> ${options.stream} ${newId}`)
+    for (const { id, reason } of result.skipped) yield* Console.error(`skipped ${id}: ${reason}`)
+    yield* Console.log(`${result.replayed.length} replayed, ${result.skipped.length} skipped`)
+    return result.skipped.some((s) => s.reason === "no such dead letter") ? 1 : 0
+  }).pipe(Effect.scoped, exitOnRedisFailure)
