@@ -21,11 +21,11 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
-import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import { migrate } from "./relay/Migrator.js"
 import { loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
 import { loggerLayer } from "./shared/Logging.js"
+import { retryMigration } from "./shared/Retry.js"
 
 const name = "outbox-relay"
 const { version } = createRequire(import.meta.url)("../package.json") as { readonly version: string }
@@ -73,7 +73,7 @@ const runDaemon = (settings: RelaySettings) =>
           )
         ),
         Effect.retry({
-          schedule: Schedule.min([Schedule.exponential("200 millis"), Schedule.spaced("5 seconds")]),
+          schedule: retryMigration,
           while: (error) => connectionPhases.has(error.migration)
         })
       )

@@ -3,9 +3,8 @@
  * The daemon's entry point: `node dist/main.js [run|migrate|dlq|help]` (the commands are in cli.ts).
  *
  * Heap tuning: with V8's defaults on a machine with plenty of memory, a relay draining a large
- * backlog lets its heap grow to ~370 MiB RSS although under 50 MiB of it is live (heap snapshot while
- * draining 1M events). A bounded old space (1 GiB, far above what a relay holds) and small semi-spaces
- * keep it near 140 MiB at the same rate (`npm run bench -- --scenario drain`, docs/benchmarks.md).
+ * backlog lets its heap grow far beyond what it holds live. A bounded old space (1 GiB, far above what
+ * a relay holds) and small semi-spaces keep its memory flat at the same rate (docs/design.md, Memory).
  * Those flags only work from process start, so `run` replaces itself once with them (`process.execve`:
  * same pid, same signals, same stdio) — unless RELAY_HEAP_TUNING=false, the operator already chose heap
  * flags, or this Node has no `execve` (before 22.15), in which case it runs as it was started.

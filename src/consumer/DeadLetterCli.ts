@@ -11,10 +11,11 @@ import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { Redis } from "ioredis"
+import { describe } from "../shared/Errors.js"
+import { makeRedisClient } from "../shared/RedisClient.js"
 import { deadLetterKey } from "../shared/RedisKeys.js"
 import { countDeadLetters, type DeadLetterEntry, listDeadLetters, replayDeadLetters } from "./DeadLetters.js"
-import type { ConsumerRedisUnavailable } from "./Errors.js"
+import { ConsumerRedisUnavailable } from "./Errors.js"
 
 export interface ListOptions {
   readonly stream: string
@@ -40,10 +41,19 @@ export const redisUrl: Config.Config<string> = Config.all([nonBlank("RELAY_REDIS
 /** One short-lived connection that gives up at once: a shell command should fail fast, not retry. */
 const connect = (url: string) =>
   Effect.acquireRelease(
-    Effect.sync(() => {
-      const client = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 5_000, retryStrategy: () => null })
-      client.on("error", () => {})
-      return client
+    Effect.tryPromise({
+      try: async () => {
+        const client = makeRedisClient(url, { name: "outbox-relay-dlq", commandTimeout: "5 seconds", reconnect: false })
+        // ioredis rejects with "Connection is closed"; the reason came with its error event.
+        let reason: unknown
+        client.once("error", (error) => (reason = error))
+        await client.connect().catch((error) => {
+          client.disconnect()
+          throw reason ?? error
+        })
+        return client
+      },
+      catch: (cause) => new ConsumerRedisUnavailable({ operation: "connect", message: describe(cause) })
     }),
     (client) => Effect.sync(() => client.disconnect())
   )

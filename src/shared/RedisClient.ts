@@ -22,6 +22,8 @@ export interface RedisClientOptions {
    * whose resent read would deliver entries to a promise nobody awaits any more.
    */
   readonly resendUnanswered?: boolean
+  /** Reconnect in the background after a drop. Default true; false for a one-shot command line. */
+  readonly reconnect?: boolean
 }
 
 /** A lazily connecting ioredis client; call `connect()` (failures also surface on every command). */
@@ -41,7 +43,7 @@ export const makeRedisClient = (url: Redacted.Redacted<string> | string, options
     connectionName: options.name,
     ...(timeoutMs === undefined ? {} : { commandTimeout: timeoutMs }),
     connectTimeout: connectMs,
-    retryStrategy: redisReconnectDelay
+    retryStrategy: options.reconnect === false ? () => null : redisReconnectDelay
   })
   // Failures surface on the commands; the event is only here so Node does not crash on it.
   client.on("error", () => {})
