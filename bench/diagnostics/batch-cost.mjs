@@ -7,11 +7,11 @@
  * batch size; prints the process's CPU time (user + system, from /proc) and wall time per batch, from
  * the first claimed row to an empty table. Two rounds each, interleaved.
  *
- *   npm run build && node bench/batch-cost.mjs [batch=10] [rows=30000]
+ *   npm run build && node bench/diagnostics/batch-cost.mjs [batch=10] [rows=30000]
  */
 import postgres from "postgres"
-import { competitors } from "./lib/competitors.mjs"
-import { procSample, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
+import { procSample, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const batch = Number(process.argv[2] ?? 10)
 const rows = Number(process.argv[3] ?? 30000)

@@ -3,15 +3,15 @@
  * Diagnostic (not part of `npm run bench`): what the claim's slot filter costs. On a throwaway Postgres, a
  * 20,000-row backlog (fresh, VACUUM ANALYZE), 20 claims of 1,000 rows each in their own transaction (DELETE
  * claim + COMMIT, the claim session's settings), for three forms of the statement: the slot filter as a
- * 64-bit mask (what src/Statements.ts uses), as the slot list `slot = ANY($2::int2[])` (the earlier form),
- * and no filter at all. Six rounds, interleaved; prints every round's ms per claim and the median.
+ * 64-bit mask (what src/relay/Statements.ts uses), as the slot list `slot = ANY($2::int2[])` (the earlier
+ * form), and no filter at all. Six rounds, interleaved; prints every round's ms per claim and the median.
  *
- *   npm run build && node bench/claim-cost.mjs
+ *   npm run build && node bench/diagnostics/claim-cost.mjs
  */
 import postgres from "postgres"
-import { arrayParam, slotMask, statements } from "../dist/relay/Statements.js"
-import { competitors } from "./lib/competitors.mjs"
-import { startPostgres } from "./lib/servers.mjs"
+import { arrayParam, slotMask, statements } from "../../dist/relay/Statements.js"
+import { competitors } from "../lib/competitors.mjs"
+import { startPostgres } from "../lib/servers.mjs"
 
 const c = competitors.relay
 const pg = await startPostgres()

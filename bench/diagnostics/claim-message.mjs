@@ -4,17 +4,18 @@
  * it is sent. On a throwaway Postgres, with the relay's own claim statement on an empty outbox (the
  * steady state: a claim finds a few rows at most), 3,000 sequential round trips of:
  *   - four pipelined statements: the pid check, COMMIT, BEGIN, the claim (prepared, with parameters),
- *     which is what the relay sent before 2026-11-29 (plus a fifth, SELECT pg_backend_pid());
+ *     the earlier way of sending it (plus a fifth, SELECT pg_backend_pid());
  *   - one multi-statement message (simple protocol): the pid check, COMMIT, BEGIN and EXECUTE of the
- *     claim prepared once with PREPARE, its numbers written in: what `Claimer` sends now.
+ *     claim prepared once with PREPARE, its numbers written in: what the claim session
+ *     (src/relay/3-ClaimSession.ts) sends now.
  * Prints the wall time and this process's CPU time (user + system) per round trip, two rounds.
  *
- *   npm run build && node bench/claim-message.mjs
+ *   npm run build && node bench/diagnostics/claim-message.mjs
  */
 import postgres from "postgres"
-import { competitors } from "./lib/competitors.mjs"
-import { startPostgres } from "./lib/servers.mjs"
-import { slotCount, slotMask, statements } from "../dist/relay/Statements.js"
+import { competitors } from "../lib/competitors.mjs"
+import { startPostgres } from "../lib/servers.mjs"
+import { slotCount, slotMask, statements } from "../../dist/relay/Statements.js"
 
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })

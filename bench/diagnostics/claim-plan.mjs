@@ -2,16 +2,17 @@
 /**
  * Diagnostic (not part of `npm run bench`): the claim statement's plan on a new table without statistics
  * yet (60,000 rows inserted, 30,000 of them already claimed with RELAY_RETENTION's UPDATE claim), with the
- * planner's defaults and with the claim connection's session settings (src/Database.ts, `claimPlanSettings`).
+ * planner's defaults and with the claim connection's session settings (src/relay/Database.ts,
+ * `claimPlanSettings`).
  * Each variant runs the DELETE claim of 1,000 rows under EXPLAIN ANALYZE five times (rolled back) and
  * prints the plan's scan nodes and the median execution time.
  *
- *   npm run build && node bench/claim-plan.mjs
+ *   npm run build && node bench/diagnostics/claim-plan.mjs
  */
 import postgres from "postgres"
-import { slotMask, statements } from "../dist/relay/Statements.js"
-import { competitors } from "./lib/competitors.mjs"
-import { startPostgres } from "./lib/servers.mjs"
+import { slotMask, statements } from "../../dist/relay/Statements.js"
+import { competitors } from "../lib/competitors.mjs"
+import { startPostgres } from "../lib/servers.mjs"
 
 const c = competitors.relay
 const pg = await startPostgres()

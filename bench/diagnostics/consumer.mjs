@@ -2,7 +2,7 @@
 // Consumer throughput: fills a stream with relay-shaped entries, then measures one consumer (no-op
 // handler) reading them with XREADGROUP and acknowledging them, until the group has nothing pending.
 //
-//   npm run build && node bench/consumer.mjs
+//   npm run build && node bench/diagnostics/consumer.mjs
 //
 // Settings (environment): REDIS_URL (default: a throwaway redis-server started here on a free port,
 // or redis://127.0.0.1:6379 when none is installed), BENCH_MESSAGES (200000), BENCH_BATCH (500),
@@ -11,7 +11,7 @@ import { spawn } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
 import { createServer } from "node:net"
 import { Redis } from "ioredis"
-import { startConsumer } from "../dist/index.js"
+import { startConsumer } from "../../dist/index.js"
 
 const messages = Number(process.env.BENCH_MESSAGES ?? 200_000)
 const batchSize = Number(process.env.BENCH_BATCH ?? 500)

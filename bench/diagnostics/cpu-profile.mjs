@@ -5,7 +5,7 @@
  * `node dist/main.js` with `--cpu-prof` on throwaway servers and prints self time by module and by
  * function.
  *
- *   npm run build && node bench/cpu-profile.mjs [rate|max] [seconds]     (default 5000 15)
+ *   npm run build && node bench/diagnostics/cpu-profile.mjs [rate|max] [seconds]     (default 5000 15)
  *
  * "max": pgbench without a rate limit (the producer-overhead situation). The .cpuprofile file's path is
  * printed (open it in Chrome DevTools for the call tree).
@@ -15,8 +15,8 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
-import { competitors } from "./lib/competitors.mjs"
-import { findBinary, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
+import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const rate = process.argv[2] ?? "5000"
 const seconds = process.argv[3] ?? "15"

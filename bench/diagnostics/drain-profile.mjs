@@ -5,14 +5,14 @@
  * unless LANES is set; extra Node flags in EXTRA_NODE), waits until the outbox is empty, and prints the
  * drain time and the self time by function (the top 30).
  *
- *   npm run build && node bench/drain-profile.mjs
+ *   npm run build && node bench/diagnostics/drain-profile.mjs
  */
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
-import { competitors } from "./lib/competitors.mjs"
-import { sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
+import { sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const c = competitors.relay
 const pg = await startPostgres()

@@ -7,12 +7,12 @@
  * A relay's latency is at least: the producer's commit + the claim's round trip + the XADD's round trip
  * + the consumer's wake-up.
  *
- *   npm run build && node bench/floor.mjs
+ *   npm run build && node bench/diagnostics/floor.mjs
  */
 import postgres from "postgres"
 import Redis from "ioredis"
-import { competitors } from "./lib/competitors.mjs"
-import { sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
+import { sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const c = competitors.relay
 const pg = await startPostgres()

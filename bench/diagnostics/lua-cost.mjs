@@ -4,11 +4,11 @@
  * Redis. Server time comes from INFO commandstats (usec of EVALSHA), wall time from this process.
  * Also checks that a second call with the same events adds nothing.
  *
- *   node bench/lua-cost.mjs
+ *   node bench/diagnostics/lua-cost.mjs
  */
 import Redis from "ioredis"
 import { readFileSync } from "node:fs"
-import { startRedis } from "./lib/servers.mjs"
+import { startRedis } from "../lib/servers.mjs"
 
 const xaddOnly = `
 local stream = KEYS[1]
@@ -21,7 +21,7 @@ for i = 0, count - 1 do
     'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
 end
 return out`
-const scripts = { "xadd only": xaddOnly, "lua/publish.lua": readFileSync(new URL("../lua/publish.lua", import.meta.url), "utf8") }
+const scripts = { "xadd only": xaddOnly, "lua/publish.lua": readFileSync(new URL("../../lua/publish.lua", import.meta.url), "utf8") }
 
 const server = await startRedis()
 const r = new Redis(server.url)

@@ -5,11 +5,11 @@
  * (`node dist/main.js`, default settings or the RELAY_* JSON given), pgbench single-row INSERTs at 8 and
  * 32 clients for 4 s each, twice, while a LISTEN connection counts the notifications.
  *
- *   npm run build && node bench/notify-share.mjs ['{"RELAY_CONCURRENCY":"1"}']
+ *   npm run build && node bench/diagnostics/notify-share.mjs ['{"RELAY_CONCURRENCY":"1"}']
  */
 import postgres from "postgres"
-import { competitors } from "./lib/competitors.mjs"
-import { pgbenchTps, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
+import { pgbenchTps, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 const pg = await startPostgres()
 const rs = await startRedis()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })

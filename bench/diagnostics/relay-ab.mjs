@@ -6,14 +6,14 @@
  * seconds, and reads the producers' commits/s, the relay's CPU time (/proc, user + system) and its
  * claims (pg_stat_statements: statements with SKIP LOCKED). Medians over the rounds at the end.
  *
- *   node bench/relay-ab.mjs <main.js>[|<json env>] <main.js>[|<json env>] ...
+ *   node bench/diagnostics/relay-ab.mjs <main.js>[|<json env>] <main.js>[|<json env>] ...
  *
  *   # this checkout against an earlier commit, built in a worktree:
  *   git worktree add /tmp/before <commit> && ln -s "$PWD/node_modules" /tmp/before/node_modules \
  *     && (cd /tmp/before && npx tsc -p tsconfig.build.json)
- *   npm run build && node bench/relay-ab.mjs /tmp/before/dist/main.js dist/main.js
+ *   npm run build && node bench/diagnostics/relay-ab.mjs /tmp/before/dist/main.js dist/main.js
  *   # one build, two settings:
- *   node bench/relay-ab.mjs dist/main.js 'dist/main.js|{"RELAY_BUSY_PAUSE":"5"}'
+ *   node bench/diagnostics/relay-ab.mjs dist/main.js 'dist/main.js|{"RELAY_BUSY_PAUSE":"5"}'
  *
  * Environment: AB_CLIENTS (8), AB_SECONDS (8), AB_ROUNDS (3), AB_RATE (unset: no limit).
  */
@@ -22,15 +22,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
-import { competitors } from "./lib/competitors.mjs"
-import { findBinary, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
+import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const variants = process.argv.slice(2).map((arg) => {
   const [main, env] = arg.split("|")
   return { label: arg, main, env: env ? JSON.parse(env) : {} }
 })
 if (variants.length < 2) {
-  console.error("usage: node bench/relay-ab.mjs <main.js>[|<json env>] <main.js>[|<json env>] ...")
+  console.error("usage: node bench/diagnostics/relay-ab.mjs <main.js>[|<json env>] <main.js>[|<json env>] ...")
   process.exit(2)
 }
 const clients = process.env.AB_CLIENTS ?? "8"

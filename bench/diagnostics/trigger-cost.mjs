@@ -4,11 +4,11 @@
  * running, on a throwaway Postgres: trigger firing NOTIFY, trigger taking the skip path (a relay registered as
  * awake, so no NOTIFY), and trigger disabled; pgbench single-row INSERTs at 1, 8 and 32 clients, 3 s each, twice.
  *
- *   npm run build && node bench/trigger-cost.mjs
+ *   npm run build && node bench/diagnostics/trigger-cost.mjs
  */
 import postgres from "postgres"
-import { pgbenchTps, startPostgres } from "./lib/servers.mjs"
-import { competitors } from "./lib/competitors.mjs"
+import { pgbenchTps, startPostgres } from "../lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
 try {

@@ -8,11 +8,11 @@
  * INSERTs at 1, 8 and 32 clients, 3 s each, twice, on a throwaway Postgres. The function is replaced in
  * place for each variant (throwaway database only).
  *
- *   npm run build && node bench/trigger-parts.mjs
+ *   npm run build && node bench/diagnostics/trigger-parts.mjs
  */
 import postgres from "postgres"
-import { pgbenchTps, startPostgres } from "./lib/servers.mjs"
-import { competitors } from "./lib/competitors.mjs"
+import { pgbenchTps, startPostgres } from "../lib/servers.mjs"
+import { competitors } from "../lib/competitors.mjs"
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
 const variants = {
