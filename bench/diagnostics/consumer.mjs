@@ -4,48 +4,20 @@
 //
 //   npm run build && node bench/diagnostics/consumer.mjs
 //
-// Settings (environment): REDIS_URL (default: a throwaway redis-server started here on a free port,
-// or redis://127.0.0.1:6379 when none is installed), BENCH_MESSAGES (200000), BENCH_BATCH (500),
-// BENCH_CONCURRENCY (64). Uses its own key (bench:consumer:<random>) and deletes it at the end.
-import { spawn } from "node:child_process"
+// Settings (environment): REDIS_URL (default: a throwaway redis-server started here on a free port),
+// BENCH_MESSAGES (200000), BENCH_BATCH (500), BENCH_CONCURRENCY (64). Uses its own key (bench:consumer:<random>) and deletes it at the end.
 import { randomBytes, randomUUID } from "node:crypto"
-import { createServer } from "node:net"
 import { Redis } from "ioredis"
 import { startConsumer } from "../../dist/index.js"
+import { sleep, startRedis } from "../lib/servers.mjs"
 
 const messages = Number(process.env.BENCH_MESSAGES ?? 200_000)
 const batchSize = Number(process.env.BENCH_BATCH ?? 500)
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64)
 
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-
-/** A redis-server of our own (no persistence), so the numbers do not depend on a shared one. */
-const throwawayRedis = async () => {
-  const port = await freePort()
-  const child = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no"], { stdio: "ignore" })
-  const failed = new Promise((_, reject) => child.once("error", reject))
-  failed.catch(() => {})
-  const stop = () => child.kill("SIGKILL")
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
-    const probe = new Redis(port, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    probe.on("error", () => {})
-    const up = await Promise.race([probe.connect().then(() => true, () => false), failed])
-    probe.disconnect()
-    if (up) return { url: `redis://127.0.0.1:${port}`, stop }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  stop()
-  throw new Error(`redis-server did not start on port ${port}`)
-}
-
-const server = process.env.REDIS_URL ? undefined : await throwawayRedis().catch(() => undefined)
-const redisUrl = process.env.REDIS_URL ?? server?.url ?? "redis://127.0.0.1:6379"
+// A redis-server of our own (no persistence), so the numbers do not depend on a shared one.
+const server = process.env.REDIS_URL ? undefined : await startRedis()
+const redisUrl = process.env.REDIS_URL ?? server.url
 const redis = new Redis(redisUrl)
 const stream = `bench:consumer:${randomBytes(4).toString("hex")}`
 
@@ -75,7 +47,7 @@ while (true) {
   const info = await redis.xinfo("GROUPS", stream)
   const read = Number(info[0][info[0].indexOf("entries-read") + 1])
   if (handled >= messages && read >= messages && Number(pending) === 0) break
-  await new Promise((resolve) => setTimeout(resolve, 5))
+  await sleep(5)
 }
 const seconds = (performance.now() - started) / 1000
 await consumer.stop()
@@ -86,4 +58,4 @@ console.log(
 )
 await redis.del(stream)
 redis.disconnect()
-server?.stop()
+await server?.stop()

@@ -9,7 +9,8 @@ import { inject } from "vitest"
 import { RelayLoop } from "../../src/relay/Relay.js"
 import { loggerLayer } from "../../src/shared/Logging.js"
 import { RelayConfig } from "../../src/relay/RelayConfig.js"
-import { createTestDatabase, uniquePrefix } from "../support/db.js"
+import { createTestDatabase, uniquePrefix } from "./db.ts"
+import { eventually } from "./wait.ts"
 
 export interface TestEnv {
   readonly databaseUrl: string
@@ -82,22 +83,6 @@ export const readStream = async (redis: Redis, key: string): Promise<Array<Strea
     for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!
     return { id, fields }
   })
-}
-
-/** Polls `read` until `done` holds or the time is up; returns the last value read either way. */
-export const eventually = async <A>(
-  read: () => Promise<A>,
-  done: (value: A) => boolean,
-  timeoutMs = 10_000,
-  intervalMs = 20
-): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  let value = await read()
-  while (!done(value) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-    value = await read()
-  }
-  return value
 }
 
 /** Waits until a stream holds at least `count` entries (or the time is up) and returns them. */
