@@ -44,7 +44,9 @@ const option = (name) => {
   if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`)
   return v
 }
-const known = new Set(["quick", "only", "scenario", "soak", "soak-only", "no-build", "no-report", "baseline", "rounds", "help"])
+const known = new Set([
+  "quick", "only", "scenario", "soak", "soak-only", "no-build", "no-report", "baseline", "rounds", "help"
+])
 for (const a of argv) {
   if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
 }
@@ -72,7 +74,8 @@ const picked = onlyArg
 const baselineDir = baselineArg === undefined ? undefined : resolve(baselineArg)
 if (baselineDir !== undefined) {
   for (const part of ["dist/main.js", "sql", "lua", "node_modules"]) {
-    if (!existsSync(join(baselineDir, part))) throw new Error(`--baseline: ${join(baselineDir, part)} is missing (a built copy of the project)`)
+    const path = join(baselineDir, part)
+    if (!existsSync(path)) throw new Error(`--baseline: ${path} is missing (a built copy of the project)`)
   }
   if (!picked.includes("relay")) throw new Error("--baseline compares with the relay: keep relay in --only")
   competitors["relay-baseline"] = relayBaseline(baselineDir)
@@ -82,7 +85,9 @@ const selected = picked.flatMap((n) => (n === "relay" && baselineDir ? ["relay",
 const turnGroup = (name) => (name === "relay" && baselineDir ? ["relay", "relay-baseline"] : [name])
 const roundsArg = option("rounds")
 const abRounds = Number(roundsArg ?? (quick ? 3 : 5))
-if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) throw new Error("--rounds: a whole number from 1 to 50")
+if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
+  throw new Error("--rounds: a whole number from 1 to 50")
+}
 if (roundsArg !== undefined && !baselineDir) throw new Error("--rounds goes with --baseline")
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
@@ -143,7 +148,8 @@ if (!flag("no-build") && selected.includes("relay")) {
 const contentHash = (base, dirs) => {
   const h = createHash("sha256")
   const walk = (dir) => {
-    for (const e of readdirSync(join(base, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const entries = readdirSync(join(base, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))
+    for (const e of entries) {
       const rel = join(dir, e.name)
       if (e.isDirectory()) walk(rel)
       else h.update(rel).update(readFileSync(join(base, rel)))
@@ -221,7 +227,9 @@ results.meta = {
   postgresSettings: pgSettings,
   redisSettings: { save: "", appendonly: "no" },
   relaySource: { gitHead: git("rev-parse", "--short", "HEAD"), dirtyFiles: git("status", "--porcelain", "src", "sql", "lua").split("\n").filter(Boolean).length, sourceHash },
-  ...(baselineDir ? { baseline: { dir: baselineDir, buildHash: contentHash(baselineDir, ["dist", "sql", "lua"]), rounds: abRounds } } : {})
+  ...(baselineDir
+    ? { baseline: { dir: baselineDir, buildHash: contentHash(baselineDir, ["dist", "sql", "lua"]), rounds: abRounds } }
+    : {})
 }
 for (const name of selected) {
   const c = competitors[name]
@@ -376,7 +384,8 @@ const inTurns = (group, round) => (round % 2 ? [...group].reverse() : group)
 
 /** Per-round ratios a / b (null where either is missing) and their median. */
 const pairedRatios = (as, bs) => {
-  const perRound = as.map((a, i) => (a && bs[i] && Number.isFinite(a) && Number.isFinite(bs[i]) ? round(a / bs[i], 3) : null))
+  const ok = (x) => x !== null && x !== undefined && x > 0 && Number.isFinite(x)
+  const perRound = as.map((a, i) => (ok(a) && ok(bs[i]) ? round(a / bs[i], 3) : null))
   return { perRound, median: round(median(perRound.filter((x) => x !== null)), 3) }
 }
 
@@ -414,7 +423,8 @@ const runDrain = async () => {
         const [a, b] = group.map((n) => runs[n].map((x) => x.rate ?? null))
         const ratio = pairedRatios(a, b)
         results.ab.drain.push({ backlog: plan.n, relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median })
-        log(`  drain ${fmtNum(plan.n)}: relay / baseline events/s per round ${ratio.perRound.join(", ")}; median ${ratio.median}`)
+        log(`  drain ${fmtNum(plan.n)}: relay / baseline events/s per round ${ratio.perRound.join(", ")};` +
+          ` median ${ratio.median}`)
       }
     }
   }
@@ -587,7 +597,8 @@ const runLatency = async () => {
         const stream = streamOf(c)
         await redis.unlink(stream)
         // One single-connection client per producer "thread" (postgres.js reserve() does not fit here).
-        const producerSql = Array.from({ length: 8 }, () => postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false }))
+        const producerSql = Array.from({ length: 8 }, () =>
+          postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false }))
         setups[n] = { handle, producerSql, stream }
       }
       const rounds = group.length > 1 ? abRounds : 1
@@ -616,8 +627,11 @@ const runLatency = async () => {
             continue
           }
           // Several rounds: the round with the median p50 stands for them, with every round's p50 and p99.
-          const middle = rows.slice().sort((a, b) => latencyValue(a, "p50") - latencyValue(b, "p50"))[(rows.length - 1) >> 1]
-          results.latency.push({ ...middle, rounds: rows.length, p50s: rows.map((x) => x.p50), p99s: rows.map((x) => x.p99) })
+          const byP50 = rows.slice().sort((a, b) => latencyValue(a, "p50") - latencyValue(b, "p50"))
+          const middle = byP50[(rows.length - 1) >> 1]
+          results.latency.push({
+            ...middle, rounds: rows.length, p50s: rows.map((x) => x.p50), p99s: rows.map((x) => x.p99)
+          })
         }
       }
       if (group.length > 1) {
@@ -631,7 +645,8 @@ const runLatency = async () => {
             const [a, b] = group.map((n) => at(n, key))
             const ratio = pairedRatios(a, b)
             entry[key] = { relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median }
-            log(`  latency @${rate}/s ${key}: relay / baseline per round ${ratio.perRound.join(", ")}; median ${ratio.median}`)
+            log(`  latency @${rate}/s ${key}: relay / baseline per round ${ratio.perRound.join(", ")};` +
+              ` median ${ratio.median}`)
           }
           results.ab.latency.push(entry)
         }
@@ -781,7 +796,8 @@ const runSoak = async () => {
     // The relay runs twice: deleting on publish (the default) and keeping published rows
     // (RELAY_RETENTION, a fifth of the soak so the purge reaches its steady state within the run).
     const retentionSec = Math.max(10, Math.round(config.soakSec / 5))
-    const soaked = (n) => !["graphile-default", "floor", "relay-baseline"].includes(n) && (!soakOnly || soakOnly.includes(n))
+    const soaked = (n) =>
+      !["graphile-default", "floor", "relay-baseline"].includes(n) && (!soakOnly || soakOnly.includes(n))
     const runs = selected.filter(soaked).flatMap((name) =>
       name === "relay"
         ? [{ name }, { name, variant: `RELAY_RETENTION=${retentionSec} seconds`, env: { RELAY_RETENTION: `${retentionSec} seconds` } }]

@@ -5,7 +5,8 @@
 //   npm run build && node bench/diagnostics/consumer.mjs
 //
 // Settings (environment): REDIS_URL (default: a throwaway redis-server started here on a free port),
-// BENCH_MESSAGES (200000), BENCH_BATCH (500), BENCH_CONCURRENCY (64). Uses its own key (bench:consumer:<random>) and deletes it at the end.
+// BENCH_MESSAGES (200000), BENCH_BATCH (500), BENCH_CONCURRENCY (64). Uses its own key
+// (bench:consumer:<random>) and deletes it at the end.
 import { randomBytes, randomUUID } from "node:crypto"
 import { Redis } from "ioredis"
 import { startConsumer } from "../../dist/index.js"

@@ -21,7 +21,10 @@ for i = 0, count - 1 do
     'schema_version', ARGV[b + 6], 'occurred_at', ARGV[b + 7], 'payload', ARGV[b + 8], 'headers', ARGV[b + 9])
 end
 return out`
-const scripts = { "xadd only": xaddOnly, "lua/publish.lua": readFileSync(new URL("../../lua/publish.lua", import.meta.url), "utf8") }
+const scripts = {
+  "xadd only": xaddOnly,
+  "lua/publish.lua": readFileSync(new URL("../../lua/publish.lua", import.meta.url), "utf8")
+}
 
 const server = await startRedis()
 const r = new Redis(server.url)

@@ -162,13 +162,11 @@ export const abTable = (results) => {
   if (!results.ab) return ""
   const rows = []
   const cells = (ratios) => ratios.map((x) => (x === null ? "n/a" : x.toFixed(3)))
-  for (const d of results.ab.drain) {
-    rows.push([`drain ${fmtNum(d.backlog)}: events/s`, ...cells(d.ratio), d.medianRatio === null ? "n/a" : `**${d.medianRatio.toFixed(3)}**`])
-  }
+  const median = (x) => (x === null ? "n/a" : `**${x.toFixed(3)}**`)
+  for (const d of results.ab.drain) rows.push([`drain ${fmtNum(d.backlog)}: events/s`, ...cells(d.ratio), median(d.medianRatio)])
   for (const l of results.ab.latency) {
     for (const key of ["p50", "p99"]) {
-      const x = l[key]
-      rows.push([`latency @${l.rate}/s: ${key}`, ...cells(x.ratio), x.medianRatio === null ? "n/a" : `**${x.medianRatio.toFixed(3)}**`])
+      rows.push([`latency @${l.rate}/s: ${key}`, ...cells(l[key].ratio), median(l[key].medianRatio)])
     }
   }
   const rounds = Math.max(0, ...rows.map((r) => r.length - 2))
@@ -186,9 +184,9 @@ export const summaryTable = (results) => {
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
   if (results.ab) {
-    parts.push(`### A/B: ${label(results, "relay")} / ${label(results, "relay-baseline")}, taking turns round by round\n\n` +
-      `Baseline: ${results.meta.baseline?.dir ?? "n/a"}. Drain: above 1 this build is faster; latency: below 1 it is quicker.\n\n` +
-      abTable(results))
+    const title = `${label(results, "relay")} / ${label(results, "relay-baseline")}, taking turns round by round`
+    parts.push(`### A/B: ${title}\n\nBaseline: ${results.meta.baseline?.dir ?? "n/a"}. ` +
+      `Drain: above 1 this build is faster; latency: below 1 it is quicker.\n\n${abTable(results)}`)
   }
   if (results.errors?.length) parts.push(`### Errors\n\n${results.errors.map((e) => `- ${e.where}: ${e.message.split("\n")[0]}`).join("\n")}`)
   return parts.join("\n\n")
