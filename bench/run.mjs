@@ -13,20 +13,25 @@
  *   npm run bench -- --soak-only relay     soak only these competitors (the other scenarios still run all)
  *   npm run bench -- --no-build            do not run `npm run build` first
  *   npm run bench -- --no-report           do not regenerate docs/benchmarks.md
+ *   npm run bench -- --baseline <dir>      A/B: another build of the project in <dir> (dist/, sql/, lua/,
+ *                                          node_modules) runs as "relay-baseline"; in drain and latency it
+ *                                          takes turns with the relay, round by round (--rounds n, default
+ *                                          3 with --quick, else 5), and the summary prints per-round ratios
  *
- * Writes bench/results/latest.json and bench/results/<timestamp>[-quick].json; a full run also
- * regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
+ * Writes bench/results/latest.json and bench/results/<timestamp>[-quick][-ab].json (git-ignored); a full
+ * run also regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
  */
 import { execFile, execFileSync, spawn } from "node:child_process"
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { createHash } from "node:crypto"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import postgres from "postgres"
 import Redis from "ioredis"
-import { competitors, root, streamOf, PAD, TOPIC } from "./lib/competitors.mjs"
+import { competitors, relayBaseline, root, streamOf, PAD, TOPIC } from "./lib/competitors.mjs"
 import { cdfPoints, fmtMs, fmtNum, median, percentile, round } from "./lib/stats.mjs"
+import { latencyValue, summaryTable } from "./lib/summary.mjs"
 import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis, treeTicks } from "./lib/servers.mjs"
 
 // ---------------------------------------------------------------------------------------------- flags
@@ -39,12 +44,14 @@ const option = (name) => {
   if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`)
   return v
 }
-const known = new Set(["quick", "only", "scenario", "soak", "soak-only", "no-build", "no-report", "help"])
+const known = new Set([
+  "quick", "only", "scenario", "soak", "soak-only", "no-build", "no-report", "baseline", "rounds", "help"
+])
 for (const a of argv) {
   if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
 }
 if (flag("help")) {
-  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 16).join("\n"))
+  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 20).join("\n"))
   process.exit(0)
 }
 const quick = flag("quick")
@@ -52,14 +59,36 @@ const onlyArg = option("only")
 const scenarioArg = option("scenario")
 const soakArg = option("soak")
 const soakOnly = option("soak-only")?.split(",")
+const baselineArg = option("baseline")
 const allNames = ["relay", "graphile", "graphile-default", "classic", "floor"]
-const selected = onlyArg
+const picked = onlyArg
   ? [...new Set(onlyArg.split(",").flatMap((n) => {
     if (n === "graphile") return ["graphile", "graphile-default"]
     if (!allNames.includes(n)) throw new Error(`--only: unknown competitor ${n} (relay, graphile, graphile-default, classic, floor)`)
     return [n]
   }))]
   : allNames
+
+// ---------------------------------------------------------------------------------------------- A/B
+/** The other build an A/B run compares with: it runs right after the relay, as "relay-baseline". */
+const baselineDir = baselineArg === undefined ? undefined : resolve(baselineArg)
+if (baselineDir !== undefined) {
+  for (const part of ["dist/main.js", "sql", "lua", "node_modules"]) {
+    const path = join(baselineDir, part)
+    if (!existsSync(path)) throw new Error(`--baseline: ${path} is missing (a built copy of the project)`)
+  }
+  if (!picked.includes("relay")) throw new Error("--baseline compares with the relay: keep relay in --only")
+  competitors["relay-baseline"] = relayBaseline(baselineDir)
+}
+const selected = picked.flatMap((n) => (n === "relay" && baselineDir ? ["relay", "relay-baseline"] : [n]))
+/** Names that take turns round by round in drain and latency: the relay and its baseline. */
+const turnGroup = (name) => (name === "relay" && baselineDir ? ["relay", "relay-baseline"] : [name])
+const roundsArg = option("rounds")
+const abRounds = Number(roundsArg ?? (quick ? 3 : 5))
+if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
+  throw new Error("--rounds: a whole number from 1 to 50")
+}
+if (roundsArg !== undefined && !baselineDir) throw new Error("--rounds goes with --baseline")
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
     if (!["drain", "latency", "overhead", "soak", "profile"].includes(s)) throw new Error(`--scenario: unknown ${s}`)
@@ -96,6 +125,8 @@ const results = {
   overhead: [],
   soak: [],
   profile: null,
+  /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
+  ab: baselineDir ? { drain: [], latency: [] } : null,
   errors: []
 }
 const noteError = (where, error) => {
@@ -113,18 +144,21 @@ if (!flag("no-build") && selected.includes("relay")) {
   }
 }
 
-const sourceHash = (() => {
+/** Content hash of `dirs` under `base`: which code was measured, committed or not. */
+const contentHash = (base, dirs) => {
   const h = createHash("sha256")
   const walk = (dir) => {
-    for (const e of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const entries = readdirSync(join(base, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))
+    for (const e of entries) {
       const rel = join(dir, e.name)
       if (e.isDirectory()) walk(rel)
-      else h.update(rel).update(readFileSync(join(root, rel)))
+      else h.update(rel).update(readFileSync(join(base, rel)))
     }
   }
-  for (const dir of ["src", "sql", "lua"]) walk(dir)
+  for (const dir of dirs) walk(dir)
   return h.digest("hex").slice(0, 12)
-})()
+}
+const sourceHash = contentHash(root, ["src", "sql", "lua"])
 const git = (...args) => {
   try {
     return execFileSync("git", args, { cwd: root, encoding: "utf8" }).trim()
@@ -192,7 +226,10 @@ results.meta = {
   versions,
   postgresSettings: pgSettings,
   redisSettings: { save: "", appendonly: "no" },
-  relaySource: { gitHead: git("rev-parse", "--short", "HEAD"), dirtyFiles: git("status", "--porcelain", "src", "sql", "lua").split("\n").filter(Boolean).length, sourceHash }
+  relaySource: { gitHead: git("rev-parse", "--short", "HEAD"), dirtyFiles: git("status", "--porcelain", "src", "sql", "lua").split("\n").filter(Boolean).length, sourceHash },
+  ...(baselineDir
+    ? { baseline: { dir: baselineDir, buildHash: contentHash(baselineDir, ["dist", "sql", "lua"]), rounds: abRounds } }
+    : {})
 }
 for (const name of selected) {
   const c = competitors[name]
@@ -342,28 +379,53 @@ const drainOnce = async (c, n, capSec) => {
   return row
 }
 
+/** Competitors in `group` take turns; odd rounds reverse the order, so going first favours neither. */
+const inTurns = (group, round) => (round % 2 ? [...group].reverse() : group)
+
+/** Per-round ratios a / b (null where either is missing) and their median. */
+const pairedRatios = (as, bs) => {
+  const ok = (x) => x !== null && x !== undefined && x > 0 && Number.isFinite(x)
+  const perRound = as.map((a, i) => (ok(a) && ok(bs[i]) ? round(a / bs[i], 3) : null))
+  return { perRound, median: round(median(perRound.filter((x) => x !== null)), 3) }
+}
+
 const runDrain = async () => {
   log("== drain")
-  for (const name of selected) {
+  for (const name of selected.filter((n) => n !== "relay-baseline")) {
     const c = competitors[name]
+    const group = turnGroup(name)
     const plans = name === "classic"
       ? [{ n: config.classicBacklog, cap: config.classicWindowSec, reps: 1, mode: "window" }]
       : name === "graphile-default"
       ? config.defaultGraphileSizes.map((n) => ({ n, cap: config.defaultGraphileCapSec, reps: 1, mode: "capped" }))
       : config.drainSizes.map((n) => ({ n, cap: config.drainCapSec, reps: n >= 1_000_000 ? 1 : config.drainReps, mode: "full" }))
     for (const plan of plans) {
-      const runs = []
-      for (let r = 0; r < plan.reps; r++) runs.push(await drainOnce(c, plan.n, plan.cap))
-      const ok = runs.filter((x) => x.rate)
-      const best = ok.length ? ok.slice().sort((a, b) => a.rate - b.rate)[ok.length >> 1] : runs[0]
-      results.drain.push({
-        ...best,
-        mode: plan.mode,
-        reps: runs.length,
-        rates: runs.map((x) => x.rate),
-        rate: median(runs.map((x) => x.rate ?? NaN)),
-        rssMaxMiB: Math.max(...runs.map((x) => x.rssMaxMiB ?? 0)) || null
-      })
+      const runs = Object.fromEntries(group.map((n) => [n, []]))
+      // A/B: every round drains the same backlog with each build in turn (a 1M backlog at most 3 rounds).
+      const rounds = group.length > 1 ? (plan.n >= 1_000_000 ? Math.min(abRounds, 3) : abRounds) : plan.reps
+      for (let r = 0; r < rounds; r++) {
+        if (group.length > 1) log(`  round ${r + 1}/${rounds}`)
+        for (const n of inTurns(group, r)) runs[n].push(await drainOnce(competitors[n], plan.n, plan.cap))
+      }
+      for (const n of group) {
+        const ok = runs[n].filter((x) => x.rate)
+        const best = ok.length ? ok.slice().sort((a, b) => a.rate - b.rate)[ok.length >> 1] : runs[n][0]
+        results.drain.push({
+          ...best,
+          mode: plan.mode,
+          reps: runs[n].length,
+          rates: runs[n].map((x) => x.rate),
+          rate: median(runs[n].map((x) => x.rate ?? NaN)),
+          rssMaxMiB: Math.max(...runs[n].map((x) => x.rssMaxMiB ?? 0)) || null
+        })
+      }
+      if (group.length > 1) {
+        const [a, b] = group.map((n) => runs[n].map((x) => x.rate ?? null))
+        const ratio = pairedRatios(a, b)
+        results.ab.drain.push({ backlog: plan.n, relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median })
+        log(`  drain ${fmtNum(plan.n)}: relay / baseline events/s per round ${ratio.perRound.join(", ")};` +
+          ` median ${ratio.median}`)
+      }
     }
   }
 }
@@ -466,67 +528,138 @@ const warmUp = async (c, sql, stream) => {
   return consumer.latencies.size
 }
 
+/**
+ * One turn of the latency scenario: starts the competitor on its database, warms it up, runs every
+ * rate, stops it. Returns a row per rate, or throws.
+ */
+const latencyTurn = async (c, { handle, producerSql, stream }) => {
+  let p
+  const rows = []
+  try {
+    p = startCompetitor(c, handle.url)
+    const warmed = await warmUp(c, producerSql, stream)
+    if (warmed < 50) throw new Error(`warm-up: only ${warmed}/50 events arrived within 30 s\n${p.logTail()}`)
+    for (const rate of config.latencyRates) {
+      const runTag = `${c.name}-${rate}-${Date.now()}`
+      const [last] = await redis.xrevrange(stream, "+", "-", "COUNT", 1)
+      let produced = null
+      const consumer = consume(stream, last ? last[0] : "0-0", runTag, () => (produced ? produced.sent - produced.failed : null))
+      produced = await produce(c, producerSql, rate, config.latencySec, runTag)
+      await consumer.finish(config.latencyDrainWaitSec * 1000)
+      const values = [...consumer.latencies.values()]
+      const delivered = values.length
+      const expected = produced.sent - produced.failed
+      const missing = Math.max(0, expected - delivered)
+      const sorted = values.concat(Array(missing).fill(Infinity)).sort((a, b) => a - b)
+      const row = {
+        competitor: c.name,
+        rate,
+        seconds: config.latencySec,
+        sent: produced.sent,
+        failed: produced.failed,
+        achievedRate: produced.achievedRate,
+        sentLate: produced.late,
+        delivered,
+        missing,
+        waitAfterSec: config.latencyDrainWaitSec,
+        p50: round(percentile(sorted, 50), 3),
+        p90: round(percentile(sorted, 90), 3),
+        p99: round(percentile(sorted, 99), 3),
+        max: round(percentile(sorted, 100), 3),
+        mean: delivered ? round(values.reduce((a, b) => a + b, 0) / delivered, 3) : null,
+        cdf: cdfPoints.map((q) => [q, round(percentile(sorted, q), 3)]),
+        // The producer's own INSERT + COMMIT (no relay can see an event before this returns).
+        commitP50: round(percentile(produced.commits, 50), 3),
+        commitP99: round(percentile(produced.commits, 99), 3)
+      }
+      rows.push(row)
+      log(`  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${fmtMs(row.max)}` +
+        ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
+        ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`)
+      await sleep(500)
+    }
+  } finally {
+    if (p) await stopCompetitor(p)
+  }
+  return rows
+}
+
 const runLatency = async () => {
   log("== latency")
-  for (const name of selected) {
-    const c = competitors[name]
-    const handle = await freshDb(c, "latency")
-    const stream = streamOf(c)
-    await redis.unlink(stream)
-    // One single-connection client per producer "thread" (postgres.js reserve() does not fit here).
-    const producerSql = Array.from({ length: 8 }, () => postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false }))
-    let p
+  for (const name of selected.filter((n) => n !== "relay-baseline")) {
+    const group = turnGroup(name)
+    // Each competitor keeps its database, stream and producers across its turns; only its process restarts.
+    const setups = {}
     try {
-      p = startCompetitor(c, handle.url)
-      const warmed = await warmUp(c, producerSql, stream)
-      if (warmed < 50) throw new Error(`warm-up: only ${warmed}/50 events arrived within 30 s\n${p.logTail()}`)
-      for (const rate of config.latencyRates) {
-        const runTag = `${c.name}-${rate}-${Date.now()}`
-        const [last] = await redis.xrevrange(stream, "+", "-", "COUNT", 1)
-        let produced = null
-        const consumer = consume(stream, last ? last[0] : "0-0", runTag, () => (produced ? produced.sent - produced.failed : null))
-        produced = await produce(c, producerSql, rate, config.latencySec, runTag)
-        await consumer.finish(config.latencyDrainWaitSec * 1000)
-        const values = [...consumer.latencies.values()]
-        const delivered = values.length
-        const expected = produced.sent - produced.failed
-        const missing = Math.max(0, expected - delivered)
-        const sorted = values.concat(Array(missing).fill(Infinity)).sort((a, b) => a - b)
-        const row = {
-          competitor: c.name,
-          rate,
-          seconds: config.latencySec,
-          sent: produced.sent,
-          failed: produced.failed,
-          achievedRate: produced.achievedRate,
-          sentLate: produced.late,
-          delivered,
-          missing,
-          waitAfterSec: config.latencyDrainWaitSec,
-          p50: round(percentile(sorted, 50), 3),
-          p90: round(percentile(sorted, 90), 3),
-          p99: round(percentile(sorted, 99), 3),
-          max: round(percentile(sorted, 100), 3),
-          mean: delivered ? round(values.reduce((a, b) => a + b, 0) / delivered, 3) : null,
-          cdf: cdfPoints.map((q) => [q, round(percentile(sorted, q), 3)]),
-          // The producer's own INSERT + COMMIT (no relay can see an event before this returns).
-          commitP50: round(percentile(produced.commits, 50), 3),
-          commitP99: round(percentile(produced.commits, 99), 3)
+      for (const n of group) {
+        const c = competitors[n]
+        const handle = await freshDb(c, "latency")
+        const stream = streamOf(c)
+        await redis.unlink(stream)
+        // One single-connection client per producer "thread" (postgres.js reserve() does not fit here).
+        const producerSql = Array.from({ length: 8 }, () =>
+          postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false }))
+        setups[n] = { handle, producerSql, stream }
+      }
+      const rounds = group.length > 1 ? abRounds : 1
+      const turns = Object.fromEntries(group.map((n) => [n, []]))
+      for (let r = 0; r < rounds; r++) {
+        if (group.length > 1) log(`  round ${r + 1}/${rounds}`)
+        for (const n of inTurns(group, r)) {
+          try {
+            turns[n].push(await latencyTurn(competitors[n], setups[n]))
+          } catch (error) {
+            noteError(`latency ${n}${rounds > 1 ? ` round ${r + 1}` : ""}`, error)
+            turns[n].push(null)
+          }
         }
-        results.latency.push(row)
-        log(`  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${fmtMs(row.max)}` +
-          ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
-          ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`)
-        await sleep(500)
+      }
+      for (const n of group) {
+        const done = turns[n].filter(Boolean)
+        if (!done.length) {
+          results.latency.push({ competitor: n, error: results.errors.at(-1)?.message ?? "no turn finished" })
+          continue
+        }
+        for (const rate of config.latencyRates) {
+          const rows = done.map((t) => t.find((row) => row.rate === rate)).filter(Boolean)
+          if (rows.length === 1) {
+            results.latency.push(rows[0])
+            continue
+          }
+          // Several rounds: the round with the median p50 stands for them, with every round's p50 and p99.
+          const byP50 = rows.slice().sort((a, b) => latencyValue(a, "p50") - latencyValue(b, "p50"))
+          const middle = byP50[(rows.length - 1) >> 1]
+          results.latency.push({
+            ...middle, rounds: rows.length, p50s: rows.map((x) => x.p50), p99s: rows.map((x) => x.p99)
+          })
+        }
+      }
+      if (group.length > 1) {
+        for (const rate of config.latencyRates) {
+          const at = (n, key) => turns[n].map((t) => {
+            const row = t?.find((x) => x.rate === rate)
+            return row ? latencyValue(row, key) : null
+          })
+          const entry = { rate }
+          for (const key of ["p50", "p99"]) {
+            const [a, b] = group.map((n) => at(n, key))
+            const ratio = pairedRatios(a, b)
+            entry[key] = { relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median }
+            log(`  latency @${rate}/s ${key}: relay / baseline per round ${ratio.perRound.join(", ")};` +
+              ` median ${ratio.median}`)
+          }
+          results.ab.latency.push(entry)
+        }
       }
     } catch (error) {
-      noteError(`latency ${c.name}`, error)
-      results.latency.push({ competitor: c.name, error: error.message })
+      noteError(`latency ${name}`, error)
+      results.latency.push({ competitor: name, error: error.message })
     } finally {
-      if (p) await stopCompetitor(p)
-      await Promise.all(producerSql.map((s) => s.end({ timeout: 2 }).catch(() => {})))
-      await redis.unlink(stream)
-      await dropDb(handle)
+      for (const { handle, producerSql, stream } of Object.values(setups)) {
+        await Promise.all(producerSql.map((s) => s.end({ timeout: 2 }).catch(() => {})))
+        await redis.unlink(stream)
+        await dropDb(handle)
+      }
     }
   }
 }
@@ -604,7 +737,7 @@ const runOverhead = async () => {
       // sleeps: no NOTIFY, 5 s poll, and leaves both cores to the producers). The trigger's own cost
       // is "on" vs "off-polling". Both relays take turns for every writer count, so a machine that
       // drifts during the scenario shifts both alike.
-      const polling = c.name === "relay"
+      const polling = c.kind === "relay"
       if (!polling) await restart()
       for (let rep = 0; rep < config.overheadReps; rep++) {
         for (const writers of config.overheadWriters) {
@@ -663,7 +796,9 @@ const runSoak = async () => {
     // The relay runs twice: deleting on publish (the default) and keeping published rows
     // (RELAY_RETENTION, a fifth of the soak so the purge reaches its steady state within the run).
     const retentionSec = Math.max(10, Math.round(config.soakSec / 5))
-    const runs = selected.filter((n) => n !== "graphile-default" && n !== "floor" && (!soakOnly || soakOnly.includes(n))).flatMap((name) =>
+    const soaked = (n) =>
+      !["graphile-default", "floor", "relay-baseline"].includes(n) && (!soakOnly || soakOnly.includes(n))
+    const runs = selected.filter(soaked).flatMap((name) =>
       name === "relay"
         ? [{ name }, { name, variant: `RELAY_RETENTION=${retentionSec} seconds`, env: { RELAY_RETENTION: `${retentionSec} seconds` } }]
         : [{ name }])
@@ -800,16 +935,17 @@ try {
 }
 
 // ---------------------------------------------------------------------------------------------- output
-const { summaryTable } = await import("./lib/summary.mjs")
 const dir = join(root, "bench", "results")
 mkdirSync(dir, { recursive: true })
 const stamp = new Date(started).toISOString().replace(/[:.]/g, "-").slice(0, 19)
+const runFile = `${stamp}${quick ? "-quick" : ""}${baselineDir ? "-ab" : ""}.json`
 const json = JSON.stringify(results, null, 2)
 writeFileSync(join(dir, "latest.json"), json)
-writeFileSync(join(dir, `${stamp}${quick ? "-quick" : ""}.json`), json)
+writeFileSync(join(dir, runFile), json)
 console.log(`\n${summaryTable(results)}`)
-log(`wrote bench/results/latest.json and bench/results/${stamp}${quick ? "-quick" : ""}.json in ${results.meta.durationSeconds}s`)
-if (!quick && !flag("no-report") && !onlyArg && !scenarioArg) {
+log(`wrote bench/results/latest.json and bench/results/${runFile} in ${results.meta.durationSeconds}s`)
+// Only a full run of every competitor and scenario stands for the docs (an A/B run compares two builds).
+if (!quick && !flag("no-report") && !onlyArg && !scenarioArg && !baselineDir) {
   execFileSync(process.execPath, [join(root, "bench", "report.mjs"), join(dir, "latest.json")], { stdio: "inherit" })
 }
 process.exit(results.errors.length ? 1 : 0)

@@ -6,7 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import type postgres from "postgres"
-import { drained, eventually, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+import { drained, insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./support/relayHarness.js"
+import { eventually } from "./support/wait.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 

@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest"
 import postgres from "postgres"
 import { slotCount, slotMask, statements } from "../src/relay/Statements.js"
-import { insertEvents, makeTestEnv } from "./helpers/harness.js"
+import { insertEvents, makeTestEnv } from "./support/relayHarness.js"
 
 describe("claim statement", () => {
   it("takes nothing on any session but the one it names, and takes rows on that one", async () => {

@@ -8,8 +8,8 @@ import postgres from "postgres"
 import { afterEach, describe, expect, inject, it } from "vitest"
 import { readMigrations } from "../src/relay/Migrator.js"
 import { databaseUrl } from "./support/db.js"
+import { makeTestEnv, readStream, type TestEnv } from "./support/relayHarness.js"
 import { killAllRelayProcesses, startRelayProcess } from "./support/relayProcess.js"
-import { makeTestEnv, readStream, type TestEnv } from "./helpers/harness.js"
 
 afterEach(() => killAllRelayProcesses())
 

@@ -8,7 +8,8 @@ import { Context, Effect, Layer } from "effect"
 import { Health } from "../src/relay/Health.js"
 import { freePort } from "./support/ports.js"
 import { startRedisServer } from "./support/redisServer.js"
-import { drained, eventually, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./helpers/harness.js"
+import { drained, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./support/relayHarness.js"
+import { eventually } from "./support/wait.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 

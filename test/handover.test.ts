@@ -5,7 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { eventually, insertEvents, relayLayer, testEnv } from "./helpers/harness.js"
+import { insertEvents, relayLayer, testEnv } from "./support/relayHarness.js"
+import { eventually } from "./support/wait.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 

@@ -4,8 +4,9 @@
  * RELAY_LEASE_TIMEOUT.
  */
 import { afterEach, describe, expect, it } from "vitest"
+import { drained, insertEvents, makeTestEnv, readStream, type TestEnv } from "./support/relayHarness.js"
 import { killAllRelayProcesses, type RelayProcessHandle, startRelayProcess } from "./support/relayProcess.js"
-import { drained, eventually, insertEvents, makeTestEnv, readStream, type TestEnv } from "./helpers/harness.js"
+import { eventually } from "./support/wait.js"
 
 interface Readiness {
   readonly ready: boolean

@@ -8,7 +8,7 @@ import type { OutboxRow } from "../src/relay/Database.js"
 import { inflightKey } from "../src/shared/RedisKeys.js"
 import { RelayConfig } from "../src/relay/RelayConfig.js"
 import { StreamPublisher } from "../src/relay/4-Publish.js"
-import { readStream, testEnv } from "./helpers/harness.js"
+import { readStream, testEnv } from "./support/relayHarness.js"
 
 const row = (n: number, topic: string): OutboxRow => ({
   id: String(n),

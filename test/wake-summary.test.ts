@@ -4,7 +4,7 @@
  * order of changes; and the trigger notifies exactly when it should, in any isolation level.
  */
 import { afterEach, describe, expect, it } from "vitest"
-import { makeTestEnv, type TestEnv } from "./helpers/harness.js"
+import { makeTestEnv, type TestEnv } from "./support/relayHarness.js"
 
 describe("wake summary (sql/0006)", () => {
   let t: TestEnv | undefined

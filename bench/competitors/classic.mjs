@@ -6,12 +6,12 @@
  */
 import postgres from "postgres"
 import Redis from "ioredis"
+import { sleep } from "../../test/support/wait.ts"
 
 const { BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX } = process.env
 const sql = postgres(BENCH_DATABASE_URL, { max: 1, onnotice: () => {}, fetch_types: false })
 const redis = new Redis(BENCH_REDIS_URL, { maxRetriesPerRequest: 3 })
 let stopping = false
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 const stop = async () => {
   if (stopping) return

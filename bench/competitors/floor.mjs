@@ -7,10 +7,11 @@
  * machine, so the bench can say how far outbox-relay is from it.
  *
  * Started by the bench as its own process (BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX;
- * BENCH_BATCH_SIZE, 1,000 by default, for bench/batch-cost.mjs).
+ * BENCH_BATCH_SIZE, 1,000 by default, for bench/diagnostics/batch-cost.mjs).
  */
 import postgres from "postgres"
 import Redis from "ioredis"
+import { sleep } from "../../test/support/wait.ts"
 
 const { BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX } = process.env
 const sql = postgres(BENCH_DATABASE_URL, { max: 1, onnotice: () => {}, fetch_types: false })
@@ -80,7 +81,7 @@ const stop = async () => {
   stopping = true
   clearInterval(poll)
   setTimeout(() => process.exit(1), 5_000).unref()
-  while (running) await new Promise((r) => setTimeout(r, 10))
+  while (running) await sleep(10)
   await listener.end({ timeout: 1 }).catch(() => {})
   await sql.end({ timeout: 1 }).catch(() => {})
   await redis.quit().catch(() => {})

@@ -1,7 +1,8 @@
 /**
  * The competitors, each behind the same small interface: how to lay out its database, how a producer
  * writes one event (from Node and from pgbench), how to bulk-insert a backlog, how to start its process,
- * and how many events are still waiting.
+ * and how many events are still waiting. `relayBaseline(dir)` adds another build of outbox-relay as a
+ * competitor of its own, for A/B runs (`npm run bench -- --baseline <dir>`).
  */
 import { spawn, execFile } from "node:child_process"
 import { createWriteStream, mkdirSync, readFileSync } from "node:fs"
@@ -23,12 +24,12 @@ const quietLogger = new Logger(() => (level, message) => {
   if (level === "error") process.stderr.write(`[graphile ${level}] ${message}\n`)
 })
 
-/** Spawns a competitor process with its output in .bench/logs/<name>.log. */
-const spawnLogged = (name, command, args, env) => {
+/** Spawns a competitor process (in `cwd`, by default the project root), its output in .bench/logs/<name>.log. */
+const spawnLogged = (name, command, args, env, cwd = root) => {
   const file = join(logDir, `${name}.log`)
   const out = createWriteStream(file, { flags: "a" })
   out.write(`\n==== ${new Date().toISOString()} ${command} ${args.join(" ")}\n`)
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
   child.stdout.pipe(out, { end: false })
   child.stderr.pipe(out, { end: false })
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
@@ -57,29 +58,17 @@ const spawnLogged = (name, command, args, env) => {
   }
 }
 
-const relayEnv = (dbUrl, redisUrl, extra = {}) => ({
+const relayEnv = (dbUrl, redisUrl, streamPrefix, extra = {}) => ({
   RELAY_DATABASE_URL: dbUrl,
   RELAY_REDIS_URL: redisUrl,
   RELAY_HTTP_PORT: "0",
   RELAY_LOG_LEVEL: "warn",
-  RELAY_STREAM_PREFIX: "bench:relay:",
+  RELAY_STREAM_PREFIX: streamPrefix,
   ...extra
 })
 
-const relay = {
-  name: "relay",
-  label: "outbox-relay",
-  settings: "defaults (RELAY_BATCH_SIZE etc. unset), RELAY_HTTP_PORT=0, RELAY_LOG_LEVEL=warn",
-  streamPrefix: "bench:relay:",
-  table: "outbox_events",
-  setup: async (dbUrl, redisUrl) => {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/main.js", "migrate"], {
-      cwd: root, env: { ...process.env, ...relayEnv(dbUrl, redisUrl) }, timeout: 60_000
-    }).catch((e) => {
-      throw new Error(`node dist/main.js migrate failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`)
-    })
-    return { stdout, stderr }
-  },
+/** How producers write to the relay's table (this build's and the baseline's, the least-work relay's too). */
+const relayTable = {
   backlogSql: (from, to) =>
     `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
      SELECT '${TOPIC}', 'OrderPlaced', 'order-' || (g % 1000), ${payloadSql} FROM generate_series(${from}, ${to}) g`,
@@ -87,11 +76,51 @@ const relay = {
   pgbenchScript: `\\set a random(1, 1000)
 INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('${TOPIC}', 'OrderPlaced', 'order-' || :a, '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}');
 `,
-  pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`,
-  start: (dbUrl, redisUrl, extraEnv = {}) =>
-    spawnLogged("relay", process.execPath, ["dist/main.js"], relayEnv(dbUrl, redisUrl, extraEnv)),
-  hasTriggers: true
+  pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`
 }
+
+/** outbox-relay as built in `dir` (dist/, sql/, lua/, node_modules): `node <dir>/dist/main.js [migrate]`. */
+const relayBuild = ({ name, label, dir, settings }) => {
+  const streamPrefix = `bench:${name}:`
+  const main = join(dir, "dist", "main.js")
+  return {
+    name,
+    label,
+    /** Both builds of the relay share its scenario rules (trigger modes, the polling variant). */
+    kind: "relay",
+    dir,
+    settings,
+    streamPrefix,
+    table: "outbox_events",
+    setup: async (dbUrl, redisUrl) => {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [main, "migrate"], {
+        cwd: dir, env: { ...process.env, ...relayEnv(dbUrl, redisUrl, streamPrefix) }, timeout: 60_000
+      }).catch((e) => {
+        throw new Error(`node ${main} migrate failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`)
+      })
+      return { stdout, stderr }
+    },
+    backlogSql: relayTable.backlogSql,
+    insertOne: relayTable.insertOne,
+    pgbenchScript: relayTable.pgbenchScript,
+    pendingSql: relayTable.pendingSql,
+    start: (dbUrl, redisUrl, extraEnv = {}) =>
+      spawnLogged(name, process.execPath, [main], relayEnv(dbUrl, redisUrl, streamPrefix, extraEnv), dir),
+    hasTriggers: true
+  }
+}
+
+const relaySettings = "defaults (RELAY_BATCH_SIZE etc. unset), RELAY_HTTP_PORT=0, RELAY_LOG_LEVEL=warn"
+const relay = relayBuild({ name: "relay", label: "outbox-relay", dir: root, settings: relaySettings })
+
+/** Another build of outbox-relay (a directory like /tmp/before), run beside this one in A/B runs. */
+export const relayBaseline = (dir) =>
+  relayBuild({
+    name: "relay-baseline",
+    label: "outbox-relay (baseline)",
+    dir,
+    settings: `the build in ${dir}, ${relaySettings}`
+  })
 
 const graphile = (mode) => ({
   name: mode === "best" ? "graphile" : "graphile-default",

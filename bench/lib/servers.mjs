@@ -1,94 +1,24 @@
 /**
- * Throwaway Postgres and Redis for the benchmark, on free ports, never the shared 5432/6379.
- *
- * Same approach as test/support/pgServer.ts (initdb + postgres from /usr/lib/postgresql/<v>/bin, run
- * as the `postgres` user when we are root), but with durable settings: fsync on, synchronous_commit on,
- * full_page_writes on, everything else default except max_connections and pg_stat_statements (loaded;
- * its tracking is switched off with ALTER SYSTEM right after start, because a -c option would win over
- * ALTER SYSTEM, and switched on only by the soak scenario). Plain .mjs: the test helpers import "./x.js" paths that
- * only exist as .ts, so Node's type stripping cannot load them directly.
+ * The benchmark's throwaway Postgres and Redis, on free ports, never the shared 5432/6379: the test
+ * suite's own servers (test/support, loaded through Node's type stripping), with bench settings.
+ * Postgres keeps its durability (fsync, synchronous_commit and full_page_writes on, as producers run
+ * it), everything else default except max_connections and pg_stat_statements (loaded; its tracking
+ * is switched off with ALTER SYSTEM right after start, because a -c option would win over ALTER
+ * SYSTEM, and switched on only by the soak scenario). Plus what the bench measures with: /proc
+ * samples of a process tree, and pgbench.
  */
-import { execFile, execFileSync, spawn } from "node:child_process"
-import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { createServer, connect } from "node:net"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { delimiter, join } from "node:path"
-import { promisify } from "node:util"
+import { dirname, join } from "node:path"
 import postgres from "postgres"
+import { localPostgres, startPostgresServer } from "../../test/support/pgServer.ts"
+import { freePort } from "../../test/support/ports.ts"
+import { findBinary } from "../../test/support/processes.ts"
+import { startRedisServer } from "../../test/support/redisServer.ts"
+import { sleep } from "../../test/support/wait.ts"
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-export const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close((e) => (e ? reject(e) : resolve(port)))
-    })
-  })
-
-const pgBinDir = () => {
-  const root = "/usr/lib/postgresql"
-  if (!existsSync(root)) return undefined
-  const v = readdirSync(root).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a))[0]
-  return v ? join(root, v, "bin") : undefined
-}
-
-export const findBinary = (name) => {
-  for (const dir of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), pgBinDir()].filter(Boolean)) {
-    const c = join(dir, name)
-    if (existsSync(c)) return c
-  }
-  return undefined
-}
-
-const lookupUser = (user) => {
-  try {
-    const uid = Number(execFileSync("id", ["-u", user], { encoding: "utf8" }))
-    const gid = Number(execFileSync("id", ["-g", user], { encoding: "utf8" }))
-    return { uid, gid }
-  } catch {
-    return undefined
-  }
-}
-
-const running = new Set()
-const killAll = () => {
-  for (const child of running) {
-    try {
-      child.kill("SIGKILL")
-    } catch {}
-  }
-}
-process.on("exit", killAll)
-
-const waitExit = (child, ms) =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const t = setTimeout(() => child.kill("SIGKILL"), ms)
-    child.once("exit", () => {
-      clearTimeout(t)
-      resolve()
-    })
-  })
-
-export const pollUntil = async (what, fn, timeoutMs, intervalMs = 100, abort) => {
-  const deadline = Date.now() + timeoutMs
-  let last
-  for (;;) {
-    const a = abort?.()
-    if (a) throw a
-    try {
-      return await fn()
-    } catch (e) {
-      last = e
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${last?.message ?? last}`)
-    await sleep(intervalMs)
-  }
-}
+export { findBinary, freePort, sleep }
 
 export const pgSettings = {
   fsync: "on",
@@ -99,100 +29,44 @@ export const pgSettings = {
   "pg_stat_statements.max": "1000"
 }
 
+/** A durable throwaway Postgres from the local binaries (the bench samples its processes' CPU). */
 export const startPostgres = async () => {
-  const bin = pgBinDir()
-  if (!bin) throw new Error("no Postgres binaries under /usr/lib/postgresql/<version>/bin")
-  const owner = process.getuid?.() === 0 ? lookupUser("postgres") : undefined
-  if (process.getuid?.() === 0 && !owner) throw new Error("running as root and there is no `postgres` user")
-  const as = owner ? { uid: owner.uid, gid: owner.gid } : {}
-  const dir = mkdtempSync(join(tmpdir(), "outbox-bench-pg-"))
-  if (owner) chownSync(dir, owner.uid, owner.gid)
-  const dataDir = join(dir, "data")
-  const logFile = join(dir, "postgres.log")
-  await promisify(execFile)(join(bin, "initdb"), ["-D", dataDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C"], { ...as, cwd: dir })
-  const port = await freePort()
-  const args = ["-D", dataDir, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1"]
-  for (const [k, v] of Object.entries(pgSettings)) args.push("-c", `${k}=${v}`)
-  const log = openSync(logFile, "a")
-  const child = spawn(join(bin, "postgres"), args, { ...as, cwd: dir, stdio: ["ignore", log, log] })
-  closeSync(log)
-  running.add(child)
-  child.once("exit", () => running.delete(child))
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`
-  const tail = () => (existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-20).join("\n") : "")
-  await pollUntil("postgres", async () => {
-    const sql = postgres(url, { max: 1, connect_timeout: 2, onnotice: () => {} })
-    try {
-      await sql`select 1`
-    } finally {
-      await sql.end({ timeout: 1 })
-    }
-  }, 60_000, 100, () => (child.exitCode !== null ? new Error(`postgres exited:\n${tail()}`) : undefined))
-  const version = execFileSync(join(bin, "postgres"), ["--version"], { encoding: "utf8" }).trim()
-  const boot = postgres(url, { max: 1, onnotice: () => {} })
+  const local = localPostgres()
+  if (!local) throw new Error("no local Postgres binaries (initdb, postgres; as root also a `postgres` user)")
+  const server = await startPostgresServer({ durable: true, settings: pgSettings })
+  const boot = postgres(server.url, { max: 1, onnotice: () => {} })
   try {
     await boot.unsafe("ALTER SYSTEM SET pg_stat_statements.track = 'none'")
     await boot.unsafe("SELECT pg_reload_conf()")
+  } catch (error) {
+    await server.dispose()
+    throw error
   } finally {
     await boot.end({ timeout: 1 })
   }
   return {
-    url,
-    port,
-    bin,
-    version,
-    pid: child.pid,
-    logFile,
-    urlFor: (db) => `postgres://postgres@127.0.0.1:${port}/${db}`,
-    stop: async () => {
-      child.kill("SIGINT")
-      await waitExit(child, 30_000)
-      rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
-    }
+    url: server.url,
+    port: server.port,
+    // Where pgbench lives too (a postgres on PATH may be a lone symlink to it).
+    bin: dirname(realpathSync(local.postgres)),
+    version: execFileSync(local.postgres, ["--version"], { encoding: "utf8" }).trim(),
+    pid: server.pid(),
+    urlFor: (db) => `postgres://postgres@127.0.0.1:${server.port}/${db}`,
+    stop: server.dispose
   }
 }
 
-export const pingRedis = (port) =>
-  new Promise((resolve, reject) => {
-    const s = connect({ host: "127.0.0.1", port })
-    let buf = ""
-    const done = (e) => {
-      s.destroy()
-      e ? reject(e) : resolve()
-    }
-    s.setTimeout(1000, () => done(new Error("no PONG")))
-    s.once("error", done)
-    s.once("connect", () => s.write("PING\r\n"))
-    s.on("data", (c) => {
-      buf += c
-      if (buf.includes("\r\n")) buf.startsWith("+PONG") ? done() : done(new Error(buf.trim()))
-    })
-  })
-
+/** A throwaway Redis without persistence, from the local `redis-server`. */
 export const startRedis = async () => {
   const binary = findBinary("redis-server")
   if (!binary) throw new Error("no redis-server binary on PATH")
-  const dir = mkdtempSync(join(tmpdir(), "outbox-bench-redis-"))
-  const port = await freePort()
-  const child = spawn(binary, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-    "--dir", dir, "--daemonize", "no", "--logfile", ""], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
-  let out = ""
-  child.stdout.on("data", (c) => (out = (out + c).slice(-4000)))
-  child.stderr.on("data", (c) => (out = (out + c).slice(-4000)))
-  running.add(child)
-  child.once("exit", () => running.delete(child))
-  await pollUntil("redis", () => pingRedis(port), 30_000, 50, () => (child.exitCode !== null ? new Error(`redis exited:\n${out}`) : undefined))
-  const version = execFileSync(binary, ["--version"], { encoding: "utf8" }).trim()
+  const server = await startRedisServer()
   return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    version,
-    pid: child.pid,
-    stop: async () => {
-      child.kill("SIGTERM")
-      await waitExit(child, 10_000)
-      rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
-    }
+    url: server.url,
+    port: server.port,
+    version: execFileSync(binary, ["--version"], { encoding: "utf8" }).trim(),
+    pid: server.pid(),
+    stop: server.dispose
   }
 }
 

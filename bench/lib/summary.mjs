@@ -57,7 +57,7 @@ export const overheadTable = (results) => {
   const writers = [...new Set(results.overhead.filter((o) => !o.error).map((o) => o.writers))].sort((a, b) => a - b)
   const rows = [...groups.values()].map((g) => [
     label(results, g.competitor),
-    g.competitor === "relay" ? (g.trigger === "off-polling" ? "trigger off, relay polling every 10 ms" : `trigger ${g.trigger}`) : g.competitor === "floor" ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off") : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
+    g.competitor.startsWith("relay") ? (g.trigger === "off-polling" ? "trigger off, relay polling every 10 ms" : `trigger ${g.trigger}`) : g.competitor === "floor" ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off") : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
     ...writers.map((w) => (g.byWriters[w] ? `${fmtNum(g.byWriters[w].median)}` : "n/a"))
   ])
   return table(["competitor", "producer statement", ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)], rows)
@@ -154,6 +154,26 @@ export const ratios = (results) => {
   return lines.join("\n")
 }
 
+/**
+ * A/B runs (--baseline): each round's ratio this build / the baseline, for the drain rate (above 1:
+ * this build drains faster) and the latency percentiles (below 1: this build is quicker), and the median.
+ */
+export const abTable = (results) => {
+  if (!results.ab) return ""
+  const rows = []
+  const cells = (ratios) => ratios.map((x) => (x === null ? "n/a" : x.toFixed(3)))
+  const median = (x) => (x === null ? "n/a" : `**${x.toFixed(3)}**`)
+  for (const d of results.ab.drain) rows.push([`drain ${fmtNum(d.backlog)}: events/s`, ...cells(d.ratio), median(d.medianRatio)])
+  for (const l of results.ab.latency) {
+    for (const key of ["p50", "p99"]) {
+      rows.push([`latency @${l.rate}/s: ${key}`, ...cells(l[key].ratio), median(l[key].medianRatio)])
+    }
+  }
+  const rounds = Math.max(0, ...rows.map((r) => r.length - 2))
+  const header = ["this build / baseline", ...Array.from({ length: rounds }, (_, i) => `round ${i + 1}`), "median"]
+  return table(header, rows.map((r) => [...r.slice(0, -1), ...Array(rounds - (r.length - 2)).fill(""), r.at(-1)]))
+}
+
 export const summaryTable = (results) => {
   const parts = []
   if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
@@ -163,6 +183,11 @@ export const summaryTable = (results) => {
   if (results.profile?.breakdown) parts.push(`### Relay time per event (µs)\n\n${profileTable(results.profile)}`)
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
+  if (results.ab) {
+    const title = `${label(results, "relay")} / ${label(results, "relay-baseline")}, taking turns round by round`
+    parts.push(`### A/B: ${title}\n\nBaseline: ${results.meta.baseline?.dir ?? "n/a"}. ` +
+      `Drain: above 1 this build is faster; latency: below 1 it is quicker.\n\n${abTable(results)}`)
+  }
   if (results.errors?.length) parts.push(`### Errors\n\n${results.errors.map((e) => `- ${e.where}: ${e.message.split("\n")[0]}`).join("\n")}`)
   return parts.join("\n\n")
 }

@@ -23,6 +23,7 @@ import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
 import { databaseUrl, type PgServerHandle, startPostgresServer } from "../support/pgServer.js"
 import { killAllRelayProcesses } from "../support/relayProcess.js"
+import { sleep } from "../support/wait.js"
 import { aggregateId, ledgerDdl, type ProductionResult, runProducers } from "./producers.js"
 import { type AofRedisHandle, redisCommand, startAofRedis } from "./redisAof.js"
 import { makeRelayFleet, type RelayFleet } from "./relays.js"
@@ -38,7 +39,6 @@ const RELAYS = 3
 const PRODUCE_MS = 70_000
 const DRAIN_TIMEOUT_MS = 90_000
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const between = (min: number, max: number) => min + Math.random() * (max - min)
 
 let pgServer: PgServerHandle | undefined

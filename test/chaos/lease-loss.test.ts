@@ -10,8 +10,8 @@
 import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
 import { databaseUrl, type PgServerHandle, startPostgresServer } from "../support/pgServer.js"
-import { pollUntil, sleep } from "../support/ports.js"
 import { killAllRelayProcesses, startRelayProcess } from "../support/relayProcess.js"
+import { pollUntil, sleep } from "../support/wait.js"
 import { type AofRedisHandle, startAofRedis } from "./redisAof.js"
 
 let pgServer: PgServerHandle | undefined

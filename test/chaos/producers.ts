@@ -17,6 +17,7 @@
  */
 import { randomUUID } from "node:crypto"
 import pg from "pg"
+import { sleep } from "../support/wait.js"
 
 export const ledgerDdl = `
   CREATE TABLE IF NOT EXISTS chaos_ledger (
@@ -76,8 +77,6 @@ export const isTransient = (error: unknown): boolean => {
   if (/^[0-9A-Z]{5}$/.test(code)) return /^(08|57P0[1-3]|53|40001|40P01)/.test(code)
   return true
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export const aggregateId = (a: number) => `agg-${String(a).padStart(3, "0")}`
 

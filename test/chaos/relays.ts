@@ -5,6 +5,7 @@
  * restarted a second later, the way an orchestrator would.
  */
 import { type RelayProcessHandle, startRelayProcess } from "../support/relayProcess.js"
+import { sleep } from "../support/wait.js"
 
 export interface UnexpectedExit {
   readonly seat: number
@@ -101,7 +102,7 @@ export const makeRelayFleet = (size: number, env: Record<string, string>): Relay
       handle.kill("SIGKILL")
       await handle.waitForExit(10_000)
     }
-    await new Promise((resolve) => setTimeout(resolve, restartAfterMs))
+    await sleep(restartAfterMs)
     start(index)
   }
 

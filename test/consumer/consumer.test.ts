@@ -8,7 +8,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Schedule, Schema } from "effect"
 import { Consumer } from "../../src/consumer/Consumer.js"
 import type { ConsumedEvent } from "../../src/consumer/Envelope.js"
-import { addEvents, eventually, pendingCount, sleep, start, testRedis } from "./helpers.js"
+import { eventually, sleep } from "../support/wait.js"
+import { addEvents, pendingCount, start, testRedis } from "./helpers.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 

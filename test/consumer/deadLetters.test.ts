@@ -9,7 +9,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Console, Context, Effect, Schema } from "effect"
 import { Consumer } from "../../src/consumer/Consumer.js"
 import * as DeadLetterCli from "../../src/consumer/DeadLetterCli.js"
-import { addEvents, eventually, pendingCount, start, testRedis } from "./helpers.js"
+import { eventually } from "../support/wait.js"
+import { addEvents, pendingCount, start, testRedis } from "./helpers.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 const main = fileURLToPath(new URL("../../dist/main.js", import.meta.url))

@@ -8,7 +8,8 @@ import { Effect, Scope } from "effect"
 import { Redis } from "ioredis"
 import { Consumer } from "../../src/consumer/Consumer.js"
 import { startRedisServer } from "../support/redisServer.js"
-import { addEvents, eventually, pendingCount, sleep, start, testRedis } from "./helpers.js"
+import { eventually, sleep } from "../support/wait.js"
+import { addEvents, pendingCount, start, testRedis } from "./helpers.js"
 import { startFreezingProxy } from "./proxy.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)

@@ -1,6 +1,7 @@
 /**
  * What the consumer tests share: relay-shaped stream entries, a key prefix per test (deleted after),
- * a quiet logger, and polling helpers. Every test runs against real Redis (and Postgres for the inbox).
+ * a quiet logger, and the group's pending count (waiting lives in test/support/wait.ts). Every test runs
+ * against real Redis (and Postgres for the inbox).
  */
 import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
@@ -58,21 +59,8 @@ export const quietLogs = loggerLayer({ logLevel: (process.env.RELAY_LOG_LEVEL as
 /** Builds a layer in the current scope with quiet logs. */
 export const start = <A, E>(layer: Layer.Layer<A, E>) => Layer.build(layer.pipe(Layer.provide(quietLogs)))
 
-/** Polls `read` until `done` holds or the time is up; returns the last value read. */
-export const eventually = async <A>(read: () => A | Promise<A>, done: (value: A) => boolean, timeoutMs = 10_000) => {
-  const deadline = Date.now() + timeoutMs
-  let value = await read()
-  while (!done(value) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    value = await read()
-  }
-  return value
-}
-
 /** Entries of the group not yet acknowledged. */
 export const pendingCount = async (redis: Redis, stream: string, group: string): Promise<number> => {
   const [count] = (await redis.xpending(stream, group)) as [number]
   return Number(count)
 }
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -12,7 +12,8 @@ import postgres from "postgres"
 import { inject } from "vitest"
 import { createTestDatabase, type TestDatabase, uniquePrefix } from "../support/db.js"
 import { onProcessExit } from "../support/processes.js"
-import { addEvents, eventually, pendingCount, sleep } from "./helpers.js"
+import { eventually, sleep } from "../support/wait.js"
+import { addEvents, pendingCount } from "./helpers.js"
 
 const worker = fileURLToPath(new URL("./fixtures/inboxWorker.mjs", import.meta.url))
 

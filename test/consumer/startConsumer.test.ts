@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from "vitest"
 import { inject } from "vitest"
 import { type ConsumedEvent, startConsumer } from "../../src/index.js"
 import { uniquePrefix } from "../support/db.js"
-import { addEvents, eventually, pendingCount } from "./helpers.js"
+import { eventually } from "../support/wait.js"
+import { addEvents, pendingCount } from "./helpers.js"
 
 describe("startConsumer", () => {
   const redis = new Redis(inject("redisUrl"))

@@ -4,7 +4,7 @@
  * port with its data, like the local throwaway servers. testcontainers is imported lazily: the local
  * path never loads it.
  */
-import { freePort } from "./ports.js"
+import { freePort } from "./ports.ts"
 
 export interface ContainerSpec {
   readonly image: string

@@ -6,8 +6,8 @@
 import { randomBytes } from "node:crypto"
 import postgres from "postgres"
 import { inject } from "vitest"
-import { databaseUrl } from "./pgServer.js"
-import { sleep } from "./ports.js"
+import { databaseUrl } from "./pgServer.ts"
+import { sleep } from "./wait.ts"
 
 export { databaseUrl }
 

@@ -9,9 +9,9 @@ import { randomBytes } from "node:crypto"
 import { promisify } from "node:util"
 import postgres from "postgres"
 import type { TestProject } from "vitest/node"
-import { databaseUrl, startPostgresServer } from "./pgServer.js"
-import { startRedisServer } from "./redisServer.js"
-import { relayEnv, relayMainPath } from "./relayProcess.js"
+import { databaseUrl, startPostgresServer } from "./pgServer.ts"
+import { startRedisServer } from "./redisServer.ts"
+import { relayEnv, relayMainPath } from "./relayProcess.ts"
 
 /** external: TEST_*_URL (shared, never reconfigure it); spawned: local binaries; container: Docker. */
 export type ServerKind = "external" | "spawned" | "container"

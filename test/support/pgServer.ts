@@ -1,8 +1,8 @@
 /**
- * Throwaway Postgres servers: one for the whole run (globalSetup) and extra ones for tests that stop,
- * crash and restart the database under the relay. Spawned from local binaries in a temp dir (as the
- * `postgres` user when we are root: Postgres refuses to run as root), or, without binaries, a
- * testcontainers `postgres:16-alpine`. Either way the port survives stop/start.
+ * Throwaway Postgres servers: one for the whole test run (globalSetup), extra ones for tests that stop,
+ * crash and restart the database under the relay, and bench/'s durable one. Spawned from local binaries
+ * in a temp dir (as the `postgres` user when we are root: Postgres refuses to run as root), or, without
+ * binaries, a testcontainers `postgres:16-alpine`. Either way the port survives stop/start.
  */
 import { execFile, spawn } from "node:child_process"
 import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
@@ -10,11 +10,22 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import postgres from "postgres"
-import { startFixedPortContainer } from "./containers.js"
-import { freePort, pollUntil } from "./ports.js"
-import { findBinary, isRunning, lookupUser, superviseServer } from "./processes.js"
+import { startFixedPortContainer } from "./containers.ts"
+import { freePort } from "./ports.ts"
+import { findBinary, isRunning, lookupUser, superviseServer } from "./processes.ts"
+import { pollUntil } from "./wait.ts"
 
 export type PgStopMode = "fast" | "immediate"
+
+export interface PgServerOptions {
+  /**
+   * Keep Postgres's own durability (fsync, full_page_writes, a synced initdb), as bench/ measures it.
+   * Default false: a test server trades crash safety for speed.
+   */
+  readonly durable?: boolean
+  /** Extra `-c name=value` settings, applied after the defaults. */
+  readonly settings?: Readonly<Record<string, string>>
+}
 
 export interface PgServerHandle {
   readonly kind: "spawned" | "container"
@@ -27,6 +38,8 @@ export interface PgServerHandle {
   readonly start: () => Promise<void>
   /** Stops it and removes its data. Idempotent. */
   readonly dispose: () => Promise<void>
+  /** The postmaster's process id while it runs; undefined in a container. */
+  readonly pid: () => number | undefined
 }
 
 /** `url` with its path (the database name) replaced. */
@@ -67,7 +80,17 @@ export const localPostgres = (): LocalPostgres | undefined => {
 const tail = (file: string): string =>
   existsSync(file) ? readFileSync(file, "utf8").split("\n").slice(-20).join("\n") : "(no log)"
 
-const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
+/** `-c` settings: the speed-over-safety defaults of a test server unless durable, then `options.settings`. */
+const serverSettings = (options: PgServerOptions): Array<string> => {
+  const settings: Record<string, string> = {
+    ...(options.durable ? {} : { fsync: "off", full_page_writes: "off" }),
+    max_connections: "300",
+    ...options.settings
+  }
+  return Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+}
+
+const spawnLocal = async (bins: LocalPostgres, options: PgServerOptions): Promise<PgServerHandle> => {
   const dir = mkdtempSync(join(tmpdir(), "outbox-pg-"))
   const removeDir = () => rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
   const asOwner = bins.owner ? { uid: bins.owner.uid, gid: bins.owner.gid } : {}
@@ -77,7 +100,10 @@ const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
   try {
     await promisify(execFile)(
       bins.initdb,
-      ["-D", dataDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"],
+      [
+        "-D", dataDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
+        ...(options.durable ? [] : ["--no-sync"])
+      ],
       { ...asOwner, cwd: dir }
     )
   } catch (error) {
@@ -88,9 +114,7 @@ const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
   const port = await freePort()
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
   const args = [
-    "-D", dataDir, "-p", String(port), "-k", dir,
-    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
-    "-c", "max_connections=300"
+    "-D", dataDir, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...serverSettings(options)
   ]
   const server = await superviseServer({
     spawn: () => {
@@ -109,15 +133,15 @@ const spawnLocal = async (bins: LocalPostgres): Promise<PgServerHandle> => {
     removeFiles: removeDir
   })
   const stop = (mode: PgStopMode = "fast") => server.signal(mode === "fast" ? "SIGINT" : "SIGQUIT")
-  return { kind: "spawned", url, port, stop, start: server.start, dispose: server.dispose }
+  return { kind: "spawned", url, port, stop, start: server.start, dispose: server.dispose, pid: server.pid }
 }
 
-const startContainer = async (): Promise<PgServerHandle> => {
+const startContainer = async (options: PgServerOptions): Promise<PgServerHandle> => {
   const container = await startFixedPortContainer({
     image: "postgres:16-alpine",
     containerPort: 5432,
     environment: { POSTGRES_HOST_AUTH_METHOD: "trust", POSTGRES_USER: "postgres" },
-    command: ["postgres", "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+    command: ["postgres", ...serverSettings(options)],
     // The image's entrypoint runs a temporary server first: the second "ready" is the real one.
     readyLog: /database system is ready to accept connections/,
     readyLogTimes: 2
@@ -138,12 +162,13 @@ const startContainer = async (): Promise<PgServerHandle> => {
       await container.start()
       await waitForPostgres(url, 60_000)
     },
-    dispose: container.dispose
+    dispose: container.dispose,
+    pid: () => undefined
   }
 }
 
 /** A throwaway Postgres, from local binaries when there are any, else from Docker. */
-export const startPostgresServer = async (): Promise<PgServerHandle> => {
+export const startPostgresServer = async (options: PgServerOptions = {}): Promise<PgServerHandle> => {
   const bins = localPostgres()
-  return bins ? spawnLocal(bins) : startContainer()
+  return bins ? spawnLocal(bins, options) : startContainer(options)
 }

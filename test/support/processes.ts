@@ -71,6 +71,8 @@ export interface SupervisedServer {
   readonly signal: (signal: NodeJS.Signals) => Promise<void>
   /** Stops it for good and removes its files. Idempotent. */
   readonly dispose: () => Promise<void>
+  /** Process id of the running server, undefined while it is stopped (bench/ samples its CPU). */
+  readonly pid: () => number | undefined
 }
 
 /**
@@ -120,7 +122,8 @@ export const superviseServer = async (options: {
     await dispose()
     throw error
   }
-  return { start, signal, dispose }
+  const pid = () => (child && isRunning(child) ? child.pid : undefined)
+  return { start, signal, dispose, pid }
 }
 
 const postgresBinDirs = (): Array<string> => {

@@ -1,6 +1,6 @@
 /**
- * Throwaway Redis servers: one for the whole run (globalSetup) and extra ones for tests that stop,
- * kill and restart Redis under the relay, or run it with AOF or a memory limit. Spawned from the local
+ * Throwaway Redis servers: one for the whole test run (globalSetup), extra ones for tests that stop,
+ * kill and restart Redis under the relay or run it with AOF or a memory limit, and bench/'s. Spawned from the local
  * `redis-server` binary in a temp dir, or, without it, a testcontainers `redis:7-alpine`. Either way
  * the port survives stop/start.
  */
@@ -9,9 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { startFixedPortContainer } from "./containers.js"
-import { freePort, pollUntil } from "./ports.js"
-import { findBinary, isRunning, superviseServer } from "./processes.js"
+import { startFixedPortContainer } from "./containers.ts"
+import { freePort } from "./ports.ts"
+import { findBinary, isRunning, superviseServer } from "./processes.ts"
+import { pollUntil } from "./wait.ts"
 
 export interface RedisServerOptions {
   /** Turn on the append-only file (data survives stop/kill + start). Default false. */
@@ -36,6 +37,8 @@ export interface RedisServerHandle {
   readonly start: () => Promise<void>
   /** Kills it and removes its files. Idempotent. */
   readonly dispose: () => Promise<void>
+  /** The server's process id while it runs; undefined in a container. */
+  readonly pid: () => number | undefined
 }
 
 /** One raw PING over TCP; resolves on +PONG, rejects otherwise (refused, -LOADING, timeout). */
@@ -104,7 +107,8 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
     stop: () => server.signal("SIGTERM"),
     kill: () => server.signal("SIGKILL"),
     start: server.start,
-    dispose: server.dispose
+    dispose: server.dispose,
+    pid: server.pid
   }
 }
 
@@ -135,7 +139,8 @@ const startContainer = async (options: RedisServerOptions): Promise<RedisServerH
       await container.start()
       await ready()
     },
-    dispose: container.dispose
+    dispose: container.dispose,
+    pid: () => undefined
   }
 }
 

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { isRunning, onProcessExit } from "./processes.js"
+import { isRunning, onProcessExit } from "./processes.ts"
 
 export const projectRoot = fileURLToPath(new URL("../..", import.meta.url))
 
