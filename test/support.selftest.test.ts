@@ -114,7 +114,7 @@ describe("test support", () => {
 
   it("runs the relay CLI and reads its output and exit", async () => {
     const help = startRelayProcess({ RELAY_DATABASE_URL: "postgres://x@127.0.0.1:1/x" }, ["help"])
-    const usage = await help.waitForLine((line) => line.startsWith("Usage: outbox-relay"), 20_000)
+    const usage = await help.waitForLine((line) => line.startsWith("USAGE"), 20_000)
     expect(usage.stream).toBe("stdout")
     expect(await help.waitForExit(20_000)).toEqual({ code: 0, signal: null })
     expect(help.stderr()).toEqual([])
