@@ -7,8 +7,8 @@
  * test/schema.test.ts checks that the file still matches the migrations.
  *
  * Server: TEST_DATABASE_URL when set (any database on it; the script creates its own), else
- * postgres://postgres@127.0.0.1:5432/postgres. pg_dump: PG_DUMP, else PATH, else the newest
- * /usr/lib/postgresql/<version>/bin.
+ * postgres://postgres@127.0.0.1:5432/postgres. pg_dump: PG_DUMP, else the newest
+ * /usr/lib/postgresql/<version>/bin, else PATH.
  */
 import { execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -30,17 +30,17 @@ const header = `-- The database schema after all migrations (sql/NNNN_*.sql), fo
 -- (test/schema.test.ts fails until it matches). The migrator's own table, ${migrationsTable}, is left out.
 `
 
-/** pg_dump: PG_DUMP, else on PATH, else in the newest /usr/lib/postgresql/<version>/bin (Debian). */
+/** pg_dump: PG_DUMP, else the newest /usr/lib/postgresql/<version>/bin (Debian; PATH may hold an older wrapper). */
 const findPgDump = () => {
   if (process.env.PG_DUMP) return process.env.PG_DUMP
-  const onPath = (process.env.PATH ?? "").split(delimiter).filter(Boolean).map((dir) => join(dir, "pg_dump"))
   const debian = existsSync("/usr/lib/postgresql")
     ? readdirSync("/usr/lib/postgresql")
       .filter((version) => /^\d+$/.test(version))
       .sort((a, b) => Number(b) - Number(a))
       .map((version) => join("/usr/lib/postgresql", version, "bin", "pg_dump"))
     : []
-  const found = [...onPath, ...debian].find((candidate) => existsSync(candidate))
+  const onPath = (process.env.PATH ?? "").split(delimiter).filter(Boolean).map((dir) => join(dir, "pg_dump"))
+  const found = [...debian, ...onPath].find((candidate) => existsSync(candidate))
   if (!found) throw new Error("pg_dump not found: install the PostgreSQL client or set PG_DUMP")
   return found
 }

@@ -8,7 +8,8 @@
  */
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { promisify } from "node:util"
 import postgres from "postgres"
 import { afterAll, expect, inject, it } from "vitest"
@@ -23,10 +24,26 @@ afterAll(async () => {
   for (const drop of dropLater.splice(0)) await drop()
 })
 
+/**
+ * PG_DUMP, else the newest /usr/lib/postgresql/<version>/bin/pg_dump (where the suite's own server comes from,
+ * and pg_dump must be at least the server's version), else the one on PATH.
+ */
+const findPgDump = (): string => {
+  const debian = existsSync("/usr/lib/postgresql")
+    ? readdirSync("/usr/lib/postgresql")
+      .filter((version) => /^\d+$/.test(version))
+      .sort((a, b) => Number(b) - Number(a))
+      .map((version) => join("/usr/lib/postgresql", version, "bin", "pg_dump"))
+      .find((candidate) => existsSync(candidate))
+    : undefined
+  const found = process.env.PG_DUMP ?? debian ?? findBinary("pg_dump")
+  if (!found) throw new Error("pg_dump not found: install the PostgreSQL client or set PG_DUMP")
+  return found
+}
+
 /** `pg_dump --schema-only`, without the migrator's bookkeeping table and the per-run `\restrict` key. */
 const dumpSchema = async (url: string): Promise<string> => {
-  const pgDump = findBinary("pg_dump")
-  if (!pgDump) throw new Error("pg_dump not found (PATH or /usr/lib/postgresql/<version>/bin)")
+  const pgDump = findPgDump()
   const args = ["--schema-only", "--no-owner", "--no-privileges", "--exclude-table=outbox_relay_migrations"]
   const { stdout } = await promisify(execFile)(pgDump, [...args, `--dbname=${url}`], { maxBuffer: 64 << 20 })
   return stdout.split("\n").filter((line) => !/^\\(un)?restrict\b/.test(line)).join("\n")
