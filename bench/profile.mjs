@@ -15,13 +15,12 @@
  *
  *   node bench/profile.mjs [--quick]      (run `npm run build` first; `npm run bench` does)
  */
-import { execFileSync } from "node:child_process"
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs"
+import Redis from "ioredis"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import postgres from "postgres"
-import Redis from "ioredis"
-import { competitors, root, PAD } from "./lib/competitors.mjs"
+import { competitors, PAD, root } from "./lib/competitors.mjs"
 import { freePort, sleep, startPostgres, startRedis } from "./lib/servers.mjs"
 import { median, round } from "./lib/stats.mjs"
 
@@ -69,9 +68,11 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
     // A backlog of exactly the batches to claim, as in a drain (the claims walk past the rows deleted before).
     await filler.unsafe(
       `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
-       SELECT 'orders' || CASE WHEN ${streams} > 1 THEN '-' || (g % ${streams}) ELSE '' END, 'OrderPlaced', 'order-' || (g % 1000),
+       SELECT 'orders' || CASE WHEN ${streams} > 1 THEN '-' || (g % ${streams}) ELSE '' END,
+              'OrderPlaced', 'order-' || (g % 1000),
               jsonb_build_object('n', g, 'total', 10.5, 'currency', 'EUR', 'pad', '${PAD}')
-       FROM generate_series(1, ${BATCH * (reps + 2)}) g`)
+       FROM generate_series(1, ${BATCH * (reps + 2)}) g`
+    )
     await filler.unsafe("VACUUM ANALYZE outbox_events")
     for (let rep = 0; rep < reps + 2; rep++) {
       const t0 = hr()
@@ -87,18 +88,32 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
       const replies = await Promise.all([...groups].map(([stream, group]) => {
         const args = ["0", "3600000", "0"]
         for (const r of group) {
-          args.push(r.event_id, r.event_type, r.topic, r.aggregate_type, r.aggregate_id, r.tenant_id,
-            String(r.schema_version), r.occurred_at, r.payload, r.headers)
+          args.push(
+            r.event_id,
+            r.event_type,
+            r.topic,
+            r.aggregate_type,
+            r.aggregate_id,
+            r.tenant_id,
+            String(r.schema_version),
+            r.occurred_at,
+            r.payload,
+            r.headers
+          )
         }
         return redis.evalsha(sha, 2, stream, `{${stream}}:inflight`, ...args)
       }))
       const t2 = hr()
       await sql.unsafe("COMMIT")
       const t3 = hr()
-      await Promise.all([...groups].map(([stream, group]) => redis.hdel(`{${stream}}:inflight`, ...group.map((r) => r.event_id))))
+      await Promise.all(
+        [...groups].map(([stream, group]) => redis.hdel(`{${stream}}:inflight`, ...group.map((r) => r.event_id)))
+      )
       const t4 = hr()
       const published = replies.reduce((n, r) => n + r.length, 0)
-      if (rows.length !== BATCH || published !== BATCH) throw new Error(`claimed ${rows.length}, published ${published}, expected ${BATCH}`)
+      if (rows.length !== BATCH || published !== BATCH) {
+        throw new Error(`claimed ${rows.length}, published ${published}, expected ${BATCH}`)
+      }
       if (rep >= 2) {
         parts.claim.push(t1 - t0)
         parts.publish.push(t2 - t1)
@@ -121,8 +136,11 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
     msPerBatch: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, round(median(v), 3)])),
     usPerEvent: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, us(v)]))
   }
-  log(`  raw parts, ${streams} stream(s), median of ${reps}: claim ${out.usPerEvent.claim} µs/ev, publish ${out.usPerEvent.publish} µs/ev,` +
-    ` commit ${out.usPerEvent.commit} µs/ev, forget ${out.usPerEvent.forget} µs/ev`)
+  log(
+    `  raw parts, ${streams} stream(s), median of ${reps}: claim ${out.usPerEvent.claim} µs/ev,` +
+      ` publish ${out.usPerEvent.publish} µs/ev,` +
+      ` commit ${out.usPerEvent.commit} µs/ev, forget ${out.usPerEvent.forget} µs/ev`
+  )
   return out
 }
 
@@ -137,9 +155,11 @@ const daemonDrain = async ({ url, redisUrl, streams, n, log, env = {} }) => {
   try {
     await admin.unsafe(
       `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
-       SELECT 'orders' || CASE WHEN ${streams} > 1 THEN '-' || (g % ${streams}) ELSE '' END, 'OrderPlaced', 'order-' || (g % 1000),
+       SELECT 'orders' || CASE WHEN ${streams} > 1 THEN '-' || (g % ${streams}) ELSE '' END,
+              'OrderPlaced', 'order-' || (g % 1000),
               jsonb_build_object('n', g, 'total', 10.5, 'currency', 'EUR', 'pad', '${PAD}')
-       FROM generate_series(1, ${n}) g`)
+       FROM generate_series(1, ${n}) g`
+    )
     await admin.unsafe("VACUUM ANALYZE outbox_events")
     await admin.unsafe("CHECKPOINT")
     p = competitors.relay.start(url, redisUrl, { RELAY_HTTP_PORT: String(port), ...env })
@@ -173,16 +193,27 @@ const daemonDrain = async ({ url, redisUrl, streams, n, log, env = {} }) => {
       rate: rate && Math.round(rate),
       batches: metrics.batchSecondsCount,
       meanBatchSize: round(meanBatchSize, 1),
-      batchMs: metrics.batchSecondsCount ? round((metrics.batchSecondsSum / metrics.batchSecondsCount) * 1000, 3) : null,
-      publishMs: metrics.publishSecondsCount ? round((metrics.publishSecondsSum / metrics.publishSecondsCount) * 1000, 3) : null,
+      batchMs: metrics.batchSecondsCount
+        ? round((metrics.batchSecondsSum / metrics.batchSecondsCount) * 1000, 3)
+        : null,
+      publishMs: metrics.publishSecondsCount
+        ? round((metrics.publishSecondsSum / metrics.publishSecondsCount) * 1000, 3)
+        : null,
       // Empty batches (the claim that finds nothing) are counted in the histograms too; they are few in a drain.
-      usPerEventBatch: metrics.batchSecondsSum && metrics.batchSizeSum ? round((metrics.batchSecondsSum * 1e6) / metrics.batchSizeSum, 2) : null,
-      usPerEventPublish: metrics.publishSecondsSum && metrics.batchSizeSum ? round((metrics.publishSecondsSum * 1e6) / metrics.batchSizeSum, 2) : null,
+      usPerEventBatch: metrics.batchSecondsSum && metrics.batchSizeSum
+        ? round((metrics.batchSecondsSum * 1e6) / metrics.batchSizeSum, 2)
+        : null,
+      usPerEventPublish: metrics.publishSecondsSum && metrics.batchSizeSum
+        ? round((metrics.publishSecondsSum * 1e6) / metrics.batchSizeSum, 2)
+        : null,
       usPerEventEndToEnd: rate ? round(1e6 / rate, 2) : null,
       metrics
     }
-    log(`  relay daemon ${JSON.stringify(env)}, ${streams} stream(s), ${n} events: ${out.rate} ev/s; batch ${out.batchMs} ms (mean size ${out.meanBatchSize}),` +
-      ` ${out.usPerEventBatch} µs/ev in batches, ${out.usPerEventEndToEnd} µs/ev end to end`)
+    log(
+      `  relay daemon ${JSON.stringify(env)}, ${streams} stream(s), ${n} events: ${out.rate} ev/s;` +
+        ` batch ${out.batchMs} ms (mean size ${out.meanBatchSize}),` +
+        ` ${out.usPerEventBatch} µs/ev in batches, ${out.usPerEventEndToEnd} µs/ev end to end`
+    )
     return out
   } finally {
     if (p) await p.stop()
@@ -225,10 +256,15 @@ export const runProfile = async ({ pgAdmin, urlFor, redisUrl, quick, log = conso
         raw[streams].push({ streams, ...Object.fromEntries(Object.entries(x.usPerEvent).map(([k, v]) => [k, v])) })
         if (r === 0) result.claimParams = x.claimParams
       }
-      for (const [i, [streams, env]] of daemonPlans.entries()) daemon[i].push(await daemonDrain({ url, redisUrl, streams, n, log, env }))
+      for (const [i, [streams, env]] of daemonPlans.entries()) {
+        daemon[i].push(await daemonDrain({ url, redisUrl, streams, n, log, env }))
+      }
     }
     result.raw = [1, 5].map((streams) => medianOf(raw[streams]))
-    result.daemon = daemon.map((runs) => ({ ...medianOf(runs.map(({ metrics, ...rest }) => rest)), rates: runs.map((x) => x.rate) }))
+    result.daemon = daemon.map((runs) => ({
+      ...medianOf(runs.map(({ metrics, ...rest }) => rest)),
+      rates: runs.map((x) => x.rate)
+    }))
     result.breakdown = [1, 5].map((streams) => {
       const rw = result.raw.find((x) => x.streams === streams)
       const d = result.daemon.find((x) => x.streams === streams && x.env.RELAY_CONCURRENCY === "1")
@@ -243,7 +279,9 @@ export const runProfile = async ({ pgAdmin, urlFor, redisUrl, quick, log = conso
         wholeBatch: d?.usPerEventBatch ?? null,
         runtimeOverhead: d?.usPerEventBatch ? round(d.usPerEventBatch - parts, 2) : null,
         endToEnd: d?.usPerEventEndToEnd ?? null,
-        betweenBatches: d?.usPerEventEndToEnd && d?.usPerEventBatch ? round(d.usPerEventEndToEnd - d.usPerEventBatch, 2) : null,
+        betweenBatches: d?.usPerEventEndToEnd && d?.usPerEventBatch
+          ? round(d.usPerEventEndToEnd - d.usPerEventBatch, 2)
+          : null,
         endToEndDefault: dd?.usPerEventEndToEnd ?? null,
         rateDefault: dd?.rate ?? null,
         rateOneLane: d?.rate ?? null
@@ -257,16 +295,26 @@ export const runProfile = async ({ pgAdmin, urlFor, redisUrl, quick, log = conso
 
 export const profileTable = (profile) => {
   const rows = profile.breakdown.map((b) =>
-    `| ${b.streams} | ${b.claim} | ${b.publish} | ${b.commit} | ${b.wholeBatch ?? "n/a"} | ${b.runtimeOverhead ?? "n/a"} | ${b.endToEnd ?? "n/a"} | ${b.betweenBatches ?? "n/a"} | ${b.endToEndDefault ?? "n/a"} | ${b.forget} |`)
+    `| ${b.streams} | ${b.claim} | ${b.publish} | ${b.commit} | ${b.wholeBatch ?? "n/a"} | ${
+      b.runtimeOverhead ?? "n/a"
+    } | ${b.endToEnd ?? "n/a"} | ${b.betweenBatches ?? "n/a"} | ${b.endToEndDefault ?? "n/a"} | ${b.forget} |`
+  )
   return [
-    "| streams | claim (BEGIN + claim statement) | publish (EVALSHA publish.lua) | COMMIT | whole batch, 1 lane (relay metrics) | runtime overhead = whole − parts | end to end, 1 lane (1 / drain rate) | between batches | end to end, default settings | HDEL markers (raw; the daemon sends them with its next script call) |",
+    "| streams | claim (BEGIN + claim statement) | publish (EVALSHA publish.lua) | COMMIT " +
+    "| whole batch, 1 lane (relay metrics) | runtime overhead = whole − parts " +
+    "| end to end, 1 lane (1 / drain rate) | between batches | end to end, default settings " +
+    "| HDEL markers (raw; the daemon sends them with its next script call) |",
     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...rows
   ].join("\n") +
-    `\n\nµs per event, batches of 1,000, medians over ${profile.rounds} interleaved round(s). Parts: medians of raw calls (one connection each, one after another). ` +
-    "Whole batch: the daemon's own `outbox_batch_seconds` / events, run with `RELAY_CONCURRENCY=1` so batches do not overlap; " +
-    "the daemon sends each batch's COMMIT in front of its next claim, so a batch's claim round trip carries the previous COMMIT. " +
-    "Runtime overhead: what the relay's code (Effect, row handling, metrics, retries, slot bookkeeping) adds to the raw parts. " +
+    `\n\nµs per event, batches of 1,000, medians over ${profile.rounds} interleaved round(s). ` +
+    "Parts: medians of raw calls (one connection each, one after another). " +
+    "Whole batch: the daemon's own `outbox_batch_seconds` / events, run with `RELAY_CONCURRENCY=1` " +
+    "so batches do not overlap; " +
+    "the daemon sends each batch's COMMIT in front of its next claim, " +
+    "so a batch's claim round trip carries the previous COMMIT. " +
+    "Runtime overhead: what the relay's code (Effect, row handling, metrics, retries, slot bookkeeping) " +
+    "adds to the raw parts. " +
     "Between batches: wake-up, lease checks and scheduling between one batch's end and the next one's start."
 }
 

@@ -9,9 +9,9 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { basename, join, relative } from "node:path"
 import { root } from "./lib/competitors.mjs"
-import { barChart, lineChart, palette } from "./lib/svg.mjs"
-import { fmtMs, fmtNum } from "./lib/stats.mjs"
+import { fmtNum } from "./lib/stats.mjs"
 import { abTable, drainTable, latencyTable, overheadTable, ratios, soakTable } from "./lib/summary.mjs"
+import { barChart, lineChart, palette } from "./lib/svg.mjs"
 import { profileTable } from "./profile.mjs"
 
 /** Everything below this line in docs/benchmarks.md is written by hand and survives regeneration. */
@@ -38,17 +38,22 @@ const latencyCharts = [...new Set(results.latency.filter((l) => l.rate).map((l) 
   const finite = rows.flatMap((l) => l.cdf.map(([, v]) => v)).filter((v) => Number.isFinite(v) && v > 0)
   const min = Math.max(0.1, 10 ** Math.floor(Math.log10(Math.min(...finite))))
   const max = 10 ** Math.ceil(Math.log10(Math.max(...finite)))
-  return chart(`bench-latency-${rate}.svg`, lineChart({
-    title: `Latency distribution at ${rate} events/s (producer COMMIT → XREAD receipt)`,
-    series: rows.map((l) => ({
-      label: `${label(l.competitor)}${l.missing ? " *" : ""}`,
-      color: color(l.competitor),
-      points: l.cdf.map(([q, v]) => [v, q])
-    })),
-    x: { label: "latency (ms, log scale)", log: true, min, max },
-    y: { label: "percentile of events", min: 0, max: 100 },
-    note: `${results.meta.config.latencySec} s per run; * line ends where events were not delivered within ${results.meta.config.latencyDrainWaitSec} s after the run; from ${basename(file)}`
-  }), `latency CDF at ${rate}/s`)
+  return chart(
+    `bench-latency-${rate}.svg`,
+    lineChart({
+      title: `Latency distribution at ${rate} events/s (producer COMMIT → XREAD receipt)`,
+      series: rows.map((l) => ({
+        label: `${label(l.competitor)}${l.missing ? " *" : ""}`,
+        color: color(l.competitor),
+        points: l.cdf.map(([q, v]) => [v, q])
+      })),
+      x: { label: "latency (ms, log scale)", log: true, min, max },
+      y: { label: "percentile of events", min: 0, max: 100 },
+      note: `${results.meta.config.latencySec} s per run; * line ends where events were not delivered within ` +
+        `${results.meta.config.latencyDrainWaitSec} s after the run; from ${basename(file)}`
+    }),
+    `latency CDF at ${rate}/s`
+  )
 })
 
 const drainChart = (() => {
@@ -59,16 +64,30 @@ const drainChart = (() => {
   const groups = sizes.map((n) => ({
     label: `${fmtNum(n)} backlog`,
     bars: rows.filter((d) => d.backlog === n).sort((a, b) => order.indexOf(a.competitor) - order.indexOf(b.competitor))
-      .map((d) => ({ label: label(d.competitor), color: color(d.competitor), value: d.rate, text: `${fmtNum(d.rate)}${d.complete ? "" : "*"}` }))
+      .map((d) => ({
+        label: label(d.competitor),
+        color: color(d.competitor),
+        value: d.rate,
+        text: `${fmtNum(d.rate)}${d.complete ? "" : "*"}`
+      }))
   }))
   void groupKey
   const values = rows.map((d) => d.rate)
-  return chart("bench-drain.svg", barChart({
-    title: "Backlog drain throughput (events/s, log scale)",
-    groups,
-    y: { label: "events/s", log: true, min: 10 ** Math.floor(Math.log10(Math.min(...values))), max: 10 ** Math.ceil(Math.log10(Math.max(...values)) + 0.05) },
-    note: "* did not finish within its time cap: rate over the events it delivered"
-  }), "drain throughput by backlog size")
+  return chart(
+    "bench-drain.svg",
+    barChart({
+      title: "Backlog drain throughput (events/s, log scale)",
+      groups,
+      y: {
+        label: "events/s",
+        log: true,
+        min: 10 ** Math.floor(Math.log10(Math.min(...values))),
+        max: 10 ** Math.ceil(Math.log10(Math.max(...values)) + 0.05)
+      },
+      note: "* did not finish within its time cap: rate over the events it delivered"
+    }),
+    "drain throughput by backlog size"
+  )
 })()
 
 const overheadChart = (() => {
@@ -77,20 +96,40 @@ const overheadChart = (() => {
   const writers = [...new Set(rows.map((o) => o.writers))].sort((a, b) => a - b)
   const kinds = [
     { key: (o) => o.competitor === "relay" && o.trigger === "on", label: "relay table, trigger on", color: palette[0] },
-    { key: (o) => o.competitor === "relay" && o.trigger === "off", label: "relay table, trigger off", color: "#9ecae1" },
-    { key: (o) => o.competitor === "relay" && o.trigger === "off-polling", label: "relay table, trigger off, relay polling every 10 ms", color: "#6baed6" },
-    { key: (o) => o.competitor === "floor" && o.trigger === "on", label: "relay table, NOTIFY on every commit (least-work relay)", color: palette[4] },
+    {
+      key: (o) => o.competitor === "relay" && o.trigger === "off",
+      label: "relay table, trigger off",
+      color: "#9ecae1"
+    },
+    {
+      key: (o) => o.competitor === "relay" && o.trigger === "off-polling",
+      label: "relay table, trigger off, relay polling every 10 ms",
+      color: "#6baed6"
+    },
+    {
+      key: (o) => o.competitor === "floor" && o.trigger === "on",
+      label: "relay table, NOTIFY on every commit (least-work relay)",
+      color: palette[4]
+    },
     { key: (o) => o.competitor === "graphile", label: "graphile add_job", color: palette[1] },
     { key: (o) => o.competitor === "classic", label: "classic plain INSERT", color: palette[3] }
   ]
-  return chart("bench-overhead.svg", barChart({
-    title: "Producer commits/s (single-row transactions, relay running)",
-    groups: writers.map((w) => ({
-      label: `${w} writer${w > 1 ? "s" : ""}`,
-      bars: kinds.map((k) => ({ label: k.label, color: k.color, value: rows.find((o) => o.writers === w && k.key(o))?.median }))
-    })),
-    y: { label: "commits/s", min: 0, max: Math.max(...rows.map((o) => o.median)) * 1.15 }
-  }), "producer commits per second")
+  return chart(
+    "bench-overhead.svg",
+    barChart({
+      title: "Producer commits/s (single-row transactions, relay running)",
+      groups: writers.map((w) => ({
+        label: `${w} writer${w > 1 ? "s" : ""}`,
+        bars: kinds.map((k) => ({
+          label: k.label,
+          color: k.color,
+          value: rows.find((o) => o.writers === w && k.key(o))?.median
+        }))
+      })),
+      y: { label: "commits/s", min: 0, max: Math.max(...rows.map((o) => o.median)) * 1.15 }
+    }),
+    "producer commits per second"
+  )
 })()
 
 const soakOnlyNote = (() => {
@@ -107,20 +146,45 @@ const soakCharts = (() => {
   if (!rows.length) return []
   const pts = (s, f) => s.samples.filter((x) => !x.final).map((x) => [x.t, f(x)])
   const maxT = Math.max(...rows.flatMap((s) => s.samples.map((x) => x.t)))
-  const size = chart("bench-soak-size.svg", lineChart({
-    title: `Table + indexes size under ${fmtNum(results.soak[0].rate)} events/s`,
-    series: rows.map((s, i) => ({ label: soakName(s), color: soakColor(s, i), points: pts(s, (x) => x.totalBytes / 2 ** 20) })),
-    x: { label: "seconds", min: 0, max: maxT },
-    y: { label: "MiB (pg_total_relation_size)", min: 0, max: Math.max(1, ...rows.flatMap((s) => s.samples.map((x) => x.totalBytes / 2 ** 20))) * 1.1 }
-  }), "table size over time")
+  const size = chart(
+    "bench-soak-size.svg",
+    lineChart({
+      title: `Table + indexes size under ${fmtNum(results.soak[0].rate)} events/s`,
+      series: rows.map((s, i) => ({
+        label: soakName(s),
+        color: soakColor(s, i),
+        points: pts(s, (x) => x.totalBytes / 2 ** 20)
+      })),
+      x: { label: "seconds", min: 0, max: maxT },
+      y: {
+        label: "MiB (pg_total_relation_size)",
+        min: 0,
+        max: Math.max(1, ...rows.flatMap((s) => s.samples.map((x) => x.totalBytes / 2 ** 20))) * 1.1
+      }
+    }),
+    "table size over time"
+  )
   const claims = rows.flatMap((s) => s.samples.map((x) => x.claimMeanMs)).filter((v) => Number.isFinite(v) && v > 0)
   const claim = claims.length
-    ? chart("bench-soak-claim.svg", lineChart({
-      title: "Claim statement mean execution time (pg_stat_statements, per interval)",
-      series: rows.map((s, i) => ({ label: soakName(s), color: soakColor(s, i), points: pts(s, (x) => x.claimMeanMs) })),
-      x: { label: "seconds", min: 0, max: maxT },
-      y: { label: "ms per call (log)", log: true, min: 10 ** Math.floor(Math.log10(Math.min(...claims))), max: 10 ** Math.ceil(Math.log10(Math.max(...claims))) }
-    }), "claim latency over time")
+    ? chart(
+      "bench-soak-claim.svg",
+      lineChart({
+        title: "Claim statement mean execution time (pg_stat_statements, per interval)",
+        series: rows.map((s, i) => ({
+          label: soakName(s),
+          color: soakColor(s, i),
+          points: pts(s, (x) => x.claimMeanMs)
+        })),
+        x: { label: "seconds", min: 0, max: maxT },
+        y: {
+          label: "ms per call (log)",
+          log: true,
+          min: 10 ** Math.floor(Math.log10(Math.min(...claims))),
+          max: 10 ** Math.ceil(Math.log10(Math.max(...claims)))
+        }
+      }),
+      "claim latency over time"
+    )
     : ""
   return [size, claim].filter(Boolean)
 })()
@@ -128,71 +192,120 @@ const soakCharts = (() => {
 const profileChart = (() => {
   const b = results.profile?.breakdown
   if (!b) return ""
-  const parts = [["claim", "claim", palette[0]], ["publish", "publish (Lua)", palette[1]], ["commit", "COMMIT", palette[2]],
-    ["runtimeOverhead", "runtime overhead", palette[3]], ["wholeBatch", "whole batch", "#555"]]
-  return chart("bench-profile.svg", barChart({
-    title: "outbox-relay: µs per event, batches of 1,000",
-    groups: b.map((r) => ({
-      label: `${r.streams} stream${r.streams > 1 ? "s" : ""}`,
-      bars: parts.map(([k, l, c]) => ({ label: l, color: c, value: r[k], text: String(r[k]) }))
-    })),
-    y: { label: "µs per event", min: 0, max: Math.max(...b.map((r) => r.wholeBatch ?? r.claim + r.publish + r.commit)) * 1.2 }
-  }), "time per event")
+  const parts = [
+    ["claim", "claim", palette[0]],
+    ["publish", "publish (Lua)", palette[1]],
+    ["commit", "COMMIT", palette[2]],
+    ["runtimeOverhead", "runtime overhead", palette[3]],
+    ["wholeBatch", "whole batch", "#555"]
+  ]
+  return chart(
+    "bench-profile.svg",
+    barChart({
+      title: "outbox-relay: µs per event, batches of 1,000",
+      groups: b.map((r) => ({
+        label: `${r.streams} stream${r.streams > 1 ? "s" : ""}`,
+        bars: parts.map(([k, l, c]) => ({ label: l, color: c, value: r[k], text: String(r[k]) }))
+      })),
+      y: {
+        label: "µs per event",
+        min: 0,
+        max: Math.max(...b.map((r) => r.wholeBatch ?? r.claim + r.publish + r.commit)) * 1.2
+      }
+    }),
+    "time per event"
+  )
 })()
 
 // ------------------------------------------------------------------------------------------ document
 const m = results.meta
 const c = m.config
-const competitorsList = Object.entries(results.competitors).map(([name, x]) => `- **${x.label}** (\`${name}\`): ${x.settings}`).join("\n")
+const competitorsList = Object.entries(results.competitors).map(([name, x]) =>
+  `- **${x.label}** (\`${name}\`): ${x.settings}`
+).join("\n")
 const drainNote = (() => {
   const classic = results.drain.find((d) => d.competitor === "classic")
   const gd = results.drain.find((d) => d.competitor === "graphile-default")
   const lines = []
   if (classic) {
-    lines.push(`- The classic poller is measured on a ${fmtNum(classic.backlog)} backlog for at most ${classic.capSec} s ` +
-      `(it delivered ${fmtNum(classic.delivered)}); at ${fmtNum(classic.rate)} events/s a 1M backlog would take ` +
-      `${fmtNum(1e6 / classic.rate / 60, 0)} minutes, so it is not run.`)
+    lines.push(
+      `- The classic poller is measured on a ${fmtNum(classic.backlog)} backlog for at most ${classic.capSec} s ` +
+        `(it delivered ${fmtNum(classic.delivered)}); at ${fmtNum(classic.rate)} events/s a 1M backlog would take ` +
+        `${fmtNum(1e6 / classic.rate / 60, 0)} minutes, so it is not run.`
+    )
   }
   if (gd) {
-    lines.push(`- graphile-worker with its defaults is measured on ${fmtNum(gd.backlog)} events with a ${gd.capSec} s cap ` +
-      `(delivered ${fmtNum(gd.delivered)}); at ${fmtNum(gd.rate)} events/s a 1M backlog would take ${fmtNum(1e6 / gd.rate / 60, 0)} minutes.`)
+    lines.push(
+      `- graphile-worker with its defaults is measured on ${fmtNum(gd.backlog)} events with a ${gd.capSec} s cap ` +
+        `(delivered ${fmtNum(gd.delivered)}); at ${fmtNum(gd.rate)} events/s a 1M backlog would take ${
+          fmtNum(1e6 / gd.rate / 60, 0)
+        } minutes.`
+    )
   }
   const repeated = results.drain.filter((d) => d.reps > 1)
-  if (repeated.length) lines.push(`- Backlogs under 1M are drained ${repeated[0].reps} times per competitor; the table shows the median rate and every run.`)
+  if (repeated.length) {
+    lines.push(
+      `- Backlogs under 1M are drained ${
+        repeated[0].reps
+      } times per competitor; the table shows the median rate and every run.`
+    )
+  }
   return lines.join("\n")
 })()
 
 const loadTable = m.scenarioSeconds
-  ? ["| scenario | took (s) | 1-min load average before → after |", "|---|---:|---:|",
-    ...Object.entries(m.scenarioSeconds).map(([k, v]) => `| ${k} | ${v} | ${(m.scenarioLoad?.[k] ?? []).join(" → ")} |`)].join("\n")
+  ? [
+    "| scenario | took (s) | 1-min load average before → after |",
+    "|---|---:|---:|",
+    ...Object.entries(m.scenarioSeconds).map(([k, v]) => `| ${k} | ${v} | ${(m.scenarioLoad?.[k] ?? []).join(" → ")} |`)
+  ].join("\n")
   : ""
 
 const caveats = (() => {
   const lines = [
-    `- One run per scenario and competitor (backlogs under 1M: ${c.drainReps}, overhead: ${c.overheadReps} repetitions, profile: ` +
-      `${results.profile?.rounds ?? "n/a"} rounds). The machine has ${m.machine.nproc} cores shared with other work; compare the load ` +
-      "average column above with the numbers, and prefer ratios measured in the same scenario.",
-    "- Competitor, Postgres, Redis, pgbench and the bench itself share the same cores: a competitor that spends more CPU leaves less " +
-      "for Postgres, which is part of what is measured.",
-    "- Latency: the producer and the consumer run in the bench's own Node process, so its event loop adds to every figure " +
-      "(equally for all competitors)."
+    `- One run per scenario and competitor (backlogs under 1M: ${c.drainReps}, ` +
+    `overhead: ${c.overheadReps} repetitions, profile: ` +
+    `${
+      results.profile?.rounds ?? "n/a"
+    } rounds). The machine has ${m.machine.nproc} cores shared with other work; compare the load ` +
+    "average column above with the numbers, and prefer ratios measured in the same scenario.",
+    "- Competitor, Postgres, Redis, pgbench and the bench itself share the same cores: " +
+    "a competitor that spends more CPU leaves less for Postgres, which is part of what is measured.",
+    "- Latency: the producer and the consumer run in the bench's own Node process, " +
+    "so its event loop adds to every figure (equally for all competitors)."
   ]
   const g1000 = results.latency.find((l) => l.competitor === "graphile" && l.rate === Math.max(...c.latencyRates))
   if (g1000?.achievedRate && g1000.achievedRate < g1000.rate * 0.95) {
-    lines.push(`- graphile-worker's producer (\`add_job\`) reached only ${fmtNum(g1000.achievedRate)} of the ${fmtNum(g1000.rate)} events/s ` +
-      "asked for in the latency run: its latency there is at that lower rate. The same limit caps its soak producer (see the overhead table).")
+    lines.push(
+      `- graphile-worker's producer (\`add_job\`) reached only ${fmtNum(g1000.achievedRate)} of the ${
+        fmtNum(g1000.rate)
+      } events/s ` +
+        "asked for in the latency run: its latency there is at that lower rate. " +
+        "The same limit caps its soak producer (see the overhead table)."
+    )
   }
   const cd = results.drain.find((d) => d.competitor === "classic")
-  if (cd) lines.push(`- The classic poller's drain is a ${cd.capSec} s window on a ${fmtNum(cd.backlog)} backlog, not a full drain.`)
-  lines.push("- CPU per event is sampled every 200 ms between the first and the last stream entry; the Postgres + Redis figure counts " +
-    "the postmaster, its backends and redis-server (backends that exit inside the window are missed: a lower bound).")
-  lines.push("- graphile-worker is used as an outbox through its public API only (`add_job` per event, a task that XADDs); it " +
-    "does not dedupe against Redis, so it promises less than the relay (at-least-once into the stream).")
+  if (cd) {
+    lines.push(
+      `- The classic poller's drain is a ${cd.capSec} s window on a ${fmtNum(cd.backlog)} backlog, not a full drain.`
+    )
+  }
+  lines.push(
+    "- CPU per event is sampled every 200 ms between the first and the last stream entry; " +
+      "the Postgres + Redis figure counts the postmaster, its backends and redis-server " +
+      "(backends that exit inside the window are missed: a lower bound)."
+  )
+  lines.push(
+    "- graphile-worker is used as an outbox through its public API only (`add_job` per event, a task that XADDs); it " +
+      "does not dedupe against Redis, so it promises less than the relay (at-least-once into the stream)."
+  )
   return lines.join("\n")
 })()
 
 const errors = results.errors?.length
-  ? `\n## Errors during this run\n\n${results.errors.map((e) => `- **${e.where}**: ${e.message.split("\n")[0]}`).join("\n")}\n`
+  ? `\n## Errors during this run\n\n${
+    results.errors.map((e) => `- **${e.where}**: ${e.message.split("\n")[0]}`).join("\n")
+  }\n`
   : ""
 
 const abSection = results.ab
@@ -224,7 +337,9 @@ const body = `## Machine
 | CPU | ${m.machine.cpuModel} |
 | cores (nproc) | ${m.machine.nproc} |
 | memory | ${fmtNum(m.machine.memoryMiB / 1024, 1)} GiB |
-| load average at start / end | ${m.machine.loadavgAtStart.join(", ")} / ${(m.loadavgAtEnd ?? m.machine.loadavgAtEnd ?? []).join(", ")} |
+| load average at start / end | ${m.machine.loadavgAtStart.join(", ")} / ${
+  (m.loadavgAtEnd ?? m.machine.loadavgAtEnd ?? []).join(", ")
+} |
 
 The machine is shared and noisy: the load average above includes other work. Read ratios and medians, not
 the last digit.
@@ -240,7 +355,9 @@ the last digit.
 | effect | ${m.versions.effect} |
 | postgres.js / ioredis | ${m.versions.postgresJs} / ${m.versions.ioredis} |
 | pgbench | ${m.versions.pgbench ?? "n/a"} |
-| outbox-relay source | git ${m.relaySource.gitHead}${m.relaySource.dirtyFiles ? ` + ${m.relaySource.dirtyFiles} uncommitted file(s) in src/sql/lua` : ""} (content hash ${m.relaySource.sourceHash}) |
+| outbox-relay source | git ${m.relaySource.gitHead}${
+  m.relaySource.dirtyFiles ? ` + ${m.relaySource.dirtyFiles} uncommitted file(s) in src/sql/lua` : ""
+} (content hash ${m.relaySource.sourceHash}) |
 
 ## How it is measured
 
@@ -269,7 +386,8 @@ ${competitorsList}
   producer's own statement (INSERT + COMMIT, from the same stamp to its reply): no relay can see an event
   before its commit, so that is the floor under every latency here; the least-work relay shows what is left
   after that on this machine (one claim and one XADD round trip).
-- **Producer overhead**: pgbench (\`-M prepared\`, ${c.overheadSec} s per run, ${c.overheadReps} repetition(s), median) runs
+- **Producer overhead**: pgbench (\`-M prepared\`, ${c.overheadSec} s per run, ` +
+  `${c.overheadReps} repetition(s), median) runs
   single-row transactions at 1, 8 and 32 clients while the competitor runs. For the relay, with its table's triggers
   enabled and disabled (\`ALTER TABLE outbox_events DISABLE TRIGGER ...\`). With the trigger off the relay gets no
   NOTIFY and sleeps until its 5 s poll, leaving both cores to the producers, so "on / off" is the cost of the trigger
@@ -278,13 +396,16 @@ ${competitorsList}
   off-polling" is the trigger's own cost. The least-work relay never marks itself awake, so its "trigger on" row
   is a NOTIFY on every commit. Between runs the backlog is drained (or, for the classic poller, which cannot keep
   up, truncated).
-- **Soak**: pgbench produces ${fmtNum(c.soakRate)} events/s (\`-R\`, 8 clients) for ${c.soakSec} s; every few seconds the bench
+- **Soak**: pgbench produces ${
+    fmtNum(c.soakRate)
+  } events/s (\`-R\`, 8 clients) for ${c.soakSec} s; every few seconds the bench
   samples \`pg_total_relation_size\`, each index's \`pg_relation_size\`, live/dead tuples, the backlog, and the mean
   execution time of the claim statement (pg_stat_statements: statements with \`SKIP LOCKED\`, or the classic poll).
   The relay soaks twice: with its defaults (rows deleted as they are published) and with \`RELAY_RETENTION\` set to a
   fifth of the soak (rows kept, marked \`published_at\`, purged when older), which is what retention costs: the
   claim becomes an UPDATE, the table holds rate × retention rows, and the purge deletes them again. "CPU s" is the
-  relay process and the Postgres + Redis process trees (producers' backends included) over the producing window.${soakOnlyNote}
+  relay process and the Postgres + Redis process trees (producers' backends included) over the producing window.` +
+  `${soakOnlyNote}
 
 ## Results
 
@@ -321,7 +442,8 @@ ${abSection}
 ## Where the relay's time per event goes
 
 \`bench/profile.mjs\` (run as part of \`npm run bench\`, or alone: \`node bench/profile.mjs\`) times the relay's own
-claim statement (from \`dist/relay/Statements.js\`), \`lua/publish.lua\` via EVALSHA and the COMMIT, called directly, and
+claim statement (from \`dist/relay/Statements.js\`), \`lua/publish.lua\` via EVALSHA and the COMMIT, ` +
+  `called directly, and
 compares them with the whole batch as the relay daemon reports it in its metrics while draining
 ${fmtNum(results.profile?.daemon?.[0]?.backlog)} events.
 
@@ -390,5 +512,7 @@ const contents = (() => {
 
 const page = `${intro}\n${contents}\n${body}\n${endMarker}\n${handWritten ? `\n${handWritten}` : ""}`
 writeFileSync(join(docs, "benchmarks.md"), page)
-console.log(`wrote docs/benchmarks.md and ${charts.map((n) => `docs/${n}`).join(", ")}` +
-  (handWritten ? "; kept the hand-written section below the end marker" : ""))
+console.log(
+  `wrote docs/benchmarks.md and ${charts.map((n) => `docs/${n}`).join(", ")}` +
+    (handWritten ? "; kept the hand-written section below the end marker" : "")
+)

@@ -8,8 +8,9 @@
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile (comma-separated)
- *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run, off with --quick);
- *                                          the relay soaks twice: deleting on publish, and with RELAY_RETENTION
+ *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run,
+ *                                          off with --quick); the relay soaks twice: deleting on publish,
+ *                                          and with RELAY_RETENTION
  *   npm run bench -- --soak-only relay     soak only these competitors (the other scenarios still run all)
  *   npm run bench -- --no-build            do not run `npm run build` first
  *   npm run bench -- --no-report           do not regenerate docs/benchmarks.md
@@ -21,18 +22,18 @@
  * Writes bench/results/latest.json and bench/results/<timestamp>[-quick][-ab].json (git-ignored); a full
  * run also regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
  */
-import { execFile, execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import Redis from "ioredis"
+import { execFile, execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
 import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import postgres from "postgres"
-import Redis from "ioredis"
-import { competitors, relayBaseline, root, streamOf, PAD, TOPIC } from "./lib/competitors.mjs"
+import { competitors, PAD, relayBaseline, root, streamOf } from "./lib/competitors.mjs"
+import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis, treeTicks } from "./lib/servers.mjs"
 import { cdfPoints, fmtMs, fmtNum, median, percentile, round } from "./lib/stats.mjs"
 import { latencyValue, summaryTable } from "./lib/summary.mjs"
-import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis, treeTicks } from "./lib/servers.mjs"
 
 // ---------------------------------------------------------------------------------------------- flags
 const argv = process.argv.slice(2)
@@ -45,13 +46,22 @@ const option = (name) => {
   return v
 }
 const known = new Set([
-  "quick", "only", "scenario", "soak", "soak-only", "no-build", "no-report", "baseline", "rounds", "help"
+  "quick",
+  "only",
+  "scenario",
+  "soak",
+  "soak-only",
+  "no-build",
+  "no-report",
+  "baseline",
+  "rounds",
+  "help"
 ])
 for (const a of argv) {
   if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
 }
 if (flag("help")) {
-  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 20).join("\n"))
+  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 21).join("\n"))
   process.exit(0)
 }
 const quick = flag("quick")
@@ -62,11 +72,17 @@ const soakOnly = option("soak-only")?.split(",")
 const baselineArg = option("baseline")
 const allNames = ["relay", "graphile", "graphile-default", "classic", "floor"]
 const picked = onlyArg
-  ? [...new Set(onlyArg.split(",").flatMap((n) => {
-    if (n === "graphile") return ["graphile", "graphile-default"]
-    if (!allNames.includes(n)) throw new Error(`--only: unknown competitor ${n} (relay, graphile, graphile-default, classic, floor)`)
-    return [n]
-  }))]
+  ? [
+    ...new Set(
+      onlyArg.split(",").flatMap((n) => {
+        if (n === "graphile") return ["graphile", "graphile-default"]
+        if (!allNames.includes(n)) {
+          throw new Error(`--only: unknown competitor ${n} (relay, graphile, graphile-default, classic, floor)`)
+        }
+        return [n]
+      })
+    )
+  ]
   : allNames
 
 // ---------------------------------------------------------------------------------------------- A/B
@@ -98,20 +114,42 @@ const scenarios = scenarioArg
 
 const config = quick
   ? {
-    drainSizes: [20_000], drainReps: 1, drainCapSec: 60, classicBacklog: 20_000, classicWindowSec: 15,
-    defaultGraphileSizes: [20_000], defaultGraphileCapSec: 30,
-    latencyRates: [100, 1000], latencySec: 5, latencyDrainWaitSec: 5,
-    overheadWriters: [1, 8, 32], overheadSec: 2, overheadReps: 1,
-    soakSec: Number(soakArg ?? 20), soakRate: 5000
+    drainSizes: [20_000],
+    drainReps: 1,
+    drainCapSec: 60,
+    classicBacklog: 20_000,
+    classicWindowSec: 15,
+    defaultGraphileSizes: [20_000],
+    defaultGraphileCapSec: 30,
+    latencyRates: [100, 1000],
+    latencySec: 5,
+    latencyDrainWaitSec: 5,
+    overheadWriters: [1, 8, 32],
+    overheadSec: 2,
+    overheadReps: 1,
+    soakSec: Number(soakArg ?? 20),
+    soakRate: 5000
   }
   : {
-    drainSizes: [100_000, 1_000_000], drainReps: 3, drainCapSec: 300, classicBacklog: 20_000, classicWindowSec: 20,
-    defaultGraphileSizes: [100_000], defaultGraphileCapSec: 30,
-    latencyRates: [100, 1000], latencySec: 10, latencyDrainWaitSec: 5,
-    overheadWriters: [1, 8, 32], overheadSec: 3, overheadReps: 3,
-    soakSec: Number(soakArg ?? 60), soakRate: 5000
+    drainSizes: [100_000, 1_000_000],
+    drainReps: 3,
+    drainCapSec: 300,
+    classicBacklog: 20_000,
+    classicWindowSec: 20,
+    defaultGraphileSizes: [100_000],
+    defaultGraphileCapSec: 30,
+    latencyRates: [100, 1000],
+    latencySec: 10,
+    latencyDrainWaitSec: 5,
+    overheadWriters: [1, 8, 32],
+    overheadSec: 3,
+    overheadReps: 3,
+    soakSec: Number(soakArg ?? 60),
+    soakRate: 5000
   }
-if (!Number.isFinite(config.soakSec) || config.soakSec < 5 || config.soakSec > 7200) throw new Error("--soak: seconds from 5 to 7200")
+if (!Number.isFinite(config.soakSec) || config.soakSec < 5 || config.soakSec > 7200) {
+  throw new Error("--soak: seconds from 5 to 7200")
+}
 
 const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a)
 const started = Date.now()
@@ -207,7 +245,8 @@ const versions = {
   ioredis: JSON.parse(readFileSync(join(root, "node_modules/ioredis/package.json"), "utf8")).version,
   pgbench: pgbench ? execFileSync(pgbench, ["--version"], { encoding: "utf8" }).trim() : null
 }
-const cpuModel = (/model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpus()[0]?.model ?? "unknown").trim()
+const cpuModel =
+  (/model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpus()[0]?.model ?? "unknown").trim()
 results.meta = {
   startedAt: new Date(started).toISOString(),
   command: `npm run bench${argv.length ? ` -- ${argv.join(" ")}` : ""}`,
@@ -226,7 +265,11 @@ results.meta = {
   versions,
   postgresSettings: pgSettings,
   redisSettings: { save: "", appendonly: "no" },
-  relaySource: { gitHead: git("rev-parse", "--short", "HEAD"), dirtyFiles: git("status", "--porcelain", "src", "sql", "lua").split("\n").filter(Boolean).length, sourceHash },
+  relaySource: {
+    gitHead: git("rev-parse", "--short", "HEAD"),
+    dirtyFiles: git("status", "--porcelain", "src", "sql", "lua").split("\n").filter(Boolean).length,
+    sourceHash
+  },
   ...(baselineDir
     ? { baseline: { dir: baselineDir, buildHash: contentHash(baselineDir, ["dist", "sql", "lua"]), rounds: abRounds } }
     : {})
@@ -362,12 +405,19 @@ const drainOnce = async (c, n, capSec) => {
     row.wallRate = Math.round(len / ((tEnd - t0) / 1000))
     Object.assign(row, usage)
     // CPU of the competitor's process between the first and the last stream entry (sampled every 200 ms).
-    row.cpuMicrosPerEvent = usage.windowCpuSeconds && len > 1 ? round((usage.windowCpuSeconds * 1e6) / (len - 1), 1) : null
+    row.cpuMicrosPerEvent = usage.windowCpuSeconds && len > 1
+      ? round((usage.windowCpuSeconds * 1e6) / (len - 1), 1)
+      : null
     // Same window, Postgres + Redis processes (a lower bound: backends that exit inside it are not counted).
-    row.serverCpuMicrosPerEvent = usage.windowServerCpuSeconds && len > 1 ? round((usage.windowServerCpuSeconds * 1e6) / (len - 1), 1) : null
+    row.serverCpuMicrosPerEvent = usage.windowServerCpuSeconds && len > 1
+      ? round((usage.windowServerCpuSeconds * 1e6) / (len - 1), 1)
+      : null
     if (exitedEarly) row.error = `process exited during the drain:\n${p.logTail()}`
-    log(`  ${c.name}: ${fmtNum(len)}/${fmtNum(n)} in ${row.drainSeconds}s → ${fmtNum(row.rate)} ev/s` +
-      ` (startup ${row.startupSeconds}s, RSS max ${row.rssMaxMiB} MiB, CPU µs/ev ${row.cpuMicrosPerEvent} + servers ${row.serverCpuMicrosPerEvent}, left ${row.leftInTable})`)
+    log(
+      `  ${c.name}: ${fmtNum(len)}/${fmtNum(n)} in ${row.drainSeconds}s → ${fmtNum(row.rate)} ev/s` +
+        ` (startup ${row.startupSeconds}s, RSS max ${row.rssMaxMiB} MiB,` +
+        ` CPU µs/ev ${row.cpuMicrosPerEvent} + servers ${row.serverCpuMicrosPerEvent}, left ${row.leftInTable})`
+    )
     if (row.error) log(`  ${row.error}`)
   } catch (error) {
     row.error = error.message
@@ -392,13 +442,17 @@ const pairedRatios = (as, bs) => {
 const runDrain = async () => {
   log("== drain")
   for (const name of selected.filter((n) => n !== "relay-baseline")) {
-    const c = competitors[name]
     const group = turnGroup(name)
     const plans = name === "classic"
       ? [{ n: config.classicBacklog, cap: config.classicWindowSec, reps: 1, mode: "window" }]
       : name === "graphile-default"
       ? config.defaultGraphileSizes.map((n) => ({ n, cap: config.defaultGraphileCapSec, reps: 1, mode: "capped" }))
-      : config.drainSizes.map((n) => ({ n, cap: config.drainCapSec, reps: n >= 1_000_000 ? 1 : config.drainReps, mode: "full" }))
+      : config.drainSizes.map((n) => ({
+        n,
+        cap: config.drainCapSec,
+        reps: n >= 1_000_000 ? 1 : config.drainReps,
+        mode: "full"
+      }))
     for (const plan of plans) {
       const runs = Object.fromEntries(group.map((n) => [n, []]))
       // A/B: every round drains the same backlog with each build in turn (a 1M backlog at most 3 rounds).
@@ -422,9 +476,17 @@ const runDrain = async () => {
       if (group.length > 1) {
         const [a, b] = group.map((n) => runs[n].map((x) => x.rate ?? null))
         const ratio = pairedRatios(a, b)
-        results.ab.drain.push({ backlog: plan.n, relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median })
-        log(`  drain ${fmtNum(plan.n)}: relay / baseline events/s per round ${ratio.perRound.join(", ")};` +
-          ` median ${ratio.median}`)
+        results.ab.drain.push({
+          backlog: plan.n,
+          relay: a,
+          baseline: b,
+          ratio: ratio.perRound,
+          medianRatio: ratio.median
+        })
+        log(
+          `  drain ${fmtNum(plan.n)}: relay / baseline events/s per round ${ratio.perRound.join(", ")};` +
+            ` median ${ratio.median}`
+        )
       }
     }
   }
@@ -500,18 +562,18 @@ const produce = async (c, clients, rate, seconds, runTag) => {
   const deadline = t0 + seconds * 1000 + 30_000
   const worker = async (conn) => {
     while (next < total && performance.now() < deadline) {
-        const seq = next++
-        const due = t0 + (seq * 1000) / rate
-        const wait = due - performance.now()
-        if (wait > 1) await sleep(wait)
-        else if (wait < -5) late++
-        const t = now()
-        const payload = JSON.stringify({ run: runTag, seq, t, pad: PAD })
-        await conn.unsafe(c.insertOne.text, [`order-${seq % 1000}`, payload], { prepare: true }).then(() => {
-          commits.push(now() - t)
-        }, () => {
-          failed++
-        })
+      const seq = next++
+      const due = t0 + (seq * 1000) / rate
+      const wait = due - performance.now()
+      if (wait > 1) await sleep(wait)
+      else if (wait < -5) late++
+      const t = now()
+      const payload = JSON.stringify({ run: runTag, seq, t, pad: PAD })
+      await conn.unsafe(c.insertOne.text, [`order-${seq % 1000}`, payload], { prepare: true }).then(() => {
+        commits.push(now() - t)
+      }, () => {
+        failed++
+      })
     }
   }
   await Promise.all(clients.map(worker))
@@ -543,7 +605,12 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
       const runTag = `${c.name}-${rate}-${Date.now()}`
       const [last] = await redis.xrevrange(stream, "+", "-", "COUNT", 1)
       let produced = null
-      const consumer = consume(stream, last ? last[0] : "0-0", runTag, () => (produced ? produced.sent - produced.failed : null))
+      const consumer = consume(
+        stream,
+        last ? last[0] : "0-0",
+        runTag,
+        () => (produced ? produced.sent - produced.failed : null)
+      )
       produced = await produce(c, producerSql, rate, config.latencySec, runTag)
       await consumer.finish(config.latencyDrainWaitSec * 1000)
       const values = [...consumer.latencies.values()]
@@ -573,9 +640,13 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
         commitP99: round(percentile(produced.commits, 99), 3)
       }
       rows.push(row)
-      log(`  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${fmtMs(row.max)}` +
-        ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
-        ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`)
+      log(
+        `  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${
+          fmtMs(row.max)
+        }` +
+          ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
+          ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`
+      )
       await sleep(500)
     }
   } finally {
@@ -597,8 +668,10 @@ const runLatency = async () => {
         const stream = streamOf(c)
         await redis.unlink(stream)
         // One single-connection client per producer "thread" (postgres.js reserve() does not fit here).
-        const producerSql = Array.from({ length: 8 }, () =>
-          postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false }))
+        const producerSql = Array.from(
+          { length: 8 },
+          () => postgres(handle.url, { max: 1, onnotice: () => {}, fetch_types: false })
+        )
         setups[n] = { handle, producerSql, stream }
       }
       const rounds = group.length > 1 ? abRounds : 1
@@ -630,23 +703,29 @@ const runLatency = async () => {
           const byP50 = rows.slice().sort((a, b) => latencyValue(a, "p50") - latencyValue(b, "p50"))
           const middle = byP50[(rows.length - 1) >> 1]
           results.latency.push({
-            ...middle, rounds: rows.length, p50s: rows.map((x) => x.p50), p99s: rows.map((x) => x.p99)
+            ...middle,
+            rounds: rows.length,
+            p50s: rows.map((x) => x.p50),
+            p99s: rows.map((x) => x.p99)
           })
         }
       }
       if (group.length > 1) {
         for (const rate of config.latencyRates) {
-          const at = (n, key) => turns[n].map((t) => {
-            const row = t?.find((x) => x.rate === rate)
-            return row ? latencyValue(row, key) : null
-          })
+          const at = (n, key) =>
+            turns[n].map((t) => {
+              const row = t?.find((x) => x.rate === rate)
+              return row ? latencyValue(row, key) : null
+            })
           const entry = { rate }
           for (const key of ["p50", "p99"]) {
             const [a, b] = group.map((n) => at(n, key))
             const ratio = pairedRatios(a, b)
             entry[key] = { relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median }
-            log(`  latency @${rate}/s ${key}: relay / baseline per round ${ratio.perRound.join(", ")};` +
-              ` median ${ratio.median}`)
+            log(
+              `  latency @${rate}/s ${key}: relay / baseline per round ${ratio.perRound.join(", ")};` +
+                ` median ${ratio.median}`
+            )
           }
           results.ab.latency.push(entry)
         }
@@ -669,9 +748,31 @@ const pgbenchRun = async (db, script, clients, seconds, extra = []) => {
   if (!pgbench) throw new Error("pgbench not found")
   const file = join(tmpdir(), `outbox-bench-${process.pid}-${Math.random().toString(36).slice(2)}.sql`)
   writeFileSync(file, script)
-  const args = ["-n", "-M", "prepared", "-f", file, "-c", String(clients), "-j", String(Math.min(clients, 2)),
-    "-T", String(seconds), "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", ...extra, db]
-  const { stdout } = await promisify(execFile)(pgbench, args, { timeout: (seconds + 60) * 1000, env: { ...process.env, PGAPPNAME: "bench-producer" } })
+  const args = [
+    "-n",
+    "-M",
+    "prepared",
+    "-f",
+    file,
+    "-c",
+    String(clients),
+    "-j",
+    String(Math.min(clients, 2)),
+    "-T",
+    String(seconds),
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(pg.port),
+    "-U",
+    "postgres",
+    ...extra,
+    db
+  ]
+  const { stdout } = await promisify(execFile)(pgbench, args, {
+    timeout: (seconds + 60) * 1000,
+    env: { ...process.env, PGAPPNAME: "bench-producer" }
+  })
     .finally(() => rmSync(file, { force: true }))
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(stdout)?.[1] ?? NaN)
   const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN)
@@ -681,7 +782,8 @@ const pgbenchRun = async (db, script, clients, seconds, extra = []) => {
 
 const setTriggers = async (sql, table, on) => {
   const triggers = (await sql.unsafe(
-    `SELECT tgname FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal`)).map((r) => r.tgname)
+    `SELECT tgname FROM pg_trigger WHERE tgrelid = '${table}'::regclass AND NOT tgisinternal`
+  )).map((r) => r.tgname)
   for (const t of triggers) await sql.unsafe(`ALTER TABLE ${table} ${on ? "ENABLE" : "DISABLE"} TRIGGER "${t}"`)
   return triggers
 }
@@ -800,13 +902,26 @@ const runSoak = async () => {
       !["graphile-default", "floor", "relay-baseline"].includes(n) && (!soakOnly || soakOnly.includes(n))
     const runs = selected.filter(soaked).flatMap((name) =>
       name === "relay"
-        ? [{ name }, { name, variant: `RELAY_RETENTION=${retentionSec} seconds`, env: { RELAY_RETENTION: `${retentionSec} seconds` } }]
-        : [{ name }])
+        ? [{ name }, {
+          name,
+          variant: `RELAY_RETENTION=${retentionSec} seconds`,
+          env: { RELAY_RETENTION: `${retentionSec} seconds` }
+        }]
+        : [{ name }]
+    )
     for (const run of runs) {
       const c = competitors[run.name]
       const handle = await freshDb(c, "soak")
       const stream = streamOf(c)
-      const out = { competitor: c.name, variant: run.variant, env: run.env, rate: config.soakRate, seconds: config.soakSec, intervalSec: interval, samples: [] }
+      const out = {
+        competitor: c.name,
+        variant: run.variant,
+        env: run.env,
+        rate: config.soakRate,
+        seconds: config.soakSec,
+        intervalSec: interval,
+        samples: []
+      }
       let p
       let cpuStart
       try {
@@ -819,18 +934,24 @@ const runSoak = async () => {
             `SELECT coalesce(sum(calls), 0)::float8 AS calls, coalesce(sum(total_exec_time), 0)::float8 AS ms,
                     coalesce(sum(rows), 0)::float8 AS rows
              FROM pg_stat_statements WHERE dbid = ${dbOid}
-               AND (query ILIKE '%skip locked%' OR query LIKE '%classic-claim%')`)
+               AND (query ILIKE '%skip locked%' OR query LIKE '%classic-claim%')`
+          )
           return r
         }
         const indexSql = c.table === "outbox_events"
-          ? `SELECT indexrelid::regclass::text AS name, pg_relation_size(indexrelid)::float8 AS bytes FROM pg_index WHERE indrelid = 'outbox_events'::regclass`
-          : `SELECT indexrelid::regclass::text AS name, pg_relation_size(indexrelid)::float8 AS bytes FROM pg_index WHERE indrelid = '${c.table}'::regclass`
+          ? `SELECT indexrelid::regclass::text AS name, pg_relation_size(indexrelid)::float8 AS bytes
+             FROM pg_index WHERE indrelid = 'outbox_events'::regclass`
+          : `SELECT indexrelid::regclass::text AS name, pg_relation_size(indexrelid)::float8 AS bytes
+             FROM pg_index WHERE indrelid = '${c.table}'::regclass`
         const sample = async (t, prev) => {
           const [size] = await handle.sql.unsafe(
-            `SELECT pg_total_relation_size('${c.table}')::float8 AS total, pg_relation_size('${c.table}')::float8 AS heap,
+            `SELECT pg_total_relation_size('${c.table}')::float8 AS total,
+                    pg_relation_size('${c.table}')::float8 AS heap,
                     (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '${c.table}'::regclass)::float8 AS live,
                     (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '${c.table}'::regclass)::float8 AS dead,
-                    (SELECT autovacuum_count + vacuum_count FROM pg_stat_user_tables WHERE relid = '${c.table}'::regclass)::float8 AS vacuums`)
+                    (SELECT autovacuum_count + vacuum_count FROM pg_stat_user_tables
+                      WHERE relid = '${c.table}'::regclass)::float8 AS vacuums`
+          )
           const idx = await handle.sql.unsafe(indexSql)
           const claim = await claimStats()
           const proc = procSample(p.pid)
@@ -867,8 +988,12 @@ const runSoak = async () => {
           await sleep(Math.max(0, target - Date.now()))
           prev = await sample(Math.round((Date.now() - t0) / 1000), prev)
           out.samples.push(prev.s)
-          log(`  ${c.name}${run.variant ? ` (${run.variant})` : ""} t=${prev.s.t}s table ${fmtNum(prev.s.totalBytes / 2 ** 20, 1)} MiB backlog ${fmtNum(prev.s.backlog)}` +
-            ` dead ${fmtNum(prev.s.deadTuples)} claim ${fmtMs(prev.s.claimMeanMs)} (${prev.s.claimCalls} calls)`)
+          log(
+            `  ${c.name}${run.variant ? ` (${run.variant})` : ""} t=${prev.s.t}s table ${
+              fmtNum(prev.s.totalBytes / 2 ** 20, 1)
+            } MiB backlog ${fmtNum(prev.s.backlog)}` +
+              ` dead ${fmtNum(prev.s.deadTuples)} claim ${fmtMs(prev.s.claimMeanMs)} (${prev.s.claimCalls} calls)`
+          )
           if (Date.now() - t0 > (config.soakSec + interval) * 1000) break
         }
         const r = await bench
@@ -876,7 +1001,9 @@ const runSoak = async () => {
         // CPU over the producing window: the relay's process, and Postgres + Redis (producers' work included).
         const relayTicks = procSample(p.pid)?.cpuTicks
         out.cpuSeconds = {
-          relay: relayTicks !== undefined && cpuStart.relay !== undefined ? round((relayTicks - cpuStart.relay) / 100, 1) : null,
+          relay: relayTicks !== undefined && cpuStart.relay !== undefined
+            ? round((relayTicks - cpuStart.relay) / 100, 1)
+            : null,
           servers: round((treeTicks([pg.pid, redisServer.pid]) - cpuStart.servers) / 100, 1)
         }
         // Let it drain, bounded, then a last sample.

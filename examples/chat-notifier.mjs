@@ -17,7 +17,9 @@
 import { startConsumer } from "outbox-relay"
 
 const redisUrl = process.env.REDIS_URL || process.env.RELAY_REDIS_URL || "redis://127.0.0.1:6379"
-const streams = (process.env.NOTIFY_STREAMS || "outbox:orders,outbox:payments").split(",").map((s) => s.trim()).filter(Boolean)
+const streams = (process.env.NOTIFY_STREAMS || "outbox:orders,outbox:payments").split(",").map((s) => s.trim()).filter(
+  Boolean
+)
 const group = process.env.NOTIFY_GROUP || "chat-notifier"
 
 const money = (amount, currency = "EUR") =>
@@ -29,18 +31,31 @@ const formatEvent = (event) => {
   switch (event.eventType) {
     case "OrderPlaced": {
       const items = Array.isArray(p.items) ? p.items.reduce((n, item) => n + (item.quantity ?? 1), 0) : 0
-      return { channel: "#orders", text: `🛒 Order ${event.aggregateId} placed by ${p.customerId ?? "someone"}: ${items} item(s), ${money(p.total, p.currency)}` }
+      return {
+        channel: "#orders",
+        text: `🛒 Order ${event.aggregateId} placed by ${p.customerId ?? "someone"}: ${items} item(s), ${
+          money(p.total, p.currency)
+        }`
+      }
     }
     case "PaymentCaptured":
-      return { channel: "#payments", text: `💶 Payment ${p.paymentId ?? "?"} captured for ${event.aggregateId}: ${money(p.amount, p.currency)}` }
+      return {
+        channel: "#payments",
+        text: `💶 Payment ${p.paymentId ?? "?"} captured for ${event.aggregateId}: ${money(p.amount, p.currency)}`
+      }
     default:
-      return { channel: `#${event.topic || "events"}`, text: `📣 ${event.eventType} on ${event.aggregateId || "(no aggregate)"}: ${JSON.stringify(p)}` }
+      return {
+        channel: `#${event.topic || "events"}`,
+        text: `📣 ${event.eventType} on ${event.aggregateId || "(no aggregate)"}: ${JSON.stringify(p)}`
+      }
   }
 }
 
 /** Stands in for the chat API call (e.g. `await fetch(webhookUrl, { method: "POST", body, signal })`). */
 const postToChat = async ({ channel, text }, event) => {
-  console.log(`[chat-notifier] ${channel.padEnd(10)} ${text}   (event ${event.eventId}, delivery ${event.deliveryCount})`)
+  console.log(
+    `[chat-notifier] ${channel.padEnd(10)} ${text}   (event ${event.eventId}, delivery ${event.deliveryCount})`
+  )
 }
 
 const consumers = await Promise.all(streams.map((stream) =>

@@ -87,23 +87,23 @@ const eventFor = (i) => {
   const total = Math.round((10 + ((n * 37) % 190) + n / 100) * 100) / 100
   return i % 2 === 0
     ? {
-        topic: "orders",
-        eventType: "OrderPlaced",
-        aggregateId,
-        payload: {
-          orderId: aggregateId,
-          customerId: `customer-${(n % 5) + 1}`,
-          items: [{ sku: `sku-${(n % 3) + 1}`, quantity: (n % 4) + 1 }],
-          total,
-          currency: "EUR"
-        }
+      topic: "orders",
+      eventType: "OrderPlaced",
+      aggregateId,
+      payload: {
+        orderId: aggregateId,
+        customerId: `customer-${(n % 5) + 1}`,
+        items: [{ sku: `sku-${(n % 3) + 1}`, quantity: (n % 4) + 1 }],
+        total,
+        currency: "EUR"
       }
+    }
     : {
-        topic: "payments",
-        eventType: "PaymentCaptured",
-        aggregateId,
-        payload: { orderId: aggregateId, paymentId: `payment-${n}`, amount: total, currency: "EUR" }
-      }
+      topic: "payments",
+      eventType: "PaymentCaptured",
+      aggregateId,
+      payload: { orderId: aggregateId, paymentId: `payment-${n}`, amount: total, currency: "EUR" }
+    }
 }
 
 /**
@@ -111,7 +111,8 @@ const eventFor = (i) => {
  * The payload goes through tx.json(): postgres.js serializes it for the jsonb column itself, so passing
  * JSON.stringify(payload) would store a JSON *string* (which the relay's schema rejects).
  */
-const insertOutboxEvent = (tx, event) => tx`
+const insertOutboxEvent = (tx, event) =>
+  tx`
   INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
   VALUES (${event.topic}, ${event.eventType}, ${event.aggregateId}, ${tx.json(event.payload)})
   RETURNING id, event_id
@@ -162,7 +163,11 @@ const rollBackOne = async () => {
 }
 
 const main = async () => {
-  log(`database ${redact(databaseUrl)}${schema ? ` (schema ${schema})` : ""}, ${eventCount} events, ${intervalMs} ms apart`)
+  log(
+    `database ${redact(databaseUrl)}${
+      schema ? ` (schema ${schema})` : ""
+    }, ${eventCount} events, ${intervalMs} ms apart`
+  )
   await waitForTable()
   log("outbox_events is present, producing")
 

@@ -9,7 +9,6 @@
  * usage (the error on stderr, then the command's help) or a bad setting (one line naming the variable).
  * The relay and the dead-letter code are imported only by the commands that use them.
  */
-import { createRequire } from "node:module"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
@@ -22,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
+import { createRequire } from "node:module"
 import { migrate } from "./relay/Migrator.js"
 import { loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
 import { loggerLayer } from "./shared/Logging.js"
@@ -115,33 +115,41 @@ const stream = Argument.String("stream").pipe(
 const positiveInteger = (text: string) =>
   /^\d+$/.test(text) && Number(text) >= 1 ? Option.some(Number(text)) : Option.none()
 
-const dlqList = Command.make("list", {
-  stream,
-  count: Flag.String("count").pipe(
-    Flag.filterMap(positiveInteger, () => "a positive integer"),
-    Flag.withMetavar("N"),
-    Flag.withDefault(20),
-    Flag.withDescription("How many to show, oldest first (default 20)")
-  ),
-  json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("One JSON object per dead letter"))
-}, Effect.fn("cli.dlqList")(function*(options) {
-  const dlq = yield* deadLetterCli
-  yield* exitWith(yield* dlq.list(options, yield* Effect.orDie(dlq.redisUrl)))
-})).pipe(Command.withDescription("Show the oldest dead letters of <stream> and why each one died"))
+const dlqList = Command.make(
+  "list",
+  {
+    stream,
+    count: Flag.String("count").pipe(
+      Flag.filterMap(positiveInteger, () => "a positive integer"),
+      Flag.withMetavar("N"),
+      Flag.withDefault(20),
+      Flag.withDescription("How many to show, oldest first (default 20)")
+    ),
+    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("One JSON object per dead letter"))
+  },
+  Effect.fn("cli.dlqList")(function*(options) {
+    const dlq = yield* deadLetterCli
+    yield* exitWith(yield* dlq.list(options, yield* Effect.orDie(dlq.redisUrl)))
+  })
+).pipe(Command.withDescription("Show the oldest dead letters of <stream> and why each one died"))
 
-const dlqReplay = Command.make("replay", {
-  stream,
-  ids: Flag.String("id").pipe(
-    Flag.filter((id) => /^\d+-\d+$/.test(id), () => "an entry id such as 1700000000000-0"),
-    Flag.withMetavar("ID"),
-    Flag.atLeast(0),
-    Flag.withDescription("A dead letter's entry id (as `dlq list` shows it); repeat for several")
-  ),
-  all: Flag.Boolean("all").pipe(Flag.withDefault(false), Flag.withDescription("Every dead letter of <stream>"))
-}, Effect.fn("cli.dlqReplay")(function*({ all, ids, stream }) {
-  const dlq = yield* deadLetterCli
-  yield* exitWith(yield* dlq.replay({ stream, which: all ? "all" : ids }, yield* Effect.orDie(dlq.redisUrl)))
-})).pipe(
+const dlqReplay = Command.make(
+  "replay",
+  {
+    stream,
+    ids: Flag.String("id").pipe(
+      Flag.filter((id) => /^\d+-\d+$/.test(id), () => "an entry id such as 1700000000000-0"),
+      Flag.withMetavar("ID"),
+      Flag.atLeast(0),
+      Flag.withDescription("A dead letter's entry id (as `dlq list` shows it); repeat for several")
+    ),
+    all: Flag.Boolean("all").pipe(Flag.withDefault(false), Flag.withDescription("Every dead letter of <stream>"))
+  },
+  Effect.fn("cli.dlqReplay")(function*({ all, ids, stream }) {
+    const dlq = yield* deadLetterCli
+    yield* exitWith(yield* dlq.replay({ stream, which: all ? "all" : ids }, yield* Effect.orDie(dlq.redisUrl)))
+  })
+).pipe(
   Command.validate(({ all, ids }) =>
     all === (ids.length > 0)
       ? Effect.fail(new CliError.ValidationError({ message: "replay needs either --id ID ... or --all." }))

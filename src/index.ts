@@ -4,29 +4,7 @@
  * their own Effect program. The consumer: `startConsumer` (promises) or the `Consumer` layer (Effect),
  * the inbox, and the dead-letter tools.
  */
-export { ConfigInvalid, RelayConfig } from "./relay/RelayConfig.js"
-export type { RelaySettings } from "./relay/RelayConfig.js"
-export { RelayDaemon, RelayLoop } from "./relay/Relay.js"
-export { Database } from "./relay/Database.js"
-export type { DeadRow, OutboxStats } from "./relay/Database.js"
-export { Health } from "./relay/Health.js"
-export type { HealthSnapshot } from "./relay/Health.js"
-export { migrate } from "./relay/Migrator.js"
-export type { MigrateOptions } from "./relay/Migrator.js"
-export { DatabaseUnavailable, MigrationFailed, RedisUnavailable } from "./shared/Errors.js"
-export { loggerLayer } from "./shared/Logging.js"
-export { envelopeFields } from "./shared/Envelope.js"
-export { deadLetterKey, streamKey } from "./shared/RedisKeys.js"
-export { defaultHandlerRetry } from "./shared/Retry.js"
 export { Consumer } from "./consumer/Consumer.js"
-export type { ConsumerStats } from "./consumer/Delivery.js"
-export type { ConsumedEvent } from "./consumer/Envelope.js"
-export {
-  ConsumerOptionsInvalid,
-  ConsumerRedisUnavailable,
-  HandlerTimedOut,
-  InboxUnavailable
-} from "./consumer/Errors.js"
 export {
   countDeadLetters,
   listDeadLetters,
@@ -35,6 +13,14 @@ export {
   replayDeadLettersAsync
 } from "./consumer/DeadLetters.js"
 export type { DeadLetterEntry, ReplayResult } from "./consumer/DeadLetters.js"
+export type { ConsumerStats } from "./consumer/Delivery.js"
+export type { ConsumedEvent } from "./consumer/Envelope.js"
+export {
+  ConsumerOptionsInvalid,
+  ConsumerRedisUnavailable,
+  HandlerTimedOut,
+  InboxUnavailable
+} from "./consumer/Errors.js"
 export { isProcessed, withInbox } from "./consumer/Inbox.js"
 export type { InboxHandler, InboxSettings } from "./consumer/Inbox.js"
 export type { ConsumerOptions, StartFrom } from "./consumer/Options.js"
@@ -48,3 +34,17 @@ export type {
   PlainConsumerOptions,
   StartConsumerOptions
 } from "./consumer/startConsumer.js"
+export { Database } from "./relay/Database.js"
+export type { DeadRow, OutboxStats } from "./relay/Database.js"
+export { Health } from "./relay/Health.js"
+export type { HealthSnapshot } from "./relay/Health.js"
+export { migrate } from "./relay/Migrator.js"
+export type { MigrateOptions } from "./relay/Migrator.js"
+export { RelayDaemon, RelayLoop } from "./relay/Relay.js"
+export { ConfigInvalid, RelayConfig } from "./relay/RelayConfig.js"
+export type { RelaySettings } from "./relay/RelayConfig.js"
+export { envelopeFields } from "./shared/Envelope.js"
+export { DatabaseUnavailable, MigrationFailed, RedisUnavailable } from "./shared/Errors.js"
+export { loggerLayer } from "./shared/Logging.js"
+export { deadLetterKey, streamKey } from "./shared/RedisKeys.js"
+export { defaultHandlerRetry } from "./shared/Retry.js"

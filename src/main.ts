@@ -25,7 +25,12 @@ if (
   !falseWords.includes((process.env.RELAY_HEAP_TUNING ?? "").trim().toLowerCase()) &&
   ![...process.execArgv, process.env.NODE_OPTIONS ?? ""].some((arg) => heapFlagPattern.test(arg))
 ) {
-  execve.call(process, process.execPath, [process.execPath, ...heapFlags, ...process.execArgv, ...process.argv.slice(1)], process.env)
+  execve.call(process, process.execPath, [
+    process.execPath,
+    ...heapFlags,
+    ...process.execArgv,
+    ...process.argv.slice(1)
+  ], process.env)
 }
 
 const { main } = await import("./cli.js")

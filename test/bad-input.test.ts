@@ -17,7 +17,8 @@ const outcome = (run: () => Promise<unknown>) =>
 
 const insertRaw = (sql: postgres.Sql, topic: unknown, eventType: unknown, payload: string | null, headers = "{}") =>
   sql.unsafe(
-    "INSERT INTO outbox_events (topic, event_type, aggregate_id, payload, headers) VALUES ($1, $2, 'agg', $3::text::jsonb, $4::text::jsonb)",
+    `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload, headers)
+     VALUES ($1, $2, 'agg', $3::text::jsonb, $4::text::jsonb)`,
     [topic as string, eventType as string, payload as string, headers]
   )
 
@@ -37,7 +38,14 @@ describe("bad input", () => {
       const cases: Array<[string, string | null, string | null, string | null, string?, RegExp?]> = [
         // label, topic, event_type, payload, headers, expected error
         ["SQL NULL payload", "orders", "E", null, "{}", /null value in column "payload"|payload must be a JSON object/],
-        ["JSON null payload", "orders", "E", "null", "{}", /outbox_events_payload_object|payload must be a JSON object/],
+        [
+          "JSON null payload",
+          "orders",
+          "E",
+          "null",
+          "{}",
+          /outbox_events_payload_object|payload must be a JSON object/
+        ],
         ["array payload", "orders", "E", "[1,2]", "{}", /outbox_events_payload_object|payload must be a JSON object/],
         ["string payload", "orders", "E", "\"hi\"", "{}", /outbox_events_payload_object|payload must be a JSON object/],
         ["number payload", "orders", "E", "42", "{}", /outbox_events_payload_object|payload must be a JSON object/],
@@ -48,10 +56,24 @@ describe("bad input", () => {
         ["topic with a newline", "orders\nx", "E", "{}", "{}", /outbox_events_topic_format|invalid topic/],
         ["topic with *", "orders*", "E", "{}", "{}", /outbox_events_topic_format|invalid topic/],
         ["topic with :", "orders:dlq", "E", "{}", "{}", /outbox_events_topic_format|invalid topic/],
-        ["SQL injection topic", "x'); DROP TABLE outbox_events; --", "E", "{}", "{}", /outbox_events_topic_format|invalid topic/],
+        [
+          "SQL injection topic",
+          "x'); DROP TABLE outbox_events; --",
+          "E",
+          "{}",
+          "{}",
+          /outbox_events_topic_format|invalid topic/
+        ],
         ["missing event_type", "orders", null, "{}", "{}", /null value in column "event_type"|invalid event_type/],
         ["empty event_type", "orders", "", "{}", "{}", /outbox_events_event_type_format|invalid event_type/],
-        ["headers not an object", "orders", "E", "{}", "[\"traceparent\"]", /outbox_events_headers_object|headers must be a JSON object/]
+        [
+          "headers not an object",
+          "orders",
+          "E",
+          "{}",
+          "[\"traceparent\"]",
+          /outbox_events_headers_object|headers must be a JSON object/
+        ]
       ]
       for (const [label, topic, eventType, payload, headers, expected] of cases) {
         for (const [path, run] of [["insert", insertRaw], ["outbox_enqueue", enqueue]] as const) {
@@ -70,7 +92,9 @@ describe("bad input", () => {
       const t = yield* testEnv("bad-reuse", { RELAY_POLL_INTERVAL: "1 minute" })
       const id = "0f8fad5b-d9cb-469f-a165-70867728950e"
       // No relay yet: the first event is still in the outbox when the second comes.
-      yield* promise(() => t.sql`SELECT outbox_enqueue('orders', 'E', 'a', '{"v": 1}'::jsonb, '{}'::jsonb, ${id}::uuid)`)
+      yield* promise(() =>
+        t.sql`SELECT outbox_enqueue('orders', 'E', 'a', '{"v": 1}'::jsonb, '{}'::jsonb, ${id}::uuid)`
+      )
       const viaEnqueue = yield* outcome(() =>
         t.sql`SELECT outbox_enqueue('orders', 'E', 'a', '{"v": 2}'::jsonb, '{}'::jsonb, ${id}::uuid)`
       )
@@ -95,7 +119,9 @@ describe("bad input", () => {
       const evil = "'); DROP TABLE outbox_events; --"
       yield* promise(() =>
         t.sql`INSERT INTO outbox_events (topic, event_type, aggregate_type, aggregate_id, tenant_id, payload, headers)
-              VALUES ('orders', ${evil}, ${evil}, ${evil}, ${evil}, ${t.sql.json({ note: evil })}, ${t.sql.json({ x: evil })})`
+              VALUES ('orders', ${evil}, ${evil}, ${evil}, ${evil}, ${t.sql.json({ note: evil })}, ${
+          t.sql.json({ x: evil })
+        })`
       )
       const [entry] = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 1))
       for (const field of ["event_type", "aggregate_type", "aggregate_id", "tenant_id"]) {

@@ -5,8 +5,8 @@
  * would remove them for good with nothing published. The chaos suite lost events that way once the
  * relay pipelined its COMMITs in front of its claims; this pins the guard that stopped it.
  */
-import { describe, expect, it } from "vitest"
 import postgres from "postgres"
+import { describe, expect, it } from "vitest"
 import { slotCount, slotMask, statements } from "../src/relay/Statements.js"
 import { insertEvents, makeTestEnv } from "./support/relayHarness.js"
 
@@ -15,7 +15,10 @@ describe("claim statement", () => {
     const t = await makeTestEnv("claim-guard")
     const other = postgres(t.databaseUrl, { max: 1, onnotice: () => {}, fetch_types: false })
     try {
-      await insertEvents(t.sql, Array.from({ length: 5 }, (_, i) => ({ topic: "orders", aggregate_id: `a${i}`, payload: { i } })))
+      await insertEvents(
+        t.sql,
+        Array.from({ length: 5 }, (_, i) => ({ topic: "orders", aggregate_id: `a${i}`, payload: { i } }))
+      )
       const claim = statements("public").claimBatch
       const allSlots = slotMask(Array.from({ length: slotCount }, (_, i) => i))
       const [{ pid: otherPid }] = await other<[{ pid: number }]>`SELECT pg_backend_pid() AS pid`
@@ -27,10 +30,12 @@ describe("claim statement", () => {
       expect(await pending()).toBe(5)
 
       // On the session it names, inside a transaction, it claims (and a rollback puts them back).
-      const rows = await other.begin((tx) => tx.unsafe(claim, [10, allSlots, String(otherPid)]).then((r) => {
-        expect(r.length).toBe(5)
-        throw new Error("roll back")
-      })).catch((error: Error) => error.message)
+      const rows = await other.begin((tx) =>
+        tx.unsafe(claim, [10, allSlots, String(otherPid)]).then((r) => {
+          expect(r.length).toBe(5)
+          throw new Error("roll back")
+        })
+      ).catch((error: Error) => error.message)
       expect(rows).toBe("roll back")
       expect(await pending()).toBe(5)
     } finally {

@@ -76,7 +76,10 @@ describe("daemon", () => {
   it("runs untuned when RELAY_HEAP_TUNING=false", async () => {
     t = await makeTestEnv("untuned", { RELAY_LOG_LEVEL: "info", RELAY_HEAP_TUNING: "false" })
     const relay = startRelayProcess(t.env)
-    await relay.waitForLine((_, parsed) => (parsed as { message?: string } | undefined)?.message === "admin http server listening", 20_000)
+    await relay.waitForLine(
+      (_, parsed) => (parsed as { message?: string } | undefined)?.message === "admin http server listening",
+      20_000
+    )
     expect(commandLine(relay.pid).some((arg) => arg.startsWith("--max-old-space-size"))).toBe(false)
     relay.kill("SIGTERM")
     expect((await relay.waitForExit(10_000)).code).toBe(0)
@@ -121,7 +124,9 @@ describe("daemon", () => {
     expect(sessions[0]!.n).toBe(0)
     const entries = await readStream(t.redis, stream)
     const published = entries.map((e) => (JSON.parse(e.fields.payload!) as { seq: number }).seq)
-    const pending = await t.sql<Array<{ seq: number }>>`SELECT (payload->>'seq')::int AS seq FROM outbox_events ORDER BY id`
+    const pending = await t.sql<
+      Array<{ seq: number }>
+    >`SELECT (payload->>'seq')::int AS seq FROM outbox_events ORDER BY id`
     expect(new Set(published).size).toBe(published.length)
     expect(published.length + pending.length).toBe(total)
     expect([...published, ...pending.map((p) => p.seq)].sort((a, b) => a - b)).toEqual(

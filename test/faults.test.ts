@@ -8,7 +8,15 @@ import { Context, Effect, Layer } from "effect"
 import { Health } from "../src/relay/Health.js"
 import { freePort } from "./support/ports.js"
 import { startRedisServer } from "./support/redisServer.js"
-import { drained, insertEvents, pendingCount, readStream, relayLayer, streamWithAtLeast, testEnv } from "./support/relayHarness.js"
+import {
+  drained,
+  insertEvents,
+  pendingCount,
+  readStream,
+  relayLayer,
+  streamWithAtLeast,
+  testEnv
+} from "./support/relayHarness.js"
 import { eventually } from "./support/wait.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
@@ -24,13 +32,17 @@ describe("faults", () => {
       const listenPids = () =>
         t.sql<Array<{ pid: number }>>`
           SELECT pid FROM pg_stat_activity
-          WHERE application_name = 'outbox-relay-listen' AND datname = current_database()`.then((rows) => rows.map((r) => r.pid))
+          WHERE application_name = 'outbox-relay-listen' AND datname = current_database()`.then((rows) =>
+          rows.map((r) => r.pid)
+        )
       const [before] = yield* promise(listenPids)
       assert.isDefined(before)
 
       for (let round = 0; round < 3; round++) {
-        yield* promise(() => t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE application_name = 'outbox-relay-listen' AND datname = current_database()`)
+        yield* promise(() =>
+          t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'outbox-relay-listen' AND datname = current_database()`
+        )
         const started = Date.now()
         yield* promise(() => insertEvents(t.sql, [{ topic: "orders", payload: { round } }]))
         const entries = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, round + 1, 5_000))
@@ -79,7 +91,10 @@ describe("faults", () => {
       const stream = `${t.prefix}orders`
       const produce = (from: number, count: number) =>
         promise(() =>
-          insertEvents(t.sql, Array.from({ length: count }, (_, i) => ({ topic: "orders", payload: { seq: from + i } })))
+          insertEvents(
+            t.sql,
+            Array.from({ length: count }, (_, i) => ({ topic: "orders", payload: { seq: from + i } }))
+          )
         )
 
       yield* produce(0, 50)
@@ -99,7 +114,9 @@ describe("faults", () => {
       const entries = yield* promise(() => streamWithAtLeast(reader, stream, 150, 20_000))
       const seqs = entries.map((e) => (JSON.parse(e.fields.payload!) as { seq: number }).seq)
       assert.deepStrictEqual(seqs, Array.from({ length: 150 }, (_, i) => i), "every event once, in order")
-      const [dead] = yield* promise(() => t.sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NOT NULL`)
+      const [dead] = yield* promise(() =>
+        t.sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NOT NULL`
+      )
       assert.strictEqual(dead!.n, 0, "nothing dead-lettered")
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
       const after = yield* promise(() => eventually(() => Effect.runPromise(health.snapshot), (s) => s.ready))
@@ -129,7 +146,8 @@ describe("faults", () => {
       assert.deepStrictEqual(entries.map((e) => (JSON.parse(e.fields.payload!) as { seq: number }).seq), [1, 3, 6])
       const dead = yield* promise(() =>
         eventually(
-          () => t.sql<Array<{ seq: number; last_error: string; attempts: number; dead_at: Date | null }>>`
+          () =>
+            t.sql<Array<{ seq: number; last_error: string; attempts: number; dead_at: Date | null }>>`
             SELECT (payload->>'seq')::int AS seq, last_error, attempts, dead_at
             FROM outbox_events WHERE dead_at IS NOT NULL ORDER BY id`,
           (rows) => rows.length === 3

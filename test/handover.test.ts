@@ -28,7 +28,8 @@ describe("NOTIFY hand-over", () => {
         const writers = 12
         const perWriter = 60
         const watch = promise(async () => {
-          const rows = await t.sql`SELECT count(*)::int AS n FROM outbox_relay_wake WHERE awake_until > clock_timestamp()`
+          const rows = await t
+            .sql`SELECT count(*)::int AS n FROM outbox_relay_wake WHERE awake_until > clock_timestamp()`
           if (rows[0]!.n > 0) sawAwake = true
         })
         yield* promise(() =>
@@ -52,7 +53,9 @@ describe("NOTIFY hand-over", () => {
         t.sql`SELECT count(*)::int AS n FROM outbox_relay_wake WHERE awake_until > clock_timestamp()`
       )
       assert.strictEqual(wake!.n, 0, "asleep again once idle: producers notify")
-      const [summary] = yield* promise(() => t.sql`SELECT pg_sequence_last_value('outbox_relay_awake_until')::text AS v`)
+      const [summary] = yield* promise(() =>
+        t.sql`SELECT pg_sequence_last_value('outbox_relay_awake_until')::text AS v`
+      )
       assert.strictEqual(summary!.v, "1", "the number the trigger reads says asleep too")
     }).pipe(Effect.scoped))
 
@@ -81,7 +84,9 @@ describe("NOTIFY hand-over", () => {
         yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(() => (load = false)), Fiber.await(fiber)))
         const late = yield* promise(() => t.sql.reserve())
         yield* Effect.addFinalizer(() =>
-          Effect.promise(() => late`ROLLBACK`.catch(() => undefined)).pipe(Effect.andThen(Effect.sync(() => late.release())))
+          Effect.promise(() => late`ROLLBACK`.catch(() => undefined)).pipe(
+            Effect.andThen(Effect.sync(() => late.release()))
+          )
         )
         // Open a producer transaction that sees the relay awake, so its trigger skips the NOTIFY.
         const sawAwake = yield* promise(async () => {
@@ -90,10 +95,12 @@ describe("NOTIFY hand-over", () => {
             await late.unsafe(`BEGIN ISOLATION LEVEL ${level}`)
             // What the trigger reads (sql/0006_wake_summary.sql).
             const [row] = await late`
-              SELECT pg_sequence_last_value('outbox_relay_awake_until') > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+              SELECT pg_sequence_last_value('outbox_relay_awake_until')
+                       > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
                 AS awake`
             if (row!.awake) {
-              await late`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('orders', 'Late', 'late', '{}')`
+              await late`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
+                          VALUES ('orders', 'Late', 'late', '{}')`
               return true
             }
             await late`ROLLBACK`
@@ -130,9 +137,12 @@ describe("NOTIFY hand-over", () => {
       for (const level of ["repeatable read", "serializable"] as const) {
         const started = Date.now()
         yield* promise(() =>
-          t.sql.begin(`isolation level ${level}`, (tx) =>
-            tx`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
-               VALUES ('orders', 'Isolated', ${level}, '{}')`)
+          t.sql.begin(
+            `isolation level ${level}`,
+            (tx) =>
+              tx`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
+               VALUES ('orders', 'Isolated', ${level}, '{}')`
+          )
         )
         yield* promise(() =>
           eventually(() => t.redis.xlen(`${t.prefix}orders`), (n) => n >= (level === "serializable" ? 2 : 1), 10_000, 5)

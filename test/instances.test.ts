@@ -57,7 +57,11 @@ describe("several relays", () => {
     let killedAt = 0
     const produce = Promise.all(Array.from({ length: aggregates }, async (_, a) => {
       for (let i = 0; i < perAggregate; i++) {
-        await insertEvents(t!.sql, [{ topic: a % 2 === 0 ? "even" : "odd", aggregate_id: `agg-${a}`, payload: { a, i } }])
+        await insertEvents(t!.sql, [{
+          topic: a % 2 === 0 ? "even" : "odd",
+          aggregate_id: `agg-${a}`,
+          payload: { a, i }
+        }])
         if (a === 0 && i === perAggregate / 3) {
           victim = relays[0]!.relay
           victim.kill("SIGKILL")
@@ -80,8 +84,7 @@ describe("several relays", () => {
     expect(Date.now() - killedAt).toBeLessThan(10_000)
 
     const total = aggregates * perAggregate
-    const count = async () =>
-      (await t!.redis.xlen(`${t!.prefix}even`)) + (await t!.redis.xlen(`${t!.prefix}odd`))
+    const count = async () => (await t!.redis.xlen(`${t!.prefix}even`)) + (await t!.redis.xlen(`${t!.prefix}odd`))
     await eventually(count, (n) => n >= total, 20_000, 50)
     const entries = [...await readStream(t.redis, `${t.prefix}even`), ...await readStream(t.redis, `${t.prefix}odd`)]
     expect(entries).toHaveLength(total)

@@ -4,10 +4,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import type { OutboxRow } from "../src/relay/Database.js"
-import { inflightKey } from "../src/shared/RedisKeys.js"
-import { RelayConfig } from "../src/relay/RelayConfig.js"
 import { StreamPublisher } from "../src/relay/4-Publish.js"
+import type { OutboxRow } from "../src/relay/Database.js"
+import { RelayConfig } from "../src/relay/RelayConfig.js"
+import { inflightKey } from "../src/shared/RedisKeys.js"
 import { readStream, testEnv } from "./support/relayHarness.js"
 
 const row = (n: number, topic: string): OutboxRow => ({
@@ -73,7 +73,11 @@ describe("StreamPublisher", () => {
       // Queued, not sent: the markers are still there until the stream's next call.
       assert.strictEqual((yield* markers("a")).length, 2)
       yield* publisher.publish(second)
-      assert.deepStrictEqual((yield* markers("a")).sort(), second.map((r) => r.event_id), "stream a: only the new batch")
+      assert.deepStrictEqual(
+        (yield* markers("a")).sort(),
+        second.map((r) => r.event_id),
+        "stream a: only the new batch"
+      )
       assert.deepStrictEqual(yield* markers("b"), [first[2]!.event_id], "stream b had no call since")
       // A batch published again after its markers were dropped would be added twice: only committed
       // batches are forgotten, and a re-claim of an uncommitted one still finds its markers.

@@ -22,8 +22,16 @@ describe("relay", () => {
       assert.isDefined(entry)
       const f = entry!.fields
       assert.deepStrictEqual(Object.keys(f).sort(), [
-        "aggregate_id", "aggregate_type", "event_id", "event_type", "headers", "occurred_at", "payload",
-        "schema_version", "tenant_id", "topic"
+        "aggregate_id",
+        "aggregate_type",
+        "event_id",
+        "event_type",
+        "headers",
+        "occurred_at",
+        "payload",
+        "schema_version",
+        "tenant_id",
+        "topic"
       ])
       assert.strictEqual(f.topic, "orders")
       assert.strictEqual(f.event_type, "OrderPlaced")
@@ -79,9 +87,15 @@ describe("relay", () => {
       // another aggregate may sit in another lane's slots and overtake it).
       yield* promise(() => insertEvents(t.sql, [{ topic: "orders", event_type: "Marker", aggregate_id: "o-1" }]))
       const entries = yield* promise(() =>
-        eventually(() => readStream(t.redis, `${t.prefix}orders`), (es) => es.some((e) => e.fields.event_type === "Marker"))
+        eventually(() => readStream(t.redis, `${t.prefix}orders`), (es) =>
+          es.some((e) => e.fields.event_type === "Marker"))
       )
-      assert.deepStrictEqual(entries.map((e) => e.fields.event_id).filter((id) => id === eventId), [eventId])
+      assert.deepStrictEqual(
+        entries.map((e) =>
+          e.fields.event_id
+        ).filter((id) => id === eventId),
+        [eventId]
+      )
     }).pipe(Effect.scoped))
 
   it.live("drains a backlog present at start, in id order per aggregate", () =>
@@ -111,10 +125,12 @@ describe("relay", () => {
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
-  for (const [title, settings] of [
-    ["", {}],
-    [", with RELAY_BUSY_PAUSE", { RELAY_BUSY_PAUSE: "20 millis" }]
-  ] as const) {
+  for (
+    const [title, settings] of [
+      ["", {}],
+      [", with RELAY_BUSY_PAUSE", { RELAY_BUSY_PAUSE: "20 millis" }]
+    ] as const
+  ) {
     it.live(`keeps each aggregate's order while producers commit concurrently${title}`, () =>
       Effect.gen(function*() {
         const t = yield* testEnv("concurrent", { RELAY_BATCH_SIZE: "50", ...settings })
@@ -129,7 +145,9 @@ describe("relay", () => {
             }
           }))
         )
-        const entries = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, producers * perProducer, 20_000))
+        const entries = yield* promise(() =>
+          streamWithAtLeast(t.redis, `${t.prefix}orders`, producers * perProducer, 20_000)
+        )
         assert.strictEqual(entries.length, producers * perProducer)
         for (let p = 0; p < producers; p++) {
           const seq = entries.filter((e) => e.fields.aggregate_id === `agg-${p}`)

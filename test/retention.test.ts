@@ -31,12 +31,19 @@ describe("retention", () => {
         ])
       )
       const entries = yield* promise(() =>
-        eventually(() => readStream(t.redis, `${t.prefix}orders`), (es) => es.some((e) => e.fields.event_type === "Marker"))
+        eventually(() => readStream(t.redis, `${t.prefix}orders`), (es) =>
+          es.some((e) => e.fields.event_type === "Marker"))
       )
-      assert.deepStrictEqual(entries.map((e) => e.fields.event_type), ["OrderPlaced", "Marker"])
+      assert.deepStrictEqual(
+        entries.map((e) =>
+          e.fields.event_type
+        ),
+        ["OrderPlaced", "Marker"]
+      )
       const rows = yield* promise(() =>
         eventually(
-          () => t.sql<Array<{ event_type: string; published: boolean; dead: boolean }>>`
+          () =>
+            t.sql<Array<{ event_type: string; published: boolean; dead: boolean }>>`
             SELECT event_type, published_at IS NOT NULL AS published, dead_at IS NOT NULL AS dead
             FROM outbox_events ORDER BY id`,
           (rs) => rs.some((r) => r.dead)
@@ -57,8 +64,10 @@ describe("retention", () => {
       const database = Context.get(context, Database)
       yield* promise(() => insertEvents(t.sql, Array.from({ length: 20 }, () => ({ topic: "orders" }))))
       yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 20))
-      yield* promise(() => t.sql`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload, dead_at)
-                                 VALUES ('orders', 'Dead', 'x', '{}', now())`)
+      yield* promise(() =>
+        t.sql`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload, dead_at)
+                                 VALUES ('orders', 'Dead', 'x', '{}', now())`
+      )
       yield* Effect.sleep("300 millis")
       const purged = yield* database.purgePublished
       assert.strictEqual(purged, 20)
@@ -82,7 +91,11 @@ describe("table upkeep", () => {
 
       yield* promise(() => insertEvents(t.sql, Array.from({ length: 200 }, () => ({ topic: "orders" }))))
       yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 200))
-      assert.strictEqual(yield* database.vacuumIfNeeded, "not-needed", "200 dead tuples: under the threshold, no vacuum")
+      assert.strictEqual(
+        yield* database.vacuumIfNeeded,
+        "not-needed",
+        "200 dead tuples: under the threshold, no vacuum"
+      )
 
       yield* promise(() => insertEvents(t.sql, Array.from({ length: 300 }, () => ({ topic: "orders" }))))
       yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 500))
@@ -102,14 +115,17 @@ describe("table upkeep", () => {
         Effect.promise(() =>
           t.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'relay';
                         GRANT USAGE ON SCHEMA public TO ${role};
-                        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`)),
+                        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`)
+        ),
         () => Effect.promise(() => t.sql.unsafe(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => {}))
       )
       const url = new URL(t.env.RELAY_DATABASE_URL!)
       url.username = role
       url.password = "relay"
       const context = yield* Layer.build(
-        Database.layer.pipe(Layer.provide(RelayConfig.layerFrom({ ...t.env, RELAY_DATABASE_URL: url.href, RELAY_VACUUM_THRESHOLD: "50" })))
+        Database.layer.pipe(
+          Layer.provide(RelayConfig.layerFrom({ ...t.env, RELAY_DATABASE_URL: url.href, RELAY_VACUUM_THRESHOLD: "50" }))
+        )
       )
       const database = Context.get(context, Database)
       yield* promise(() => t.sql`ALTER TABLE outbox_events SET (autovacuum_enabled = off)`)
@@ -117,13 +133,19 @@ describe("table upkeep", () => {
       yield* promise(() => t.sql`DELETE FROM outbox_events`)
       yield* promise(() =>
         eventually(
-          () => t.sql<[{ dead: number }]>`SELECT n_dead_tup::int AS dead FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`,
+          () =>
+            t.sql<
+              [{ dead: number }]
+            >`SELECT n_dead_tup::int AS dead FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`,
           ([s]) => s.dead >= 100
         )
       )
       assert.strictEqual(yield* database.vacuumIfNeeded, "not-allowed")
       const [{ vacuums }] = yield* promise(() =>
-        t.sql<[{ vacuums: number }]>`SELECT vacuum_count::int AS vacuums FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`)
+        t.sql<
+          [{ vacuums: number }]
+        >`SELECT vacuum_count::int AS vacuums FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass`
+      )
       assert.strictEqual(vacuums, 0)
     }).pipe(Effect.scoped))
 })

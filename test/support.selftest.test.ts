@@ -122,7 +122,7 @@ describe("test support", () => {
 
     const bogus = startRelayProcess({}, ["bogus"])
     expect((await bogus.waitForExit(20_000)).code).toBe(2)
-    expect(bogus.stderr().join("\n")).toContain('Unknown command "bogus"')
+    expect(bogus.stderr().join("\n")).toContain("Unknown command \"bogus\"")
     expect(bogus.lines().length).toBe(bogus.stdout().length + bogus.stderr().length)
   })
 })

@@ -18,7 +18,8 @@ describe("wake summary (sql/0006)", () => {
     const sql = t.sql
     const awake = async () => {
       const [row] = await sql<[{ awake: boolean }]>`
-        SELECT pg_sequence_last_value('outbox_relay_awake_until') > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+        SELECT pg_sequence_last_value('outbox_relay_awake_until')
+                 > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
           AS awake`
       return row.awake
     }
@@ -29,8 +30,11 @@ describe("wake summary (sql/0006)", () => {
     /** Inserts one event in a transaction of the given isolation level; true when it notified. */
     const notifies = async (level = "read committed") => {
       const before = notifications
-      await sql.begin(`isolation level ${level}`, (tx) =>
-        tx`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('orders', 'T', 'a', '{}')`)
+      await sql.begin(
+        `isolation level ${level}`,
+        (tx) =>
+          tx`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('orders', 'T', 'a', '{}')`
+      )
       // Notifications arrive on their own connection: give the one that should come time to arrive.
       const deadline = Date.now() + 1_000
       while (notifications === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))

@@ -4,8 +4,8 @@
  * bench as its own process. The 300 ms pause follows every poll (the textbook `setInterval`-style
  * poller), so its ceiling is about 100 events per (300 ms + batch time).
  */
-import postgres from "postgres"
 import Redis from "ioredis"
+import postgres from "postgres"
 import { sleep } from "../../test/support/wait.ts"
 
 const { BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX } = process.env
@@ -26,16 +26,33 @@ while (!stopping) {
     const rows = await sql.unsafe(
       `/* classic-claim */ SELECT id::text AS id, event_id::text AS event_id, topic, event_type, aggregate_id,
               payload::text AS payload, headers::text AS headers, occurred_at
-       FROM outbox_events WHERE published_at IS NULL ORDER BY id LIMIT 100`, [], { prepare: true })
+       FROM outbox_events WHERE published_at IS NULL ORDER BY id LIMIT 100`,
+      [],
+      { prepare: true }
+    )
     for (const row of rows) {
       if (stopping) break
       await redis.xadd(
-        BENCH_STREAM_PREFIX + row.topic, "*",
-        "event_id", row.event_id, "event_type", row.event_type, "topic", row.topic,
-        "aggregate_id", row.aggregate_id, "occurred_at", new Date(row.occurred_at).toISOString(),
-        "payload", row.payload, "headers", row.headers
+        BENCH_STREAM_PREFIX + row.topic,
+        "*",
+        "event_id",
+        row.event_id,
+        "event_type",
+        row.event_type,
+        "topic",
+        row.topic,
+        "aggregate_id",
+        row.aggregate_id,
+        "occurred_at",
+        new Date(row.occurred_at).toISOString(),
+        "payload",
+        row.payload,
+        "headers",
+        row.headers
       )
-      await sql.unsafe(`UPDATE outbox_events SET published_at = now() WHERE id = $1::text::bigint`, [row.id], { prepare: true })
+      await sql.unsafe(`UPDATE outbox_events SET published_at = now() WHERE id = $1::text::bigint`, [row.id], {
+        prepare: true
+      })
     }
   } catch (error) {
     process.stderr.write(`[classic] ${error.message}\n`)

@@ -9,8 +9,8 @@
  * Started by the bench as its own process (BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX;
  * BENCH_BATCH_SIZE, 1,000 by default, for bench/diagnostics/batch-cost.mjs).
  */
-import postgres from "postgres"
 import Redis from "ioredis"
+import postgres from "postgres"
 import { sleep } from "../../test/support/wait.ts"
 
 const { BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_STREAM_PREFIX } = process.env
@@ -37,10 +37,22 @@ const drainOnce = async () => {
   const pipeline = redis.pipeline()
   for (const row of rows) {
     pipeline.xadd(
-      BENCH_STREAM_PREFIX + row.topic, "*",
-      "event_id", row.event_id, "event_type", row.event_type, "topic", row.topic,
-      "aggregate_id", row.aggregate_id, "occurred_at", row.occurred_at,
-      "payload", row.payload, "headers", row.headers
+      BENCH_STREAM_PREFIX + row.topic,
+      "*",
+      "event_id",
+      row.event_id,
+      "event_type",
+      row.event_type,
+      "topic",
+      row.topic,
+      "aggregate_id",
+      row.aggregate_id,
+      "occurred_at",
+      row.occurred_at,
+      "payload",
+      row.payload,
+      "headers",
+      row.headers
     )
   }
   const replies = await pipeline.exec()

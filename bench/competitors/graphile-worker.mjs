@@ -22,10 +22,20 @@ const taskList = {
   publish: async (payload, helpers) => {
     const p = payload
     await redis.xadd(
-      BENCH_STREAM_PREFIX + p.topic, "*",
-      "event_id", helpers.job.id, "event_type", p.event_type, "topic", p.topic,
-      "aggregate_id", p.aggregate_id, "occurred_at", new Date(helpers.job.created_at).toISOString(),
-      "payload", JSON.stringify(p.payload)
+      BENCH_STREAM_PREFIX + p.topic,
+      "*",
+      "event_id",
+      helpers.job.id,
+      "event_type",
+      p.event_type,
+      "topic",
+      p.topic,
+      "aggregate_id",
+      p.aggregate_id,
+      "occurred_at",
+      new Date(helpers.job.created_at).toISOString(),
+      "payload",
+      JSON.stringify(p.payload)
     )
   }
 }

@@ -30,7 +30,11 @@ try {
       const sql = postgres(url, { max: 1, onnotice: () => {} })
       await sql.unsafe(c.backlogSql(1, rows))
       await sql.unsafe("VACUUM ANALYZE outbox_events")
-      const p = c.start(url, rs.url, name === "relay" ? { RELAY_BATCH_SIZE: String(batch) } : { BENCH_BATCH_SIZE: String(batch) })
+      const p = c.start(
+        url,
+        rs.url,
+        name === "relay" ? { RELAY_BATCH_SIZE: String(batch) } : { BENCH_BATCH_SIZE: String(batch) }
+      )
       let start
       while (true) {
         const [{ n: left }] = await sql.unsafe(c.pendingSql)
@@ -43,8 +47,12 @@ try {
       const batches = rows / batch
       const perBatch = (ticks) => ((ticks * 10_000) / batches).toFixed(0)
       console.log(
-        `round ${round} ${c.label.padEnd(30)} batch ${batch}: CPU ${perBatch(end.cpu.cpuTicks - start.cpu.cpuTicks)} µs/batch ` +
-          `(system ${perBatch(end.cpu.sysTicks - start.cpu.sysTicks)}), wall ${((end.at - start.at) * 1000 / batches).toFixed(0)} µs/batch`
+        `round ${round} ${c.label.padEnd(30)} batch ${batch}: CPU ${
+          perBatch(end.cpu.cpuTicks - start.cpu.cpuTicks)
+        } µs/batch ` +
+          `(system ${perBatch(end.cpu.sysTicks - start.cpu.sysTicks)}), wall ${
+            ((end.at - start.at) * 1000 / batches).toFixed(0)
+          } µs/batch`
       )
       await p.stop()
       await sql.end()

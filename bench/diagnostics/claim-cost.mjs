@@ -20,11 +20,18 @@ try {
   await admin.unsafe("CREATE DATABASE claimcost")
   const url = pg.urlFor("claimcost")
   await c.setup(url, "redis://127.0.0.1:1")
-  const sql = postgres(url, { max: 1, onnotice: () => {}, fetch_types: false, connection: { enable_bitmapscan: "off", enable_sort: "off" } })
+  const sql = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    fetch_types: false,
+    connection: { enable_bitmapscan: "off", enable_sort: "off" }
+  })
   const mask = statements("public").claimBatch
   const [{ pid }] = await sql.unsafe("SELECT pg_backend_pid() AS pid")
   const filter = "AND ((1::int8 << slot) & $2::text::int8) <> 0"
-  if (!mask.includes(filter)) throw new Error("the claim statement no longer has the mask filter this diagnostic compares")
+  if (!mask.includes(filter)) {
+    throw new Error("the claim statement no longer has the mask filter this diagnostic compares")
+  }
   const all = Array.from({ length: 64 }, (_, i) => i)
   const variants = {
     "mask (current)": [mask, slotMask(all)],
@@ -38,13 +45,19 @@ try {
       await sql.unsafe(c.backlogSql(1, 20000))
       await sql.unsafe("VACUUM ANALYZE outbox_events")
       const t0 = performance.now()
-      for (let i = 0; i < 20; i++) await sql.begin((tx) => tx.unsafe(text, [1000, param, String(pid)], { prepare: true }))
+      for (let i = 0; i < 20; i++) {
+        await sql.begin((tx) => tx.unsafe(text, [1000, param, String(pid)], { prepare: true }))
+      }
       ;(times[name] ??= []).push((performance.now() - t0) / 20)
     }
   }
   for (const [name, t] of Object.entries(times)) {
     const sorted = [...t].sort((a, b) => a - b)
-    console.log(`${name.padEnd(26)} median ${((sorted[2] + sorted[3]) / 2).toFixed(2)} ms per 1,000-row claim + COMMIT  (rounds: ${t.map((x) => x.toFixed(1)).join(" / ")})`)
+    console.log(
+      `${name.padEnd(26)} median ${
+        ((sorted[2] + sorted[3]) / 2).toFixed(2)
+      } ms per 1,000-row claim + COMMIT  (rounds: ${t.map((x) => x.toFixed(1)).join(" / ")})`
+    )
   }
   await sql.end()
 } finally {

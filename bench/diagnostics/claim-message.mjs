@@ -13,9 +13,9 @@
  *   npm run build && node bench/diagnostics/claim-message.mjs
  */
 import postgres from "postgres"
+import { slotCount, slotMask, statements } from "../../dist/relay/Statements.js"
 import { competitors } from "../lib/competitors.mjs"
 import { startPostgres } from "../lib/servers.mjs"
-import { slotCount, slotMask, statements } from "../../dist/relay/Statements.js"
 
 const pg = await startPostgres()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
@@ -30,17 +30,26 @@ try {
   await sql.unsafe("BEGIN")
   const check = "SELECT 1 / (pg_backend_pid() = $1::text::int)::int AS same_session"
   const variants = {
-    "five pipelined statements (+ SELECT pg_backend_pid())": () => Promise.all([
-      sql.unsafe(check, [String(pid)], { prepare: true }), sql.unsafe("COMMIT"), sql.unsafe("BEGIN"),
-      sql.unsafe("SELECT pg_backend_pid() AS pid", [], { prepare: true }),
-      sql.unsafe(claim, [1000, mask, String(pid)], { prepare: true })
-    ]),
-    "four pipelined statements": () => Promise.all([
-      sql.unsafe(check, [String(pid)], { prepare: true }), sql.unsafe("COMMIT"), sql.unsafe("BEGIN"),
-      sql.unsafe(claim, [1000, mask, String(pid)], { prepare: true })
-    ]),
+    "five pipelined statements (+ SELECT pg_backend_pid())": () =>
+      Promise.all([
+        sql.unsafe(check, [String(pid)], { prepare: true }),
+        sql.unsafe("COMMIT"),
+        sql.unsafe("BEGIN"),
+        sql.unsafe("SELECT pg_backend_pid() AS pid", [], { prepare: true }),
+        sql.unsafe(claim, [1000, mask, String(pid)], { prepare: true })
+      ]),
+    "four pipelined statements": () =>
+      Promise.all([
+        sql.unsafe(check, [String(pid)], { prepare: true }),
+        sql.unsafe("COMMIT"),
+        sql.unsafe("BEGIN"),
+        sql.unsafe(claim, [1000, mask, String(pid)], { prepare: true })
+      ]),
     "one message, EXECUTE of the prepared claim": () =>
-      sql.unsafe(`SELECT 1 / (pg_backend_pid() = ${pid})::int AS same_session; COMMIT; BEGIN; EXECUTE claim(1000, '${mask}', '${pid}')`)
+      sql.unsafe(
+        `SELECT 1 / (pg_backend_pid() = ${pid})::int AS same_session; COMMIT;
+         BEGIN; EXECUTE claim(1000, '${mask}', '${pid}')`
+      )
   }
   for (const round of [1, 2]) {
     for (const [name, roundTrip] of Object.entries(variants)) {
@@ -51,8 +60,10 @@ try {
       for (let i = 0; i < n; i++) await roundTrip()
       const used = process.cpuUsage(cpu)
       const wall = performance.now() - started
-      console.log(`round ${round} ${name.padEnd(55)} wall ${(1000 * wall / n).toFixed(0).padStart(4)} µs, ` +
-        `client CPU ${((used.user + used.system) / n).toFixed(0).padStart(4)} µs per round trip`)
+      console.log(
+        `round ${round} ${name.padEnd(55)} wall ${(1000 * wall / n).toFixed(0).padStart(4)} µs, ` +
+          `client CPU ${((used.user + used.system) / n).toFixed(0).padStart(4)} µs per round trip`
+      )
     }
   }
   await sql.unsafe("COMMIT")

@@ -26,9 +26,16 @@ try {
   const claim = statements("public").claimBatch
   const slots = slotMask(Array.from({ length: 64 }, (_, i) => i))
   const [{ pid }] = await sql.unsafe("SELECT pg_backend_pid() AS pid")
-  for (let i = 0; i < 30; i++) await sql.begin((tx) => tx.unsafe(statements("public").claimBatchRetaining, [1000, slots, String(pid)]))
+  for (let i = 0; i < 30; i++) {
+    await sql.begin((tx) => tx.unsafe(statements("public").claimBatchRetaining, [1000, slots, String(pid)]))
+  }
   const literal = claim.replace("$1", "1000").replace("$2::text", `'${slots}'`).replace("$3::text", `'${pid}'`)
-  for (const [name, settings] of [["planner defaults", ""], ["claim session settings", "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;"]]) {
+  for (
+    const [name, settings] of [["planner defaults", ""], [
+      "claim session settings",
+      "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off;"
+    ]]
+  ) {
     const times = []
     let nodes = ""
     for (let i = 0; i < 5; i++) {
@@ -39,7 +46,9 @@ try {
       }).catch((e) => e.rows)
       const lines = plan.map((r) => r["QUERY PLAN"])
       times.push(Number(/Execution Time: ([\d.]+)/.exec(lines.at(-1))[1]))
-      nodes = lines.filter((l) => /Scan on|Scan using|Sort  /.test(l)).map((l) => l.trim().replace(/\s+\(cost.*$/, "").replace(/^-> +/, "")).join(", ")
+      nodes = lines.filter((l) => /Scan on|Scan using|Sort  /.test(l)).map((l) =>
+        l.trim().replace(/\s+\(cost.*$/, "").replace(/^-> +/, "")
+      ).join(", ")
     }
     times.sort((a, b) => a - b)
     console.log(`${name.padEnd(24)} ${times[2].toFixed(1)} ms (median of 5)  ${nodes}`)

@@ -7,8 +7,8 @@
 // Settings (environment): REDIS_URL (default: a throwaway redis-server started here on a free port),
 // BENCH_MESSAGES (200000), BENCH_BATCH (500), BENCH_CONCURRENCY (64). Uses its own key
 // (bench:consumer:<random>) and deletes it at the end.
-import { randomBytes, randomUUID } from "node:crypto"
 import { Redis } from "ioredis"
+import { randomBytes, randomUUID } from "node:crypto"
 import { startConsumer } from "../../dist/index.js"
 import { sleep, startRedis } from "../lib/servers.mjs"
 
@@ -22,15 +22,42 @@ const redisUrl = process.env.REDIS_URL ?? server.url
 const redis = new Redis(redisUrl)
 const stream = `bench:consumer:${randomBytes(4).toString("hex")}`
 
-console.log(`redis: ${server ? `throwaway redis-server at ${redisUrl}` : redisUrl}; filling ${stream} with ${messages} entries...`)
-const payload = JSON.stringify({ orderId: "order-1", total: 42.5, currency: "EUR", items: [{ sku: "sku-1", quantity: 2 }] })
+console.log(
+  `redis: ${server ? `throwaway redis-server at ${redisUrl}` : redisUrl}; filling ${stream} with ${messages} entries...`
+)
+const payload = JSON.stringify({
+  orderId: "order-1",
+  total: 42.5,
+  currency: "EUR",
+  items: [{ sku: "sku-1", quantity: 2 }]
+})
 for (let done = 0; done < messages; done += 5_000) {
   const pipeline = redis.pipeline()
   for (let i = done; i < Math.min(messages, done + 5_000); i++) {
-    pipeline.xadd(stream, "*",
-      "event_id", randomUUID(), "event_type", "OrderPlaced", "topic", "orders", "aggregate_type", "order",
-      "aggregate_id", `order-${i % 1000}`, "tenant_id", "", "schema_version", "1",
-      "occurred_at", new Date().toISOString(), "payload", payload, "headers", "{}")
+    pipeline.xadd(
+      stream,
+      "*",
+      "event_id",
+      randomUUID(),
+      "event_type",
+      "OrderPlaced",
+      "topic",
+      "orders",
+      "aggregate_type",
+      "order",
+      "aggregate_id",
+      `order-${i % 1000}`,
+      "tenant_id",
+      "",
+      "schema_version",
+      "1",
+      "occurred_at",
+      new Date().toISOString(),
+      "payload",
+      payload,
+      "headers",
+      "{}"
+    )
   }
   await pipeline.exec()
 }
@@ -38,7 +65,12 @@ for (let done = 0; done < messages; done += 5_000) {
 let handled = 0
 const started = performance.now()
 const consumer = await startConsumer({
-  redisUrl, stream, group: "bench", batchSize, concurrency, logLevel: "warn",
+  redisUrl,
+  stream,
+  group: "bench",
+  batchSize,
+  concurrency,
+  logLevel: "warn",
   handler: () => {
     handled++
   }

@@ -34,9 +34,27 @@ try {
   writeFileSync(script, c.pgbenchScript)
   relay = c.start(url, rs.url, { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` })
   await sleep(1500)
-  const out = execFileSync(findBinary("pgbench"), ["-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2",
-    ...(rate === "max" ? [] : ["-R", rate]), "-T", seconds, "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "prof"],
-    { encoding: "utf8" })
+  const out = execFileSync(findBinary("pgbench"), [
+    "-n",
+    "-M",
+    "prepared",
+    "-f",
+    script,
+    "-c",
+    "8",
+    "-j",
+    "2",
+    ...(rate === "max" ? [] : ["-R", rate]),
+    "-T",
+    seconds,
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(pg.port),
+    "-U",
+    "postgres",
+    "prof"
+  ], { encoding: "utf8" })
   console.log(`pgbench: ${/tps = [\d.]+/.exec(out)?.[0]} (asked ${rate}/s for ${seconds} s)`)
 } finally {
   await relay?.stop()
@@ -61,11 +79,22 @@ for (const [id, t] of self) {
   const { functionName, lineNumber, url } = nodes.get(id).callFrame
   const module = url.includes("node_modules/")
     ? url.replace(/^.*node_modules\//, "").split("/").slice(0, url.includes("node_modules/@") ? 2 : 1).join("/")
-    : url ? url.replace(/^file:\/\/.*?\/(dist|src)\//, "$1/") : functionName
+    : url
+    ? url.replace(/^file:\/\/.*?\/(dist|src)\//, "$1/")
+    : functionName
   byModule.set(module, (byModule.get(module) ?? 0) + t)
-  const key = `${functionName || "(anonymous)"} ${url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/dist\//, "dist/")}:${lineNumber}`
+  const key = `${functionName || "(anonymous)"} ${
+    url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/dist\//, "dist/")
+  }:${lineNumber}`
   byFunction.set(key, (byFunction.get(key) ?? 0) + t)
 }
-const top = (m, n) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n)
-  .map(([k, v]) => `${(v / 1000).toFixed(0).padStart(7)} ms ${(100 * v / total).toFixed(1).padStart(5)}%  ${k}`).join("\n")
-console.log(`profile: ${(total / 1000).toFixed(0)} ms sampled\n\nby module (self time)\n${top(byModule, 12)}\n\nby function (self time)\n${top(byFunction, 15)}`)
+const top = (m, n) =>
+  [...m].sort((a, b) => b[1] - a[1]).slice(0, n)
+    .map(([k, v]) => `${(v / 1000).toFixed(0).padStart(7)} ms ${(100 * v / total).toFixed(1).padStart(5)}%  ${k}`).join(
+      "\n"
+    )
+console.log(
+  `profile: ${(total / 1000).toFixed(0)} ms sampled\n\nby module (self time)\n${
+    top(byModule, 12)
+  }\n\nby function (self time)\n${top(byFunction, 15)}`
+)

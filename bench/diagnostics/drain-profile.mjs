@@ -53,7 +53,9 @@ profile.samples.forEach((id, i) => {
   const d = profile.timeDeltas[i] ?? 0
   total += d
   const { functionName, lineNumber, url } = nodes.get(id).callFrame
-  const key = `${functionName || "(anonymous)"} ${url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/dist\//, "dist/")}:${lineNumber}`
+  const key = `${functionName || "(anonymous)"} ${
+    url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/dist\//, "dist/")
+  }:${lineNumber}`
   self.set(key, (self.get(key) ?? 0) + d)
 })
 console.log(`profile: ${file}, ${(total / 1000).toFixed(0)} ms sampled\n`)

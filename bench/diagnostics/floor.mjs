@@ -9,8 +9,8 @@
  *
  *   npm run build && node bench/diagnostics/floor.mjs
  */
-import postgres from "postgres"
 import Redis from "ioredis"
+import postgres from "postgres"
 import { competitors } from "../lib/competitors.mjs"
 import { sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 

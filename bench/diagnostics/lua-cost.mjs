@@ -32,8 +32,18 @@ const pad = "x".repeat(96)
 const batch = (n, tag) => {
   const args = ["0", "3600000", "0"]
   for (let i = 0; i < n; i++) {
-    args.push(`${tag}-${i}-0000-0000-000000000000`, "OrderPlaced", "orders", "", `order-${i % 1000}`, "", "1",
-      "2026-11-22T08:00:00.000000Z", JSON.stringify({ n: i, total: 10.5, currency: "EUR", pad }), "{}")
+    args.push(
+      `${tag}-${i}-0000-0000-000000000000`,
+      "OrderPlaced",
+      "orders",
+      "",
+      `order-${i % 1000}`,
+      "",
+      "1",
+      "2026-11-22T08:00:00.000000Z",
+      JSON.stringify({ n: i, total: 10.5, currency: "EUR", pad }),
+      "{}"
+    )
   }
   return args
 }
@@ -50,8 +60,12 @@ try {
       const usec = Number(/usec=(\d+)/.exec(line)[1])
       const again = await r.evalsha(sha, 2, "s", "{s}:inflight", ...batch(1000, `${round}0`))
       const deduped = again.every((x) => x.startsWith("="))
-      console.log(`round ${round} ${name.padEnd(16)} server ${(usec / 1e5).toFixed(2)} µs/event, wall ${(wall / 100).toFixed(2)} µs/event, ` +
-        `repeat call added ${deduped ? "nothing" : `${again.filter((x) => !x.startsWith("=")).length} entries`}`)
+      console.log(
+        `round ${round} ${name.padEnd(16)} server ${(usec / 1e5).toFixed(2)} µs/event, wall ${
+          (wall / 100).toFixed(2)
+        } µs/event, ` +
+          `repeat call added ${deduped ? "nothing" : `${again.filter((x) => !x.startsWith("=")).length} entries`}`
+      )
     }
   }
 } finally {

@@ -77,17 +77,36 @@ try {
         await db.unsafe("SELECT pg_stat_statements_reset()")
         const before = cpuSeconds(child.pid)
         const out = execFileSync(findBinary("pgbench"), [
-          "-n", "-M", "prepared", "-f", script, "-c", clients, "-j", "2", "-T", seconds,
+          "-n",
+          "-M",
+          "prepared",
+          "-f",
+          script,
+          "-c",
+          clients,
+          "-j",
+          "2",
+          "-T",
+          seconds,
           ...(process.env.AB_RATE ? ["-R", process.env.AB_RATE] : []),
-          "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "ab"
+          "-h",
+          "127.0.0.1",
+          "-p",
+          String(pg.port),
+          "-U",
+          "postgres",
+          "ab"
         ], { encoding: "utf8" })
         const cpu = cpuSeconds(child.pid) - before
         const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1])
         const [{ claims }] = await db.unsafe(
-          `SELECT coalesce(sum(calls), 0)::int AS claims FROM pg_stat_statements WHERE query ~ 'SKIP LOCKED'`)
+          `SELECT coalesce(sum(calls), 0)::int AS claims FROM pg_stat_statements WHERE query ~ 'SKIP LOCKED'`
+        )
         results[i].push({ tps, cpu, claims })
-        console.log(`round ${round} ${v.label}: ${tps.toFixed(0)} commits/s, relay CPU ${cpu.toFixed(2)} s, ` +
-          `${claims} claims (${(tps * Number(seconds) / claims).toFixed(1)} events each)`)
+        console.log(
+          `round ${round} ${v.label}: ${tps.toFixed(0)} commits/s, relay CPU ${cpu.toFixed(2)} s, ` +
+            `${claims} claims (${(tps * Number(seconds) / claims).toFixed(1)} events each)`
+        )
       } finally {
         child.kill("SIGTERM")
         await new Promise((resolve) => child.once("exit", resolve))
@@ -99,8 +118,12 @@ try {
   console.log(`\nmedians over ${rounds} rounds (${clients} clients, ${seconds} s each):`)
   for (const [i, v] of variants.entries()) {
     const r = results[i]
-    console.log(`  ${v.label}: ${median(r.map((x) => x.tps)).toFixed(0)} commits/s, relay CPU ${median(r.map((x) => x.cpu)).toFixed(2)} s, ` +
-      `${median(r.map((x) => x.claims))} claims`)
+    console.log(
+      `  ${v.label}: ${median(r.map((x) => x.tps)).toFixed(0)} commits/s, relay CPU ${
+        median(r.map((x) => x.cpu)).toFixed(2)
+      } s, ` +
+        `${median(r.map((x) => x.claims))} claims`
+    )
   }
   await db.end()
 } finally {

@@ -4,11 +4,11 @@
  * and how many events are still waiting. `relayBaseline(dir)` adds another build of outbox-relay as a
  * competitor of its own, for A/B runs (`npm run bench -- --baseline <dir>`).
  */
-import { spawn, execFile } from "node:child_process"
+import { Logger, runMigrations } from "graphile-worker"
+import { execFile, spawn } from "node:child_process"
 import { createWriteStream, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { runMigrations, Logger } from "graphile-worker"
 
 export const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "")
 export const logDir = join(root, ".bench", "logs")
@@ -72,9 +72,14 @@ const relayTable = {
   backlogSql: (from, to) =>
     `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
      SELECT '${TOPIC}', 'OrderPlaced', 'order-' || (g % 1000), ${payloadSql} FROM generate_series(${from}, ${to}) g`,
-  insertOne: { text: `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('${TOPIC}', 'OrderPlaced', $1, $2::text::jsonb)` },
+  insertOne: {
+    text: `INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
+           VALUES ('${TOPIC}', 'OrderPlaced', $1, $2::text::jsonb)`
+  },
+  // One line per command: kept byte for byte as pgbench reads it.
   pgbenchScript: `\\set a random(1, 1000)
-INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) VALUES ('${TOPIC}', 'OrderPlaced', 'order-' || :a, '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}');
+INSERT INTO outbox_events (topic, event_type, aggregate_id, payload) ` +
+    `VALUES ('${TOPIC}', 'OrderPlaced', 'order-' || :a, '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}');
 `,
   pendingSql: `SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`
 }
@@ -94,7 +99,9 @@ const relayBuild = ({ name, label, dir, settings }) => {
     table: "outbox_events",
     setup: async (dbUrl, redisUrl) => {
       const { stdout, stderr } = await promisify(execFile)(process.execPath, [main, "migrate"], {
-        cwd: dir, env: { ...process.env, ...relayEnv(dbUrl, redisUrl, streamPrefix) }, timeout: 60_000
+        cwd: dir,
+        env: { ...process.env, ...relayEnv(dbUrl, redisUrl, streamPrefix) },
+        timeout: 60_000
       }).catch((e) => {
         throw new Error(`node ${main} migrate failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`)
       })
@@ -135,18 +142,24 @@ const graphile = (mode) => ({
   },
   backlogSql: (from, to) =>
     `SELECT graphile_worker.add_jobs(ARRAY(
-       SELECT ROW('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', 'aggregate_id', 'order-' || (g % 1000),
-                  'payload', ${payloadSql}), NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+       SELECT ROW('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced',
+                  'aggregate_id', 'order-' || (g % 1000), 'payload', ${payloadSql}),
+                  NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
        FROM generate_series(${from}, ${to}) g))`,
   insertOne: {
-    text: `SELECT 1 FROM graphile_worker.add_job('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', 'aggregate_id', $1::text, 'payload', $2::text::json))`
+    text: `SELECT 1 FROM graphile_worker.add_job('publish', json_build_object('topic', '${TOPIC}',
+           'event_type', 'OrderPlaced', 'aggregate_id', $1::text, 'payload', $2::text::json))`
   },
+  // One line per command: kept byte for byte as pgbench reads it.
   pgbenchScript: `\\set a random(1, 1000)
-SELECT 1 FROM graphile_worker.add_job('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', 'aggregate_id', 'order-' || :a, 'payload', '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}'::json));
+SELECT 1 FROM graphile_worker.add_job('publish', json_build_object('topic', '${TOPIC}', 'event_type', 'OrderPlaced', ` +
+    `'aggregate_id', 'order-' || :a, 'payload', '{"total": 10.5, "currency": "EUR", "pad": "${PAD}"}'::json));
 `,
   pendingSql: `SELECT count(*)::int AS n FROM graphile_worker._private_jobs`,
   start: (dbUrl, redisUrl) =>
-    spawnLogged(mode === "best" ? "graphile" : "graphile-default", process.execPath, ["bench/competitors/graphile-worker.mjs"], {
+    spawnLogged(mode === "best" ? "graphile" : "graphile-default", process.execPath, [
+      "bench/competitors/graphile-worker.mjs"
+    ], {
       BENCH_DATABASE_URL: dbUrl,
       BENCH_REDIS_URL: redisUrl,
       BENCH_STREAM_PREFIX: `bench:${mode === "best" ? "graphile" : "graphile-default"}:`,
@@ -193,7 +206,8 @@ const classic = {
 const floor = {
   name: "floor",
   label: "least-work relay (yardstick)",
-  settings: "bench/competitors/floor.mjs: LISTEN, then DELETE 1,000 RETURNING + one pipelined XADD round trip + COMMIT until empty; no slots, dedupe, NOTIFY skipping or retry",
+  settings: "bench/competitors/floor.mjs: LISTEN, then DELETE 1,000 RETURNING + one pipelined XADD round trip + " +
+    "COMMIT until empty; no slots, dedupe, NOTIFY skipping or retry",
   streamPrefix: "bench:floor:",
   table: "outbox_events",
   setup: relay.setup,
@@ -211,5 +225,11 @@ const floor = {
   hasTriggers: true
 }
 
-export const competitors = { relay, graphile: graphile("best"), "graphile-default": graphile("default"), classic, floor }
+export const competitors = {
+  relay,
+  graphile: graphile("best"),
+  "graphile-default": graphile("default"),
+  classic,
+  floor
+}
 export const streamOf = (c) => c.streamPrefix + TOPIC

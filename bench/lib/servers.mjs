@@ -109,8 +109,24 @@ export const pgbenchTps = (pg, db, script, clients, seconds) => {
   const file = join(mkdtempSync(join(tmpdir(), "pgbench-")), "script.sql")
   writeFileSync(file, script)
   const out = execFileSync(pg.bin + "/pgbench", [
-    "-n", "-M", "prepared", "-f", file, "-c", String(clients), "-j", String(Math.min(clients, 2)), "-T", String(seconds),
-    "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", db
+    "-n",
+    "-M",
+    "prepared",
+    "-f",
+    file,
+    "-c",
+    String(clients),
+    "-j",
+    String(Math.min(clients, 2)),
+    "-T",
+    String(seconds),
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(pg.port),
+    "-U",
+    "postgres",
+    db
   ], { encoding: "utf8" })
   return {
     tps: Number(/tps = ([\d.]+)/.exec(out)[1]),

@@ -14,10 +14,44 @@ export const percentile = (sorted, q) => {
 }
 
 /** The quantiles the report draws the latency CDF from. */
-export const cdfPoints = [0, 1, 2, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 92, 94,
-  95, 96, 97, 98, 99, 99.5, 99.9, 100]
+export const cdfPoints = [
+  0,
+  1,
+  2,
+  5,
+  10,
+  15,
+  20,
+  25,
+  30,
+  35,
+  40,
+  45,
+  50,
+  55,
+  60,
+  65,
+  70,
+  75,
+  80,
+  85,
+  90,
+  92,
+  94,
+  95,
+  96,
+  97,
+  98,
+  99,
+  99.5,
+  99.9,
+  100
+]
 
-export const round = (x, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? x : Number(x.toFixed(digits)))
+export const round = (
+  x,
+  digits = 2
+) => (x === null || x === undefined || !Number.isFinite(x) ? x : Number(x.toFixed(digits)))
 
 export const fmtNum = (x, digits = 0) => {
   if (x === null || x === undefined) return "n/a"

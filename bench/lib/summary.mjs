@@ -2,21 +2,30 @@
  * The results as Markdown tables plus ratios: printed at the end of `npm run bench` and embedded in
  * docs/benchmarks.md by bench/report.mjs. Everything comes from the results JSON.
  */
-import { fmtMs, fmtNum } from "./stats.mjs"
 import { profileTable } from "../profile.mjs"
+import { fmtMs, fmtNum } from "./stats.mjs"
 
 const label = (results, name) => results.competitors?.[name]?.label ?? name
 const table = (header, rows) =>
-  [`| ${header.join(" | ")} |`, `|${header.map((h, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
-    ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n")
+  [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((h, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`)
+  ].join("\n")
 const ratio = (a, b) =>
-  a === Infinity && Number.isFinite(b) ? "∞× (not delivered)" : a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×` : "n/a"
+  a === Infinity && Number.isFinite(b)
+    ? "∞× (not delivered)"
+    : a && b && Number.isFinite(a) && Number.isFinite(b)
+    ? `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×`
+    : "n/a"
 
 export const drainTable = (results) => {
   const rows = results.drain.map((d) => [
     label(results, d.competitor),
     fmtNum(d.backlog),
-    d.mode === "window" || d.mode === "capped" ? `${fmtNum(d.delivered)}${d.complete ? "" : ` (${d.capSec} s cap)`}` : fmtNum(d.delivered),
+    d.mode === "window" || d.mode === "capped"
+      ? `${fmtNum(d.delivered)}${d.complete ? "" : ` (${d.capSec} s cap)`}`
+      : fmtNum(d.delivered),
     `**${fmtNum(d.rate)}**`,
     d.rates?.length > 1 ? d.rates.map((r) => fmtNum(r)).join(" / ") : "",
     d.startupSeconds ?? "n/a",
@@ -25,12 +34,23 @@ export const drainTable = (results) => {
     fmtNum(d.serverCpuMicrosPerEvent, 0),
     d.error ? "ERROR" : d.leftInTable > 0 && d.complete ? `${d.leftInTable} rows left` : ""
   ])
-  return table(["competitor", "backlog", "delivered", "events/s (median)", "runs (events/s)", "startup s", "RSS max MiB",
-    "competitor CPU µs/event", "Postgres+Redis CPU µs/event", "note"], rows)
+  return table([
+    "competitor",
+    "backlog",
+    "delivered",
+    "events/s (median)",
+    "runs (events/s)",
+    "startup s",
+    "RSS max MiB",
+    "competitor CPU µs/event",
+    "Postgres+Redis CPU µs/event",
+    "note"
+  ], rows)
 }
 
 /** A latency percentile; JSON turns Infinity (not delivered) into null, so undo that when events were missing. */
-export const latencyValue = (row, key) => (row[key] === null || row[key] === undefined) && row.missing ? Infinity : row[key]
+export const latencyValue = (row, key) =>
+  (row[key] === null || row[key] === undefined) && row.missing ? Infinity : row[key]
 
 export const latencyTable = (results) => {
   const rows = results.latency.filter((l) => !l.error).map((l) => [
@@ -41,10 +61,22 @@ export const latencyTable = (results) => {
     fmtMs(latencyValue(l, "p99")),
     fmtMs(latencyValue(l, "max")),
     `${fmtNum(l.achievedRate)}/s`,
-    `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""}`,
+    `${fmtNum(l.delivered)}/${fmtNum(l.sent - l.failed)}${
+      l.missing ? ` (${fmtNum(l.missing)} not within ${l.waitAfterSec} s)` : ""
+    }`,
     l.commitP50 !== undefined ? `${fmtMs(l.commitP50)} / ${fmtMs(l.commitP99)}` : "n/a"
   ])
-  return table(["competitor", "target rate", "p50", "p90", "p99", "max", "producer achieved", "delivered", "producer's own statement p50 / p99"], rows)
+  return table([
+    "competitor",
+    "target rate",
+    "p50",
+    "p90",
+    "p99",
+    "max",
+    "producer achieved",
+    "delivered",
+    "producer's own statement p50 / p99"
+  ], rows)
 }
 
 export const overheadTable = (results) => {
@@ -57,10 +89,20 @@ export const overheadTable = (results) => {
   const writers = [...new Set(results.overhead.filter((o) => !o.error).map((o) => o.writers))].sort((a, b) => a - b)
   const rows = [...groups.values()].map((g) => [
     label(results, g.competitor),
-    g.competitor.startsWith("relay") ? (g.trigger === "off-polling" ? "trigger off, relay polling every 10 ms" : `trigger ${g.trigger}`) : g.competitor === "floor" ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off") : g.competitor.startsWith("graphile") ? "add_job (NOTIFY built in)" : "plain INSERT, no trigger",
+    g.competitor.startsWith("relay")
+      ? (g.trigger === "off-polling" ? "trigger off, relay polling every 10 ms" : `trigger ${g.trigger}`)
+      : g.competitor === "floor"
+      ? (g.trigger === "on" ? "trigger on, NOTIFY on every commit" : "trigger off")
+      : g.competitor.startsWith("graphile")
+      ? "add_job (NOTIFY built in)"
+      : "plain INSERT, no trigger",
     ...writers.map((w) => (g.byWriters[w] ? `${fmtNum(g.byWriters[w].median)}` : "n/a"))
   ])
-  return table(["competitor", "producer statement", ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)], rows)
+  return table([
+    "competitor",
+    "producer statement",
+    ...writers.map((w) => `${w} writer${w > 1 ? "s" : ""} (commits/s)`)
+  ], rows)
 }
 
 /** A soak row's name: the competitor, plus the variant (e.g. the relay with RELAY_RETENTION). */
@@ -72,11 +114,15 @@ export const soakTable = (results) => {
     const fin = s.samples.at(-1)
     const max = (f) => Math.max(...s.samples.map(f).filter((x) => Number.isFinite(x)))
     const claims = s.samples.map((x) => x.claimMeanMs).filter((x) => x !== null && x !== undefined)
-    const idx = Object.entries(last.indexes ?? {}).map(([n, b]) => `${n.replace(/^.*\./, "")} ${fmtNum(b / 2 ** 20, 1)}`).join(", ")
+    const idx = Object.entries(last.indexes ?? {}).map(([n, b]) =>
+      `${n.replace(/^.*\./, "")} ${fmtNum(b / 2 ** 20, 1)}`
+    ).join(", ")
     return [
       soakLabel(results, s),
       `${fmtNum(s.producer?.tps)}/s × ${s.seconds} s`,
-      `${fmtNum(s.samples[0].totalBytes / 2 ** 20, 2)} → ${fmtNum(last.totalBytes / 2 ** 20, 2)} (max ${fmtNum(max((x) => x.totalBytes) / 2 ** 20, 2)})`,
+      `${fmtNum(s.samples[0].totalBytes / 2 ** 20, 2)} → ${fmtNum(last.totalBytes / 2 ** 20, 2)} (max ${
+        fmtNum(max((x) => x.totalBytes) / 2 ** 20, 2)
+      })`,
       idx,
       fmtNum(max((x) => x.deadTuples)),
       fmtNum(max((x) => x.backlog)),
@@ -85,8 +131,17 @@ export const soakTable = (results) => {
       s.cpuSeconds ? `${fmtNum(s.cpuSeconds.relay, 1)} / ${fmtNum(s.cpuSeconds.servers, 1)}` : "n/a"
     ]
   })
-  return table(["competitor", "produced", "table+indexes MiB start → end", "indexes at end (MiB)", "max dead tuples",
-    "max backlog", "claim statement mean", "backlog after", "CPU s: relay / Postgres+Redis"], rows)
+  return table([
+    "competitor",
+    "produced",
+    "table+indexes MiB start → end",
+    "indexes at end (MiB)",
+    "max dead tuples",
+    "max backlog",
+    "claim statement mean",
+    "backlog after",
+    "CPU s: relay / Postgres+Redis"
+  ], rows)
 }
 
 export const ratios = (results) => {
@@ -96,20 +151,42 @@ export const ratios = (results) => {
   for (const r of relayDrains) {
     for (const other of ["graphile", "graphile-default"]) {
       const o = drain(other, r.backlog)
-      if (o?.rate) lines.push(`- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, o.rate)} the rate of ${label(results, other)}${o.complete ? "" : " (capped run)"}`)
+      if (o?.rate) {
+        lines.push(
+          `- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, o.rate)} the rate of ${label(results, other)}${
+            o.complete ? "" : " (capped run)"
+          }`
+        )
+      }
     }
   }
   for (const r of relayDrains) {
     const f = drain("floor", r.backlog)
-    if (f?.rate) lines.push(`- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, f.rate)} the rate of the least-work relay (yardstick)`)
+    if (f?.rate) {
+      lines.push(
+        `- Drain ${fmtNum(r.backlog)}: relay ${ratio(r.rate, f.rate)} the rate of the least-work relay (yardstick)`
+      )
+    }
   }
   const classic = results.drain.find((d) => d.competitor === "classic" && d.rate)
   if (classic && relayDrains.length) {
-    lines.push(`- Drain: relay (${fmtNum(relayDrains[0].backlog)} backlog) ${ratio(relayDrains[0].rate, classic.rate)} the rate of the classic poller (measured on a ${fmtNum(classic.backlog)} backlog, ${classic.capSec} s window)`)
+    lines.push(
+      `- Drain: relay (${fmtNum(relayDrains[0].backlog)} backlog) ${
+        ratio(relayDrains[0].rate, classic.rate)
+      } the rate of the classic poller (measured on a ${fmtNum(classic.backlog)} backlog, ${classic.capSec} s window)`
+    )
   }
   for (const c of ["relay", "graphile"]) {
-    const small = results.drain.filter((d) => d.competitor === c && d.rate && d.complete).sort((a, b) => a.backlog - b.backlog)
-    if (small.length >= 2) lines.push(`- ${label(results, c)}: drain rate at ${fmtNum(small.at(-1).backlog)} is ${ratio(small.at(-1).rate, small[0].rate)} the rate at ${fmtNum(small[0].backlog)}`)
+    const small = results.drain.filter((d) => d.competitor === c && d.rate && d.complete).sort((a, b) =>
+      a.backlog - b.backlog
+    )
+    if (small.length >= 2) {
+      lines.push(
+        `- ${label(results, c)}: drain rate at ${fmtNum(small.at(-1).backlog)} is ${
+          ratio(small.at(-1).rate, small[0].rate)
+        } the rate at ${fmtNum(small[0].backlog)}`
+      )
+    }
   }
   const lat = (c, rate) => results.latency.find((l) => l.competitor === c && l.rate === rate && !l.error)
   for (const rate of [...new Set(results.latency.filter((l) => l.rate).map((l) => l.rate))]) {
@@ -118,8 +195,12 @@ export const ratios = (results) => {
     for (const other of ["graphile", "graphile-default", "classic", "floor"]) {
       const o = lat(other, rate)
       if (o) {
-        lines.push(`- Latency @${rate}/s: ${label(results, other)} p50 ${ratio(latencyValue(o, "p50"), latencyValue(r, "p50"))},` +
-          ` p99 ${ratio(latencyValue(o, "p99"), latencyValue(r, "p99"))} the relay's`)
+        lines.push(
+          `- Latency @${rate}/s: ${label(results, other)} p50 ${
+            ratio(latencyValue(o, "p50"), latencyValue(r, "p50"))
+          },` +
+            ` p99 ${ratio(latencyValue(o, "p99"), latencyValue(r, "p99"))} the relay's`
+        )
       }
     }
   }
@@ -139,7 +220,9 @@ export const ratios = (results) => {
         ? a.map((x, i) => x / b[i]).sort((x, y) => x - y)
         : []
       const perRound = paired.length
-        ? ` (per round ${paired.map((x) => x.toFixed(2)).join(", ")}; median ${paired[Math.floor(paired.length / 2)].toFixed(2)}×)`
+        ? ` (per round ${paired.map((x) => x.toFixed(2)).join(", ")}; median ${
+          paired[Math.floor(paired.length / 2)].toFixed(2)
+        }×)`
         : ""
       parts.push(`trigger on / trigger off with the relay polling every 10 ms ${ratio(on, offPolling)}${perRound}`)
     }
@@ -163,7 +246,9 @@ export const abTable = (results) => {
   const rows = []
   const cells = (ratios) => ratios.map((x) => (x === null ? "n/a" : x.toFixed(3)))
   const median = (x) => (x === null ? "n/a" : `**${x.toFixed(3)}**`)
-  for (const d of results.ab.drain) rows.push([`drain ${fmtNum(d.backlog)}: events/s`, ...cells(d.ratio), median(d.medianRatio)])
+  for (const d of results.ab.drain) {
+    rows.push([`drain ${fmtNum(d.backlog)}: events/s`, ...cells(d.ratio), median(d.medianRatio)])
+  }
   for (const l of results.ab.latency) {
     for (const key of ["p50", "p99"]) {
       rows.push([`latency @${l.rate}/s: ${key}`, ...cells(l[key].ratio), median(l[key].medianRatio)])
@@ -178,16 +263,22 @@ export const summaryTable = (results) => {
   const parts = []
   if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
   if (results.latency.length) parts.push(`### Latency (producer COMMIT → consumer XREAD)\n\n${latencyTable(results)}`)
-  if (results.overhead.length) parts.push(`### Producer overhead (pgbench, single-row transactions, relay running)\n\n${overheadTable(results)}`)
+  if (results.overhead.length) {
+    parts.push(`### Producer overhead (pgbench, single-row transactions, relay running)\n\n${overheadTable(results)}`)
+  }
   if (results.soak.length) parts.push(`### Table health (soak)\n\n${soakTable(results)}`)
   if (results.profile?.breakdown) parts.push(`### Relay time per event (µs)\n\n${profileTable(results.profile)}`)
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
   if (results.ab) {
     const title = `${label(results, "relay")} / ${label(results, "relay-baseline")}, taking turns round by round`
-    parts.push(`### A/B: ${title}\n\nBaseline: ${results.meta.baseline?.dir ?? "n/a"}. ` +
-      `Drain: above 1 this build is faster; latency: below 1 it is quicker.\n\n${abTable(results)}`)
+    parts.push(
+      `### A/B: ${title}\n\nBaseline: ${results.meta.baseline?.dir ?? "n/a"}. ` +
+        `Drain: above 1 this build is faster; latency: below 1 it is quicker.\n\n${abTable(results)}`
+    )
   }
-  if (results.errors?.length) parts.push(`### Errors\n\n${results.errors.map((e) => `- ${e.where}: ${e.message.split("\n")[0]}`).join("\n")}`)
+  if (results.errors?.length) {
+    parts.push(`### Errors\n\n${results.errors.map((e) => `- ${e.where}: ${e.message.split("\n")[0]}`).join("\n")}`)
+  }
   return parts.join("\n\n")
 }

@@ -24,7 +24,13 @@ const logTicks = (min, max) => {
 }
 const fmtTick = (t, unit = "") => {
   const a = Math.abs(t)
-  const s = a >= 1e6 ? `${t / 1e6}M` : a >= 1e3 ? `${t / 1e3}k` : a < 1 && a > 0 ? String(Number(t.toPrecision(2))) : String(t)
+  const s = a >= 1e6
+    ? `${t / 1e6}M`
+    : a >= 1e3
+    ? `${t / 1e3}k`
+    : a < 1 && a > 0
+    ? String(Number(t.toPrecision(2)))
+    : String(t)
   return s + unit
 }
 
@@ -44,7 +50,8 @@ const axis = ({ min, max, log }) => {
 }
 
 const frame = (width, height, title, body) =>
-  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+  `font-family="Helvetica, Arial, sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="${width / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>
 ${body}
@@ -53,7 +60,9 @@ ${body}
 
 const legend = (items, x, y) =>
   items.map((it, i) =>
-    `<rect x="${x}" y="${y + i * 18 - 9}" width="14" height="10" fill="${it.color}"/><text x="${x + 20}" y="${y + i * 18}">${esc(it.label)}</text>`
+    `<rect x="${x}" y="${y + i * 18 - 9}" width="14" height="10" fill="${it.color}"/><text x="${x + 20}" y="${
+      y + i * 18
+    }">${esc(it.label)}</text>`
   ).join("\n")
 
 /**
@@ -66,12 +75,24 @@ export const lineChart = ({ title, series, x, y, width = 760, height = 420, note
   const px = (v) => X.pos(v, m.l, width - m.r)
   const py = (v) => Y.pos(v, height - m.b, m.t)
   const grid = [
-    ...X.ticks().map((t) => `<line x1="${px(t)}" x2="${px(t)}" y1="${m.t}" y2="${height - m.b}" stroke="#eee"/><text x="${px(t)}" y="${height - m.b + 16}" text-anchor="middle">${fmtTick(t, x.unit)}</text>`),
-    ...Y.ticks().map((t) => `<line x1="${m.l}" x2="${width - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#eee"/><text x="${m.l - 6}" y="${py(t) + 4}" text-anchor="end">${fmtTick(t, y.unit)}</text>`)
+    ...X.ticks().map((t) =>
+      `<line x1="${px(t)}" x2="${px(t)}" y1="${m.t}" y2="${height - m.b}" stroke="#eee"/><text x="${px(t)}" y="${
+        height - m.b + 16
+      }" text-anchor="middle">${fmtTick(t, x.unit)}</text>`
+    ),
+    ...Y.ticks().map((t) =>
+      `<line x1="${m.l}" x2="${width - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#eee"/><text x="${m.l - 6}" y="${
+        py(t) + 4
+      }" text-anchor="end">${fmtTick(t, y.unit)}</text>`
+    )
   ].join("\n")
   const lines = series.map((s) => {
-    const d = s.points.filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b)).map(([a, b], i) => `${i ? "L" : "M"}${px(a).toFixed(1)},${py(b).toFixed(1)}`).join(" ")
-    return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`
+    const d = s.points.filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b)).map(([a, b], i) =>
+      `${i ? "L" : "M"}${px(a).toFixed(1)},${py(b).toFixed(1)}`
+    ).join(" ")
+    return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${
+      s.dash ? ` stroke-dasharray="${s.dash}"` : ""
+    }/>`
   }).join("\n")
   const body = `${grid}
 <rect x="${m.l}" y="${m.t}" width="${width - m.l - m.r}" height="${height - m.t - m.b}" fill="none" stroke="#999"/>
@@ -92,7 +113,11 @@ export const barChart = ({ title, groups, y, width = 760, height = 420, note }) 
   const py = (v) => Y.pos(v, height - m.b, m.t)
   const plotW = width - m.l - m.r
   const gw = plotW / Math.max(1, groups.length)
-  const grid = Y.ticks().map((t) => `<line x1="${m.l}" x2="${width - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#eee"/><text x="${m.l - 6}" y="${py(t) + 4}" text-anchor="end">${fmtTick(t, y.unit)}</text>`).join("\n")
+  const grid = Y.ticks().map((t) =>
+    `<line x1="${m.l}" x2="${width - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#eee"/><text x="${m.l - 6}" y="${
+      py(t) + 4
+    }" text-anchor="end">${fmtTick(t, y.unit)}</text>`
+  ).join("\n")
   const legendItems = new Map()
   const bars = groups.map((g, gi) => {
     const n = g.bars.length
@@ -102,10 +127,16 @@ export const barChart = ({ title, groups, y, width = 760, height = 420, note }) 
       legendItems.set(b.label, b.color)
       if (!Number.isFinite(b.value) || b.value <= 0) return ""
       const top = py(b.value)
-      return `<rect x="${x0 + bi * bw + 1}" y="${top}" width="${bw - 2}" height="${height - m.b - top}" fill="${b.color}"/>` +
-        `<text x="${x0 + bi * bw + bw / 2}" y="${top - 4}" text-anchor="middle" font-size="10">${esc(b.text ?? fmtTick(Math.round(b.value)))}</text>`
+      return `<rect x="${x0 + bi * bw + 1}" y="${top}" width="${bw - 2}" height="${
+        height - m.b - top
+      }" fill="${b.color}"/>` +
+        `<text x="${x0 + bi * bw + bw / 2}" y="${top - 4}" text-anchor="middle" font-size="10">${
+          esc(b.text ?? fmtTick(Math.round(b.value)))
+        }</text>`
     }).join("\n")
-    return `${rects}\n<text x="${m.l + gi * gw + gw / 2}" y="${height - m.b + 16}" text-anchor="middle">${esc(g.label)}</text>`
+    return `${rects}\n<text x="${m.l + gi * gw + gw / 2}" y="${height - m.b + 16}" text-anchor="middle">${
+      esc(g.label)
+    }</text>`
   }).join("\n")
   const body = `${grid}
 <rect x="${m.l}" y="${m.t}" width="${plotW}" height="${height - m.t - m.b}" fill="none" stroke="#999"/>

@@ -21,7 +21,9 @@ import { createServer } from "node:http"
 import { startConsumer } from "outbox-relay"
 
 const redisUrl = process.env.REDIS_URL || process.env.RELAY_REDIS_URL || "redis://127.0.0.1:6379"
-const streams = (process.env.LIVE_STREAMS || "outbox:orders,outbox:payments").split(",").map((s) => s.trim()).filter(Boolean)
+const streams = (process.env.LIVE_STREAMS || "outbox:orders,outbox:payments").split(",").map((s) => s.trim()).filter(
+  Boolean
+)
 const group = process.env.LIVE_GROUP || "live-notifier"
 const host = process.env.HOST || "127.0.0.1"
 const port = Number(process.env.PORT ?? 8080)
@@ -33,10 +35,19 @@ const recent = []
 const keepRecent = 50
 
 const frame = (event) =>
-  `event: outbox\nid: ${event.id}\ndata: ${JSON.stringify({
-    id: event.id, stream: event.stream, eventId: event.eventId, eventType: event.eventType, topic: event.topic,
-    aggregateId: event.aggregateId, occurredAt: event.occurredAt, payload: event.payload, headers: event.headers
-  })}\n\n`
+  `event: outbox\nid: ${event.id}\ndata: ${
+    JSON.stringify({
+      id: event.id,
+      stream: event.stream,
+      eventId: event.eventId,
+      eventType: event.eventType,
+      topic: event.topic,
+      aggregateId: event.aggregateId,
+      occurredAt: event.occurredAt,
+      payload: event.payload,
+      headers: event.headers
+    })
+  }\n\n`
 
 const broadcast = (event) => {
   const text = frame(event)
@@ -74,7 +85,9 @@ const heartbeat = setInterval(() => {
 
 const consumers = await Promise.all(streams.map((stream) =>
   startConsumer({
-    redisUrl, stream, group,
+    redisUrl,
+    stream,
+    group,
     // Only what happens from now on; the page is a live view, not an archive.
     startFrom: "new",
     orderByAggregate: true,
@@ -86,7 +99,9 @@ const consumers = await Promise.all(streams.map((stream) =>
 
 server.listen(port, host, () => {
   const address = server.address()
-  console.log(`live-notifier listening on http://${host}:${address.port}/ (group ${group}, streams ${streams.join(", ")})`)
+  console.log(
+    `live-notifier listening on http://${host}:${address.port}/ (group ${group}, streams ${streams.join(", ")})`
+  )
 })
 
 const stop = async () => {

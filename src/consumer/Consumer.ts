@@ -29,10 +29,9 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { retryRedis } from "../shared/Retry.js"
-import type { ConsumerOptionsInvalid } from "./Errors.js"
-import { ConsumerRedisUnavailable } from "./Errors.js"
 import { type ConsumerStats, makeProcess } from "./Delivery.js"
 import { type Dispatcher, makeDispatcher } from "./Dispatcher.js"
+import type { ConsumerOptionsInvalid, ConsumerRedisUnavailable } from "./Errors.js"
 import { type Delivery, makeGroupClient } from "./GroupClient.js"
 import { type ConsumerOptions, resolveOptions } from "./Options.js"
 
@@ -47,7 +46,8 @@ export class Consumer extends Context.Service<Consumer, {
   /** A running consumer for as long as the layer lives. Fails to build on bad options or when Redis never answers. */
   static readonly layer = <P = unknown, E = never, R = never>(
     options: ConsumerOptions<P, E, R>
-  ): Layer.Layer<Consumer, ConsumerOptionsInvalid | ConsumerRedisUnavailable, R> => Layer.effect(Consumer, make(options))
+  ): Layer.Layer<Consumer, ConsumerOptionsInvalid | ConsumerRedisUnavailable, R> =>
+    Layer.effect(Consumer, make(options))
 }
 
 /** Starts a consumer in the current scope (`Consumer.layer` wraps this). */
@@ -60,12 +60,16 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
 
   // The group must exist before `make` returns: with startFrom "new", entries added after that are seen.
   yield* client.ensureGroup(options.startFrom === "new" ? "$" : "0").pipe(
-    Effect.retry(Schedule.max([retryRedis, Schedule.during(Duration.millis(Math.max(options.commandTimeoutMillis, 2_000)))]))
+    Effect.retry(
+      Schedule.max([retryRedis, Schedule.during(Duration.millis(Math.max(options.commandTimeoutMillis, 2_000)))])
+    )
   )
 
   const acks = yield* Queue.unbounded<string>()
   let unacked = 0
-  const decode = userOptions.payloadSchema === undefined ? undefined : Schema.decodeUnknownEffect(userOptions.payloadSchema)
+  const decode = userOptions.payloadSchema === undefined
+    ? undefined
+    : Schema.decodeUnknownEffect(userOptions.payloadSchema)
   const clock = yield* Clock.Clock
   const delivery = makeProcess({
     options,
@@ -158,7 +162,9 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
       yield* dispatcher.awaitRoom
       const { next, deliveries } = yield* client.reclaimIdle(cursor, options.batchSize)
       if (deliveries.length > 0) {
-        yield* Effect.logInfo("reclaimed idle messages").pipe(Effect.annotateLogs({ ...logContext, count: deliveries.length }))
+        yield* Effect.logInfo("reclaimed idle messages").pipe(
+          Effect.annotateLogs({ ...logContext, count: deliveries.length })
+        )
       }
       yield* dispatchAll(deliveries)
       cursor = next
@@ -209,24 +215,28 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
 
   // `stop` runs in the caller's fiber or in a finalizer; either way, log with this consumer's logger.
   const context = yield* Effect.context<never>()
-  const stop = yield* Effect.cached(Effect.gen(function*() {
-    yield* Effect.logInfo("consumer stopping").pipe(Effect.annotateLogs(logContext))
-    yield* dispatcher.close
-    yield* client.closeBlocking
-    yield* Fiber.interruptAll([reader, reclaimer])
-    const finished = yield* dispatcher.awaitRunning.pipe(
-      Effect.timeoutOption(Duration.millis(options.stopTimeoutMillis))
-    )
-    if (finished._tag === "None") {
-      yield* Effect.logWarning("handlers still running after stopTimeout were interrupted; their messages stay pending")
-        .pipe(Effect.annotateLogs(logContext))
-      // Bounded: a worker settling a timed-out delivery while Redis is down would otherwise hold us.
-      yield* dispatcher.interruptRunning.pipe(Effect.timeoutOption(Duration.millis(options.commandTimeoutMillis)))
-    }
-    yield* waitForAcks
-    yield* Fiber.interruptAll([renewer, acker])
-    yield* Effect.logInfo("consumer stopped").pipe(Effect.annotateLogs({ ...logContext, ...stats }))
-  }).pipe(Effect.uninterruptible, Effect.provideContext(context)))
+  const stop = yield* Effect.cached(
+    Effect.gen(function*() {
+      yield* Effect.logInfo("consumer stopping").pipe(Effect.annotateLogs(logContext))
+      yield* dispatcher.close
+      yield* client.closeBlocking
+      yield* Fiber.interruptAll([reader, reclaimer])
+      const finished = yield* dispatcher.awaitRunning.pipe(
+        Effect.timeoutOption(Duration.millis(options.stopTimeoutMillis))
+      )
+      if (finished._tag === "None") {
+        yield* Effect.logWarning(
+          "handlers still running after stopTimeout were interrupted; their messages stay pending"
+        )
+          .pipe(Effect.annotateLogs(logContext))
+        // Bounded: a worker settling a timed-out delivery while Redis is down would otherwise hold us.
+        yield* dispatcher.interruptRunning.pipe(Effect.timeoutOption(Duration.millis(options.commandTimeoutMillis)))
+      }
+      yield* waitForAcks
+      yield* Fiber.interruptAll([renewer, acker])
+      yield* Effect.logInfo("consumer stopped").pipe(Effect.annotateLogs({ ...logContext, ...stats }))
+    }).pipe(Effect.uninterruptible, Effect.provideContext(context))
+  )
   // Registered last, so it runs first when the scope closes: before the connections are closed.
   yield* Scope.addFinalizer(scope, stop)
 

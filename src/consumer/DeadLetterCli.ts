@@ -33,9 +33,7 @@ const nonBlank = (name: string) => Config.String(name).pipe(Config.option, Confi
 
 /** RELAY_REDIS_URL, else REDIS_URL, else the local default (an empty variable counts as unset). */
 export const redisUrl: Config.Config<string> = Config.all([nonBlank("RELAY_REDIS_URL"), nonBlank("REDIS_URL")]).pipe(
-  Config.map(([relay, plain]) =>
-    Option.getOrElse(Option.orElse(relay, () => plain), () => "redis://127.0.0.1:6379")
-  )
+  Config.map(([relay, plain]) => Option.getOrElse(Option.orElse(relay, () => plain), () => "redis://127.0.0.1:6379"))
 )
 
 /** One short-lived connection that gives up at once: a shell command should fail fast, not retry. */

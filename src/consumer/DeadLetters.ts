@@ -31,7 +31,8 @@ export interface ReplayResult {
   readonly skipped: ReadonlyArray<{ readonly id: string; readonly reason: string }>
 }
 
-const fail = (operation: string) => (cause: unknown) => new ConsumerRedisUnavailable({ operation, message: describe(cause) })
+const fail = (operation: string) => (cause: unknown) =>
+  new ConsumerRedisUnavailable({ operation, message: describe(cause) })
 
 const toEntry = ([id, flat]: [string, Array<string>]): DeadLetterEntry => {
   const fields = fieldsToRecord(flat)
@@ -39,9 +40,20 @@ const toEntry = ([id, flat]: [string, Array<string>]): DeadLetterEntry => {
 }
 
 /** The oldest `count` dead letters of `stream` (after `afterId`, exclusive, when given). */
-export const listDeadLetters = (redis: Redis, stream: string, options: { readonly count?: number; readonly afterId?: string } = {}) =>
+export const listDeadLetters = (
+  redis: Redis,
+  stream: string,
+  options: { readonly count?: number; readonly afterId?: string } = {}
+) =>
   Effect.tryPromise({
-    try: () => redis.xrange(deadLetterKey(stream), options.afterId ? `(${options.afterId}` : "-", "+", "COUNT", options.count ?? 100),
+    try: () =>
+      redis.xrange(
+        deadLetterKey(stream),
+        options.afterId ? `(${options.afterId}` : "-",
+        "+",
+        "COUNT",
+        options.count ?? 100
+      ),
     catch: fail("xrange dlq")
   }).pipe(Effect.map((entries) => entries.map(toEntry)))
 
@@ -52,7 +64,9 @@ export const countDeadLetters = (redis: Redis, stream: string) =>
 const replayOne = (redis: Redis, stream: string, entry: DeadLetterEntry) =>
   Effect.tryPromise({
     try: async () => {
-      const fields = envelopeFields.flatMap((name) => entry.fields[name] === undefined ? [] : [name, entry.fields[name]!])
+      const fields = envelopeFields.flatMap((name) =>
+        entry.fields[name] === undefined ? [] : [name, entry.fields[name]!]
+      )
       const replies = await redis.multi().xadd(stream, "*", ...fields).xdel(deadLetterKey(stream), entry.id).exec()
       const failed = replies?.find(([error]) => error !== null)
       if (!replies || failed) throw failed?.[0] ?? new Error("transaction aborted")
@@ -74,7 +88,10 @@ export const replayDeadLetters = Effect.fnUntraced(function*(
   const skipped: Array<{ id: string; reason: string }> = []
   const handle = Effect.fnUntraced(function*(entry: DeadLetterEntry) {
     if (entry.source === "relay") {
-      skipped.push({ id: entry.id, reason: "dead-lettered by the relay: replay it from Postgres (Database.replayDead)" })
+      skipped.push({
+        id: entry.id,
+        reason: "dead-lettered by the relay: replay it from Postgres (Database.replayDead)"
+      })
     } else if (!entry.fields.event_id) {
       skipped.push({ id: entry.id, reason: "no event_id: not an outbox envelope" })
     } else {
@@ -91,7 +108,10 @@ export const replayDeadLetters = Effect.fnUntraced(function*(
     }
   } else {
     for (const id of which) {
-      const found = yield* Effect.tryPromise({ try: () => redis.xrange(deadLetterKey(stream), id, id), catch: fail("xrange dlq") })
+      const found = yield* Effect.tryPromise({
+        try: () => redis.xrange(deadLetterKey(stream), id, id),
+        catch: fail("xrange dlq")
+      })
       if (found.length === 0) skipped.push({ id, reason: "no such dead letter" })
       else yield* handle(toEntry(found[0]!))
     }
@@ -100,8 +120,11 @@ export const replayDeadLetters = Effect.fnUntraced(function*(
 })
 
 /** `listDeadLetters` for code without Effect. */
-export const listDeadLettersAsync = (redis: Redis, stream: string, options: { readonly count?: number; readonly afterId?: string } = {}) =>
-  Effect.runPromise(listDeadLetters(redis, stream, options))
+export const listDeadLettersAsync = (
+  redis: Redis,
+  stream: string,
+  options: { readonly count?: number; readonly afterId?: string } = {}
+) => Effect.runPromise(listDeadLetters(redis, stream, options))
 
 /** `replayDeadLetters` for code without Effect. */
 export const replayDeadLettersAsync = (redis: Redis, stream: string, which: ReadonlyArray<string> | "all") =>

@@ -21,9 +21,9 @@ import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import { describe } from "../shared/Errors.js"
 import { retryRedis } from "../shared/Retry.js"
+import type { HandlerWatch } from "./Dispatcher.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
-import type { HandlerWatch } from "./Dispatcher.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import type { ResolvedOptions } from "./Options.js"
 
@@ -71,8 +71,18 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     Effect.gen(function*() {
       const now = new Date(yield* Clock.currentTimeMillis).toISOString()
       yield* client.deadLetter(delivery, [
-        "reason", reason, "delivery_count", String(delivery.deliveryCount), "dead_at", now,
-        "group", options.group, "consumer", options.consumer, "entry_id", delivery.id
+        "reason",
+        reason,
+        "delivery_count",
+        String(delivery.deliveryCount),
+        "dead_at",
+        now,
+        "group",
+        options.group,
+        "consumer",
+        options.consumer,
+        "entry_id",
+        delivery.id
       ]).pipe(Effect.retry(retryRedis), Effect.orDie)
       stats.deadLettered++
       ctx.release(delivery.id)
@@ -159,7 +169,9 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
 
   /** Settles a delivery whose handler the dispatcher interrupted for overrunning `handlerTimeout`. */
   const timedOut = (delivery: Delivery): Effect.Effect<void> =>
-    onHandled(delivery)(Exit.fail(new HandlerTimedOut({ entryId: delivery.id, timeoutMillis: options.handlerTimeoutMillis })))
+    onHandled(delivery)(
+      Exit.fail(new HandlerTimedOut({ entryId: delivery.id, timeoutMillis: options.handlerTimeoutMillis }))
+    )
 
   return { process, timedOut }
 }

@@ -10,10 +10,12 @@
 import * as Schema from "effect/Schema"
 
 /** Redis could not be reached, timed out, or refused the command for now. */
-export class ConsumerRedisUnavailable extends Schema.TaggedError<ConsumerRedisUnavailable>()("ConsumerRedisUnavailable", {
-  operation: Schema.String,
-  message: Schema.String
-}) {}
+export class ConsumerRedisUnavailable
+  extends Schema.TaggedError<ConsumerRedisUnavailable>()("ConsumerRedisUnavailable", {
+    operation: Schema.String,
+    message: Schema.String
+  })
+{}
 
 /** An option that can never work (e.g. `claimIdle` not above `handlerTimeout`). */
 export class ConsumerOptionsInvalid extends Schema.TaggedError<ConsumerOptionsInvalid>()("ConsumerOptionsInvalid", {

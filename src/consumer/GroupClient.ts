@@ -15,7 +15,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 import { describe } from "../shared/Errors.js"
 import { makeRedisClient } from "../shared/RedisClient.js"
@@ -58,7 +58,10 @@ export interface GroupClient {
   /** New entries (`>`), waiting up to `block`; empty when none came. */
   readonly readNew: (count: number) => Effect.Effect<ReadonlyArray<Delivery>, ConsumerRedisUnavailable>
   /** This consumer's own pending entries after `afterId` (what it was given but never acknowledged). */
-  readonly readOwnPending: (afterId: string, count: number) => Effect.Effect<ReadonlyArray<Delivery>, ConsumerRedisUnavailable>
+  readonly readOwnPending: (
+    afterId: string,
+    count: number
+  ) => Effect.Effect<ReadonlyArray<Delivery>, ConsumerRedisUnavailable>
   /** XAUTOCLAIM: takes over entries idle for `minIdle` ms; returns the next cursor ("0-0" at the end). */
   readonly reclaimIdle: (
     cursor: string,
@@ -114,7 +117,10 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
     )
 
     const run = <A>(operation: string, f: () => Promise<A>) =>
-      Effect.tryPromise({ try: f, catch: (cause) => new ConsumerRedisUnavailable({ operation, message: describe(cause) }) }).pipe(
+      Effect.tryPromise({
+        try: f,
+        catch: (cause) => new ConsumerRedisUnavailable({ operation, message: describe(cause) })
+      }).pipe(
         Effect.tapError((error) =>
           // A command that timed out on an open connection: the connection may be half dead; replace it.
           error.message.includes("Command timed out") && commands.status === "ready"
@@ -128,11 +134,20 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       entries.length === 0
         ? Effect.succeed([] as Array<Delivery>)
         : run("xpending", () =>
-          commands.call("XPENDING", stream, group, entries[0]!.id, entries[entries.length - 1]!.id, entries.length, consumer)
-        ).pipe(Effect.map((raw) => {
-          const counts = new Map((raw as Array<[string, string, number, number]>).map(([id, , , n]) => [id, Number(n)]))
-          return entries.map((entry) => ({ ...entry, deliveryCount: counts.get(entry.id) ?? 1 }))
-        }))
+          commands.call(
+            "XPENDING",
+            stream,
+            group,
+            entries[0]!.id,
+            entries[entries.length - 1]!.id,
+            entries.length,
+            consumer
+          )).pipe(Effect.map((raw) => {
+            const counts = new Map(
+              (raw as Array<[string, string, number, number]>).map(([id, , , n]) => [id, Number(n)])
+            )
+            return entries.map((entry) => ({ ...entry, deliveryCount: counts.get(entry.id) ?? 1 }))
+          }))
 
     const ensureGroup = (startId: string) =>
       run("xgroup create", () => commands.call("XGROUP", "CREATE", stream, group, startId, "MKSTREAM")).pipe(
@@ -141,8 +156,22 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       )
 
     const readNew = (count: number) =>
-      run("xreadgroup", () =>
-        blocking.call("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", options.blockMillis, "STREAMS", stream, ">")
+      run(
+        "xreadgroup",
+        () =>
+          blocking.call(
+            "XREADGROUP",
+            "GROUP",
+            group,
+            consumer,
+            "COUNT",
+            count,
+            "BLOCK",
+            options.blockMillis,
+            "STREAMS",
+            stream,
+            ">"
+          )
       ).pipe(
         Effect.timeoutOrElse({
           duration: Duration.millis(options.blockMillis + options.blockGraceMillis),
@@ -150,10 +179,12 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
             Effect.andThen(
               // Half-dead connection: drop it (the unanswered read is rejected, never resent) and reconnect.
               Effect.sync(() => blockingClosed || blocking.disconnect(true)),
-              Effect.fail(new ConsumerRedisUnavailable({
-                operation: "xreadgroup",
-                message: `no reply within ${options.blockMillis + options.blockGraceMillis} ms; connection replaced`
-              }))
+              Effect.fail(
+                new ConsumerRedisUnavailable({
+                  operation: "xreadgroup",
+                  message: `no reply within ${options.blockMillis + options.blockGraceMillis} ms; connection replaced`
+                })
+              )
             )
         }),
         Effect.map((reply) => {
@@ -163,16 +194,18 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       )
 
     const readOwnPending = (afterId: string, count: number) =>
-      run("xreadgroup pending", () =>
-        commands.call("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, afterId)
+      run(
+        "xreadgroup pending",
+        () => commands.call("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, afterId)
       ).pipe(Effect.flatMap((reply) => {
         const streams = reply as Array<[string, unknown]> | null
         return withDeliveryCounts(streams === null ? [] : toEntries(streams[0]![1]))
       }))
 
     const reclaimIdle = (cursor: string, count: number) =>
-      run("xautoclaim", () =>
-        commands.call("XAUTOCLAIM", stream, group, consumer, options.claimIdleMillis, cursor, "COUNT", count)
+      run(
+        "xautoclaim",
+        () => commands.call("XAUTOCLAIM", stream, group, consumer, options.claimIdleMillis, cursor, "COUNT", count)
       ).pipe(Effect.flatMap((reply) => {
         const [next, entries] = reply as [string, unknown]
         // Redis 7 drops entries deleted from the stream from the pending list itself (third element).
@@ -182,7 +215,9 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       }))
 
     const ack = (ids: ReadonlyArray<string>) =>
-      ids.length === 0 ? Effect.void : run("xack", () => commands.call("XACK", stream, group, ...ids)).pipe(Effect.asVoid)
+      ids.length === 0
+        ? Effect.void
+        : run("xack", () => commands.call("XACK", stream, group, ...ids)).pipe(Effect.asVoid)
 
     const deadLetter = (entry: RawEntry, extra: ReadonlyArray<string>) =>
       run("dead letter", async () => {
@@ -204,5 +239,14 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       blocking.disconnect(false)
     })
 
-    return { ensureGroup, readNew, readOwnPending, reclaimIdle, ack, deadLetter, renew, closeBlocking } satisfies GroupClient
+    return {
+      ensureGroup,
+      readNew,
+      readOwnPending,
+      reclaimIdle,
+      ack,
+      deadLetter,
+      renew,
+      closeBlocking
+    } satisfies GroupClient
   })

@@ -17,8 +17,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import type postgres from "postgres"
-import { describe } from "../shared/Errors.js"
 import { quoteIdent } from "../relay/Statements.js"
+import { describe } from "../shared/Errors.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { InboxUnavailable } from "./Errors.js"
 
@@ -31,7 +31,10 @@ export interface InboxSettings {
 }
 
 /** What a handler run with the inbox learns: whether the event was new, and the open transaction. */
-export type InboxHandler<P, E, R> = (event: ConsumedEvent<P>, sql: postgres.TransactionSql<any>) => Effect.Effect<void, E, R>
+export type InboxHandler<P, E, R> = (
+  event: ConsumedEvent<P>,
+  sql: postgres.TransactionSql<any>
+) => Effect.Effect<void, E, R>
 
 const rollback = Symbol("inbox rollback")
 
@@ -40,7 +43,9 @@ export const isProcessed = (settings: InboxSettings, eventId: string) =>
   Effect.tryPromise({
     try: () =>
       settings.sql.unsafe(
-        `SELECT 1 FROM ${quoteIdent(settings.schema ?? "public")}.outbox_inbox WHERE consumer_group = $1 AND event_id = $2`,
+        `SELECT 1 FROM ${
+          quoteIdent(settings.schema ?? "public")
+        }.outbox_inbox WHERE consumer_group = $1 AND event_id = $2`,
         [settings.group, eventId]
       ),
     catch: (cause) => new InboxUnavailable({ message: describe(cause) })
@@ -57,7 +62,9 @@ export const withInbox = <P, E, R>(settings: InboxSettings, handler: InboxHandle
   return (event: ConsumedEvent<P>): Effect.Effect<void, E | InboxUnavailable, R> =>
     Effect.gen(function*() {
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(event.eventId)) {
-        return yield* Effect.die(new Error(`event_id ${JSON.stringify(event.eventId)} is not a uuid; the inbox needs one`))
+        return yield* Effect.die(
+          new Error(`event_id ${JSON.stringify(event.eventId)} is not a uuid; the inbox needs one`)
+        )
       }
       const context = yield* Effect.context<R>()
       const run = Effect.runPromiseExitWith(context)

@@ -7,13 +7,13 @@
  * consumer holds but has not finished (queued behind others of their aggregate, or running) have their
  * idle time reset every `claimIdle / 3`, so a long local queue does not make them look abandoned.
  */
-import { hostname } from "node:os"
-import { randomBytes } from "node:crypto"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
+import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
+import { randomBytes } from "node:crypto"
+import { hostname } from "node:os"
 import { defaultHandlerRetry } from "../shared/Retry.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
@@ -89,8 +89,14 @@ const millis = (option: string, input: Duration.Input | undefined, fallback: num
   Effect.gen(function*() {
     if (input === undefined) return fallback
     const duration = Duration.fromInput(input)
-    if (duration._tag === "None" || !Number.isFinite(Duration.toMillis(duration.value)) || Duration.toMillis(duration.value) < min) {
-      return yield* new ConsumerOptionsInvalid({ option, message: `${option} must be a finite duration of at least ${min} ms` })
+    if (
+      duration._tag === "None" || !Number.isFinite(Duration.toMillis(duration.value)) ||
+      Duration.toMillis(duration.value) < min
+    ) {
+      return yield* new ConsumerOptionsInvalid({
+        option,
+        message: `${option} must be a finite duration of at least ${min} ms`
+      })
     }
     return Math.ceil(Duration.toMillis(duration.value))
   })

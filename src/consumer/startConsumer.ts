@@ -20,8 +20,8 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import postgres from "postgres"
-import { loggerLayer } from "../shared/Logging.js"
 import type { RelaySettings } from "../relay/RelayConfig.js"
+import { loggerLayer } from "../shared/Logging.js"
 import { Consumer } from "./Consumer.js"
 import type { ConsumerStats } from "./Delivery.js"
 import type { ConsumedEvent } from "./Envelope.js"
@@ -139,7 +139,11 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
   const ownClient = options.inbox !== undefined && options.inbox.sql === undefined
   if (options.inbox !== undefined) {
     inboxClient = options.inbox.sql ??
-      postgres(options.inbox.databaseUrl ?? "", { max: options.concurrency ?? 16, onnotice: () => {}, fetch_types: false })
+      postgres(options.inbox.databaseUrl ?? "", {
+        max: options.concurrency ?? 16,
+        onnotice: () => {},
+        fetch_types: false
+      })
   }
   const handler = options.inbox !== undefined
     ? withInbox<P, unknown, never>(

@@ -14,7 +14,6 @@
  * Wake-ups coalesce: each lane's queue holds at most one, so a burst of commits costs one drain. The slow
  * poll (`RELAY_POLL_INTERVAL`) is the lane's own timer, in `Lane`.
  */
-import { randomBytes } from "node:crypto"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -23,7 +22,8 @@ import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
+import { randomBytes } from "node:crypto"
 import pgListen from "pg-listen"
 import { describe } from "../shared/Errors.js"
 import { listenReconnectDelay } from "../shared/Retry.js"
@@ -45,108 +45,107 @@ class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
 
 /** The LISTEN connection, supervised for as long as the scope lives. */
 const make = Effect.gen(function*() {
-      const config = yield* RelayConfig
-      const health = yield* Health
-      const subscribers = new Set<Queue.Queue<Wakeup>>()
-      const wake = (reason: Wakeup) => {
-        for (const queue of subscribers) Queue.offerUnsafe(queue, reason)
-      }
-      const subscribe = Effect.acquireRelease(
-        Effect.tap(Queue.sliding<Wakeup>(1), (queue) => Effect.sync(() => subscribers.add(queue))),
-        (queue) => Effect.sync(() => subscribers.delete(queue))
+  const config = yield* RelayConfig
+  const health = yield* Health
+  const subscribers = new Set<Queue.Queue<Wakeup>>()
+  const wake = (reason: Wakeup) => {
+    for (const queue of subscribers) Queue.offerUnsafe(queue, reason)
+  }
+  const subscribe = Effect.acquireRelease(
+    Effect.tap(Queue.sliding<Wakeup>(1), (queue) => Effect.sync(() => subscribers.add(queue))),
+    (queue) => Effect.sync(() => subscribers.delete(queue))
+  )
+  const pingChannel = `outbox_relay_ping_${process.pid}_${randomBytes(4).toString("hex")}`
+
+  let healthySinceLastFailure = false
+  const session = Effect.scoped(Effect.gen(function*() {
+    const failed = yield* Deferred.make<never, ListenFailed>()
+    const fail = (message: string) => Deferred.doneUnsafe(failed, Effect.fail(new ListenFailed({ message })))
+    const pending = new Map<string, () => void>()
+    const subscriber = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        createSubscriber({
+          connectionString: Redacted.value(config.listenDatabaseUrl),
+          application_name: "outbox-relay-listen",
+          connectionTimeoutMillis: Duration.toMillis(config.listenCheckTimeout) + 3000
+        }, {
+          paranoidChecking: false,
+          retryInterval: 100,
+          retryTimeout: 1000,
+          parse: (text: string) => text,
+          serialize: (value: unknown) => String(value)
+        })
+      ),
+      (subscriber) => Effect.promise(() => subscriber.close()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+    )
+    subscriber.notifications.on(channel, () => wake("notification"))
+    subscriber.notifications.on(pingChannel, (token: string) => pending.get(token)?.())
+    // pg-listen re-LISTENs by itself after a dropped connection, then says "connected".
+    subscriber.events.on("connected", () => wake("connected"))
+    subscriber.events.on("error", (error: Error) => fail(describe(error)))
+
+    const attempt = (what: string, run: () => Promise<unknown> | undefined) =>
+      Effect.tryPromise({
+        try: async () => run(),
+        catch: (cause) => new ListenFailed({ message: `${what}: ${describe(cause)}` })
+      })
+    yield* attempt("connect", () => subscriber.connect())
+    yield* attempt("listen", () => subscriber.listenTo(channel))
+    yield* attempt("listen", () => subscriber.listenTo(pingChannel))
+
+    const check = Effect.callback<void, ListenFailed>((resume) => {
+      const token = randomBytes(8).toString("hex")
+      pending.set(token, () => resume(Effect.void))
+      subscriber.notify(pingChannel, token).catch((cause: unknown) =>
+        resume(Effect.fail(new ListenFailed({ message: `check: ${describe(cause)}` })))
       )
-      const pingChannel = `outbox_relay_ping_${process.pid}_${randomBytes(4).toString("hex")}`
-
-      let healthySinceLastFailure = false
-      const session = Effect.scoped(Effect.gen(function*() {
-        const failed = yield* Deferred.make<never, ListenFailed>()
-        const fail = (message: string) => Deferred.doneUnsafe(failed, Effect.fail(new ListenFailed({ message })))
-        const pending = new Map<string, () => void>()
-        const subscriber = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            createSubscriber({
-              connectionString: Redacted.value(config.listenDatabaseUrl),
-              application_name: "outbox-relay-listen",
-              connectionTimeoutMillis: Duration.toMillis(config.listenCheckTimeout) + 3000
-            }, {
-              paranoidChecking: false,
-              retryInterval: 100,
-              retryTimeout: 1000,
-              parse: (text: string) => text,
-              serialize: (value: unknown) => String(value)
+      return Effect.sync(() => pending.delete(token))
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: config.listenCheckTimeout,
+        orElse: () =>
+          Effect.fail(
+            new ListenFailed({
+              message: `liveness check got no answer within ${Duration.format(config.listenCheckTimeout)}`
             })
-          ),
-          (subscriber) =>
-            Effect.promise(() => subscriber.close()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
-        )
-        subscriber.notifications.on(channel, () => wake("notification"))
-        subscriber.notifications.on(pingChannel, (token: string) => pending.get(token)?.())
-        // pg-listen re-LISTENs by itself after a dropped connection, then says "connected".
-        subscriber.events.on("connected", () => wake("connected"))
-        subscriber.events.on("error", (error: Error) => fail(describe(error)))
-
-        const attempt = (what: string, run: () => Promise<unknown> | undefined) =>
-          Effect.tryPromise({
-            try: async () => run(),
-            catch: (cause) => new ListenFailed({ message: `${what}: ${describe(cause)}` })
-          })
-        yield* attempt("connect", () => subscriber.connect())
-        yield* attempt("listen", () => subscriber.listenTo(channel))
-        yield* attempt("listen", () => subscriber.listenTo(pingChannel))
-
-        const check = Effect.callback<void, ListenFailed>((resume) => {
-          const token = randomBytes(8).toString("hex")
-          pending.set(token, () => resume(Effect.void))
-          subscriber.notify(pingChannel, token).catch((cause: unknown) =>
-            resume(Effect.fail(new ListenFailed({ message: `check: ${describe(cause)}` })))
           )
-          return Effect.sync(() => pending.delete(token))
-        }).pipe(
-          Effect.timeoutOrElse({
-            duration: config.listenCheckTimeout,
-            orElse: () =>
-              Effect.fail(
-                new ListenFailed({
-                  message: `liveness check got no answer within ${Duration.format(config.listenCheckTimeout)}`
-                })
-              )
-          })
-        )
-        // Prove the connection works before calling it healthy, then catch up on the gap.
-        yield* check
-        healthySinceLastFailure = true
-        yield* health.report("listen")
-        wake("connected")
-        yield* Effect.logInfo("listening for outbox notifications").pipe(Effect.annotateLogs({ channel }))
-        return yield* Effect.raceFirst(
-          Deferred.await(failed),
-          Effect.forever(Effect.andThen(Effect.sleep(config.listenCheckInterval), check))
-        )
-      }))
+      })
+    )
+    // Prove the connection works before calling it healthy, then catch up on the gap.
+    yield* check
+    healthySinceLastFailure = true
+    yield* health.report("listen")
+    wake("connected")
+    yield* Effect.logInfo("listening for outbox notifications").pipe(Effect.annotateLogs({ channel }))
+    return yield* Effect.raceFirst(
+      Deferred.await(failed),
+      Effect.forever(Effect.andThen(Effect.sleep(config.listenCheckInterval), check))
+    )
+  }))
 
-      // Supervisor: one session after another, with backoff; each outage logged once.
-      yield* Effect.forkScoped(Effect.gen(function*() {
-        let failures = 0
-        while (true) {
-          const error = yield* Effect.flip(session)
-          if (healthySinceLastFailure) {
-            healthySinceLastFailure = false
-            failures = 0
-          }
-          failures++
-          yield* health.report("listen", error.message)
-          if (failures === 1) {
-            yield* Effect.logWarning("LISTEN connection lost; reconnecting (the slow poll covers the gap)").pipe(
-              Effect.annotateLogs({ reason: error.message })
-            )
-          } else {
-            yield* Effect.logDebug("LISTEN reconnect failed").pipe(Effect.annotateLogs({ reason: error.message, failures }))
-          }
-          yield* Effect.sleep(listenReconnectDelay(failures))
-        }
-      }))
+  // Supervisor: one session after another, with backoff; each outage logged once.
+  yield* Effect.forkScoped(Effect.gen(function*() {
+    let failures = 0
+    while (true) {
+      const error = yield* Effect.flip(session)
+      if (healthySinceLastFailure) {
+        healthySinceLastFailure = false
+        failures = 0
+      }
+      failures++
+      yield* health.report("listen", error.message)
+      if (failures === 1) {
+        yield* Effect.logWarning("LISTEN connection lost; reconnecting (the slow poll covers the gap)").pipe(
+          Effect.annotateLogs({ reason: error.message })
+        )
+      } else {
+        yield* Effect.logDebug("LISTEN reconnect failed").pipe(Effect.annotateLogs({ reason: error.message, failures }))
+      }
+      yield* Effect.sleep(listenReconnectDelay(failures))
+    }
+  }))
 
-      return Wakeups.of({ subscribe })
+  return Wakeups.of({ subscribe })
 })
 
 export class Wakeups extends Context.Service<Wakeups, {
@@ -155,4 +154,3 @@ export class Wakeups extends Context.Service<Wakeups, {
 }>()("outbox-relay/relay/Wakeups") {
   static readonly layer = Layer.effect(this, make)
 }
-

@@ -5,11 +5,11 @@
  * heartbeat is recent, see `WakeRegistry`) gets an equal share; a lane that dies loses its session and
  * so its locks, and the others take its slots at their next rebalance (docs/design.md, Slots and lanes).
  */
-import { randomBytes } from "node:crypto"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { randomBytes } from "node:crypto"
 import type { DatabaseUnavailable } from "../shared/Errors.js"
 import { ClaimSession } from "./3-ClaimSession.js"
 import { RelayConfig } from "./RelayConfig.js"

@@ -222,7 +222,9 @@ const make = Effect.gen(function*() {
       const slots = leased === "" ? [] : leased.split(",").map(Number)
       // Each lock is tried in turn, so more may be held than wanted: give the rest back at once.
       yield* release(slots.slice(wanted))
-      for (const slot of slots.slice(0, wanted)) owned.add(slot)
+      for (const slot of slots.slice(0, wanted)) {
+        owned.add(slot)
+      }
     })
 
   return ClaimSession.of({

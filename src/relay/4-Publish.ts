@@ -10,12 +10,12 @@
  * The connection refuses to queue commands while disconnected (`enableOfflineQueue: false`): a batch
  * fails fast with `RedisUnavailable` and the relay's retry schedule decides when to try again.
  */
-import { readFileSync } from "node:fs"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Redis } from "ioredis"
+import { readFileSync } from "node:fs"
 import { envelopeEntry, envelopeFields, pushEnvelopeValues } from "../shared/Envelope.js"
 import { describe, RedisUnavailable } from "../shared/Errors.js"
 import { makeRedisClient } from "../shared/RedisClient.js"
@@ -43,151 +43,155 @@ export type PublishOutcome =
 const markerTtl = Duration.hours(1)
 
 interface ScriptRedis extends Redis {
-  outboxPublish(stream: string, inflight: string, ...args: Array<string>): Promise<Array<string>>
+  outboxPublish(stream: string, inflight: string, ...args: Array<string | number>): Promise<Array<string>>
   pipeline(): ScriptPipeline
 }
 
 interface ScriptPipeline extends ReturnType<Redis["pipeline"]> {
-  outboxPublish(stream: string, inflight: string, ...args: Array<string>): ScriptPipeline
+  outboxPublish(stream: string, inflight: string, ...args: Array<string | number>): ScriptPipeline
 }
 
 /** Opens the Redis connection (closed with the scope) and defines the publish script on it. */
 const make = Effect.gen(function*() {
-      const config = yield* RelayConfig
-      // Event ids per stream whose markers may go (their deletion committed), not sent yet.
-      let queued = new Map<string, Array<string>>()
-      const queue = (stream: string, ids: ReadonlyArray<string>) => {
-        if (ids.length === 0) return
-        const list = queued.get(stream)
-        if (list) list.push(...ids)
-        else queued.set(stream, [...ids])
-      }
-      const takeQueued = (stream: string): Array<string> => {
-        const ids = queued.get(stream)
-        if (!ids) return []
-        queued.delete(stream)
-        return ids
-      }
-      const hdelQueued = (client: Redis): Promise<unknown> => {
-        const all = queued
-        queued = new Map()
-        return Promise.all([...all].map(([stream, ids]) =>
-          client.hdel(inflightKey(stream), ...ids).catch(() => queue(stream, ids))
-        ))
-      }
-      const redis = yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const client = makeRedisClient(config.redisUrl, {
-            name: "outbox-relay",
-            commandTimeout: config.redisCommandTimeout
-          })
-          client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
-          return client as ScriptRedis
-        }),
-        (client) =>
-          Effect.promise(() => hdelQueued(client).then(() => client.quit()).catch(() => client.disconnect())).pipe(
-            Effect.ignore
-          )
-      )
-      // Give the first connection a moment so the first batch does not fail needlessly; when Redis is
-      // down, go on: ioredis keeps reconnecting and the relay's retries cover the wait.
-      yield* Effect.promise(() => redis.connect().then(() => true, () => false)).pipe(
-        Effect.timeoutOption(config.redisCommandTimeout)
-      )
-      const fail = (operation: string) => (cause: unknown) => new RedisUnavailable({ operation, message: describe(cause) })
-      const maxLen = String(config.streamMaxLen)
-      const ttl = String(Duration.toMillis(markerTtl))
-
-      /** The script's arguments for one stream: its queued markers to drop, then its rows. */
-      const scriptArgs = (forgotten: ReadonlyArray<string>, rows: ReadonlyArray<OutboxRow>) => {
-        const args: Array<string> = [maxLen, ttl, String(forgotten.length), ...forgotten]
-        for (const row of rows) pushEnvelopeValues(args, row)
-        return args
-      }
-
-      /** One script call per stream: its queued markers to drop, then its rows. */
-      interface ScriptCall {
-        readonly stream: string
-        readonly forgotten: ReadonlyArray<string>
-        readonly rows: ReadonlyArray<OutboxRow>
-      }
-
-      const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
-        if (calls.length === 1) {
-          const { forgotten, rows, stream } = calls[0]!
-          return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows)).then((reply) => [reply])
-        }
-        const pipeline = redis.pipeline()
-        for (const { forgotten, rows, stream } of calls) {
-          pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows))
-        }
-        return pipeline.exec().then((results) =>
-          (results ?? []).map(([error, reply]) => {
-            if (error) throw error
-            return reply as Array<string>
-          })
-        )
-      }
-
-      const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
-        const groups = groupByStream(config.streamPrefix, rows)
-        const calls = groups.map(([stream, group]): ScriptCall => ({ stream, forgotten: takeQueued(stream), rows: group.rows }))
-        const replies = yield* Effect.tryPromise({ try: () => callScripts(calls), catch: fail("publish") }).pipe(
-          // Whether or not a script got as far as dropping its stream's markers, dropping them again
-          // is harmless: they go back in the queue.
-          Effect.tapError(() => Effect.sync(() => calls.forEach(({ forgotten, stream }) => queue(stream, forgotten))))
-        )
-        const outcomes = new Array<PublishOutcome>(rows.length)
-        groups.forEach(([, group], g) => {
-          const reply = replies[g]!
-          group.indexes.forEach((rowIndex, i) => {
-            const r = reply[i]!
-            outcomes[rowIndex] = r.startsWith("!")
-              ? { _tag: "Rejected", reason: r.slice(1) }
-              : r.startsWith("=")
-              ? { _tag: "Published", entryId: r.slice(1), duplicate: true }
-              : { _tag: "Published", entryId: r, duplicate: false }
-          })
-        })
-        return outcomes as ReadonlyArray<PublishOutcome>
+  const config = yield* RelayConfig
+  // Event ids per stream whose markers may go (their deletion committed), not sent yet.
+  let queued = new Map<string, Array<string>>()
+  const queue = (stream: string, ids: ReadonlyArray<string>) => {
+    if (ids.length === 0) return
+    const list = queued.get(stream)
+    if (list) list.push(...ids)
+    else queued.set(stream, [...ids])
+  }
+  const takeQueued = (stream: string): Array<string> => {
+    const ids = queued.get(stream)
+    if (!ids) return []
+    queued.delete(stream)
+    return ids
+  }
+  const hdelQueued = (client: Redis): Promise<unknown> => {
+    const all = queued
+    queued = new Map()
+    return Promise.all(
+      [...all].map(([stream, ids]) => client.hdel(inflightKey(stream), ...ids).catch(() => queue(stream, ids)))
+    )
+  }
+  const redis = yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      const client = makeRedisClient(config.redisUrl, {
+        name: "outbox-relay",
+        commandTimeout: config.redisCommandTimeout
       })
+      client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
+      return client as ScriptRedis
+    }),
+    (client) =>
+      Effect.promise(() => hdelQueued(client).then(() => client.quit()).catch(() => client.disconnect())).pipe(
+        Effect.ignore
+      )
+  )
+  // Give the first connection a moment so the first batch does not fail needlessly; when Redis is
+  // down, go on: ioredis keeps reconnecting and the relay's retries cover the wait.
+  yield* Effect.promise(() => redis.connect().then(() => true, () => false)).pipe(
+    Effect.timeoutOption(config.redisCommandTimeout)
+  )
+  const fail = (operation: string) => (cause: unknown) => new RedisUnavailable({ operation, message: describe(cause) })
+  const maxLen = String(config.streamMaxLen)
+  const ttl = String(Duration.toMillis(markerTtl))
 
-      const forgetLater = (rows: ReadonlyArray<OutboxRow>) =>
-        Effect.sync(() => {
-          for (const [stream, group] of groupByStream(config.streamPrefix, rows)) {
-            queue(stream, group.rows.map((r) => r.event_id))
-          }
-        })
+  /** The script's arguments for one stream: its queued markers to drop, then its rows. */
+  const scriptArgs = (forgotten: ReadonlyArray<string>, rows: ReadonlyArray<OutboxRow>) => {
+    const args: Array<string | number> = [maxLen, ttl, String(forgotten.length), ...forgotten]
+    for (const row of rows) pushEnvelopeValues(args, row)
+    return args
+  }
 
-      const flushForgotten = Effect.promise(() => hdelQueued(redis).catch(() => undefined))
+  /** One script call per stream: its queued markers to drop, then its rows. */
+  interface ScriptCall {
+    readonly stream: string
+    readonly forgotten: ReadonlyArray<string>
+    readonly rows: ReadonlyArray<OutboxRow>
+  }
 
-      const mirrorDeadLetters = (dead: ReadonlyArray<DeadLetter>) =>
-        Effect.forEach(dead, ({ reason, row }) =>
-          Effect.tryPromise({
-            try: () => {
-              // A payload too large to publish is not mirrored either; Postgres keeps it.
-              const tooLarge = Buffer.byteLength(row.payload) > config.maxPayloadBytes
-              return redis.xadd(
-                deadLetterKey(streamKey(config.streamPrefix, row.topic)),
-                "*",
-                ...envelopeEntry(tooLarge ? { ...row, payload: "" } : row),
-                "outbox_id",
-                row.id,
-                "reason",
-                reason,
-                "attempts",
-                String(row.attempts + 1),
-                "dead_at",
-                new Date().toISOString()
-              )
-            },
-            catch: fail("mirrorDeadLetter")
-          }), { discard: true })
+  const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
+    if (calls.length === 1) {
+      const { forgotten, rows, stream } = calls[0]!
+      return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows)).then((reply) => [reply])
+    }
+    const pipeline = redis.pipeline()
+    for (const { forgotten, rows, stream } of calls) {
+      pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows))
+    }
+    return pipeline.exec().then((results) =>
+      (results ?? []).map(([error, reply]) => {
+        if (error) throw error
+        return reply as Array<string>
+      })
+    )
+  }
 
-      const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
-
-      return StreamPublisher.of({ publish, forgetLater, flushForgotten, mirrorDeadLetters, ping })
+  const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
+    const groups = groupByStream(config.streamPrefix, rows)
+    const calls = groups.map(([stream, group]): ScriptCall => ({
+      stream,
+      forgotten: takeQueued(stream),
+      rows: group.rows
+    }))
+    const replies = yield* Effect.tryPromise({ try: () => callScripts(calls), catch: fail("publish") }).pipe(
+      // Whether or not a script got as far as dropping its stream's markers, dropping them again
+      // is harmless: they go back in the queue.
+      Effect.tapError(() => Effect.sync(() => calls.forEach(({ forgotten, stream }) => queue(stream, forgotten))))
+    )
+    const outcomes = new Array<PublishOutcome>(rows.length)
+    groups.forEach(([, group], g) => {
+      const reply = replies[g]!
+      group.indexes.forEach((rowIndex, i) => {
+        const r = reply[i]!
+        outcomes[rowIndex] = r.startsWith("!")
+          ? { _tag: "Rejected", reason: r.slice(1) }
+          : r.startsWith("=")
+          ? { _tag: "Published", entryId: r.slice(1), duplicate: true }
+          : { _tag: "Published", entryId: r, duplicate: false }
+      })
     })
+    return outcomes as ReadonlyArray<PublishOutcome>
+  })
+
+  const forgetLater = (rows: ReadonlyArray<OutboxRow>) =>
+    Effect.sync(() => {
+      for (const [stream, group] of groupByStream(config.streamPrefix, rows)) {
+        queue(stream, group.rows.map((r) => r.event_id))
+      }
+    })
+
+  const flushForgotten = Effect.promise(() => hdelQueued(redis).catch(() => undefined))
+
+  const mirrorDeadLetters = (dead: ReadonlyArray<DeadLetter>) =>
+    Effect.forEach(dead, ({ reason, row }) =>
+      Effect.tryPromise({
+        try: () => {
+          // A payload too large to publish is not mirrored either; Postgres keeps it.
+          const tooLarge = Buffer.byteLength(row.payload) > config.maxPayloadBytes
+          return redis.xadd(
+            deadLetterKey(streamKey(config.streamPrefix, row.topic)),
+            "*",
+            ...envelopeEntry(tooLarge ? { ...row, payload: "" } : row),
+            "outbox_id",
+            row.id,
+            "reason",
+            reason,
+            "attempts",
+            String(row.attempts + 1),
+            "dead_at",
+            new Date().toISOString()
+          )
+        },
+        catch: fail("mirrorDeadLetter")
+      }), { discard: true })
+
+  const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
+
+  return StreamPublisher.of({ publish, forgetLater, flushForgotten, mirrorDeadLetters, ping })
+})
 
 export class StreamPublisher extends Context.Service<StreamPublisher, {
   /** Publishes rows (in id order); one outcome per row, same order. */
@@ -207,7 +211,6 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
 }>()("outbox-relay/StreamPublisher") {
   static readonly layer = Layer.effect(this, make)
 }
-
 
 interface StreamGroup {
   readonly rows: Array<OutboxRow>

@@ -40,130 +40,130 @@ export interface BatchResult {
 }
 
 const make = Effect.gen(function*() {
-      const config = yield* RelayConfig
-      const session = yield* ClaimSession
-      const publisher = yield* StreamPublisher
-      const health = yield* Health
+  const config = yield* RelayConfig
+  const session = yield* ClaimSession
+  const publisher = yield* StreamPublisher
+  const health = yield* Health
 
-      /**
-       * One batch. Its COMMIT is left for the lane's next claim (same round trip) or `settle`, and its
-       * in-flight markers are dropped by the next script call for the stream, unless it has dead
-       * letters: those are recorded and committed before it returns.
-       */
-      const runBatch = Effect.gen(function*() {
-          const started = yield* Clock.currentTimeMillis
-          const batch = yield* session.claimBatch(config.batchSize)
-          if (batch.rows.length === 0) return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
-          const dead: Array<DeadLetter> = []
-          const publishable: Array<OutboxRow> = []
-          for (const row of batch.rows) {
-            const reason = rejectReason(row, config.topicPattern, config.maxPayloadBytes)
-            if (reason === undefined) publishable.push(row)
-            else dead.push({ row, reason })
-          }
-          const publishStarted = yield* Clock.currentTimeMillis
-          const outcomes = yield* publisher.publish(publishable).pipe(
-            Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
+  /**
+   * One batch. Its COMMIT is left for the lane's next claim (same round trip) or `settle`, and its
+   * in-flight markers are dropped by the next script call for the stream, unless it has dead
+   * letters: those are recorded and committed before it returns.
+   */
+  const runBatch = Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const batch = yield* session.claimBatch(config.batchSize)
+    if (batch.rows.length === 0) return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+    const dead: Array<DeadLetter> = []
+    const publishable: Array<OutboxRow> = []
+    for (const row of batch.rows) {
+      const reason = rejectReason(row, config.topicPattern, config.maxPayloadBytes)
+      if (reason === undefined) publishable.push(row)
+      else dead.push({ row, reason })
+    }
+    const publishStarted = yield* Clock.currentTimeMillis
+    const outcomes = yield* publisher.publish(publishable).pipe(
+      Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
+    )
+    const publishEnded = yield* Clock.currentTimeMillis
+    const published: Array<OutboxRow> = []
+    let duplicates = 0
+    outcomes.forEach((outcome, i) => {
+      const row = publishable[i]!
+      if (outcome._tag === "Rejected") {
+        dead.push({ row, reason: `redis refused the entry: ${outcome.reason}` })
+      } else {
+        published.push(row)
+        if (outcome.duplicate) duplicates++
+      }
+    })
+    if (dead.length === 0) {
+      // Markers are only dropped once the deletion is durable.
+      yield* batch.commitLater(publisher.forgetLater(published))
+    } else {
+      yield* batch.commit(dead).pipe(
+        Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
+      )
+      yield* publisher.forgetLater(published)
+      yield* reportDead(dead)
+    }
+    const ended = yield* Clock.currentTimeMillis
+    // One step for the six updates (each `Metric.update` is an effect of its own).
+    yield* Effect.contextWith((context: Context.Context<never>) => {
+      Metrics.eventsRelayed.updateUnsafe(published.length, context)
+      Metrics.eventsDuplicateSkipped.updateUnsafe(duplicates, context)
+      Metrics.eventsDeadLettered.updateUnsafe(dead.length, context)
+      Metrics.batchSize.updateUnsafe(batch.rows.length, context)
+      Metrics.publishSeconds.updateUnsafe((publishEnded - publishStarted) / 1000, context)
+      Metrics.batchSeconds.updateUnsafe((ended - started) / 1000, context)
+      return Effect.void
+    })
+    return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
+  }).pipe(Effect.scoped, Effect.uninterruptible)
+
+  const reportDead = (dead: ReadonlyArray<DeadLetter>) =>
+    Effect.gen(function*() {
+      for (const { reason, row } of dead) {
+        yield* Effect.logWarning("event dead-lettered").pipe(Effect.annotateLogs({
+          event_id: row.event_id,
+          outbox_id: row.id,
+          topic: row.topic,
+          reason
+        }))
+      }
+      yield* publisher.mirrorDeadLetters(dead).pipe(
+        Effect.catch((error) =>
+          Effect.logWarning("dead letters kept in Postgres but not mirrored to Redis").pipe(
+            Effect.annotateLogs({ reason: error.message, count: dead.length })
           )
-          const publishEnded = yield* Clock.currentTimeMillis
-          const published: Array<OutboxRow> = []
-          let duplicates = 0
-          outcomes.forEach((outcome, i) => {
-            const row = publishable[i]!
-            if (outcome._tag === "Rejected") {
-              dead.push({ row, reason: `redis refused the entry: ${outcome.reason}` })
-            } else {
-              published.push(row)
-              if (outcome.duplicate) duplicates++
-            }
-          })
-          if (dead.length === 0) {
-            // Markers are only dropped once the deletion is durable.
-            yield* batch.commitLater(publisher.forgetLater(published))
-          } else {
-            yield* batch.commit(dead).pipe(
-              Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
-            )
-            yield* publisher.forgetLater(published)
-            yield* reportDead(dead)
-          }
-          const ended = yield* Clock.currentTimeMillis
-          // One step for the six updates (each `Metric.update` is an effect of its own).
-          yield* Effect.contextWith((context: Context.Context<never>) => {
-            Metrics.eventsRelayed.updateUnsafe(published.length, context)
-            Metrics.eventsDuplicateSkipped.updateUnsafe(duplicates, context)
-            Metrics.eventsDeadLettered.updateUnsafe(dead.length, context)
-            Metrics.batchSize.updateUnsafe(batch.rows.length, context)
-            Metrics.publishSeconds.updateUnsafe((publishEnded - publishStarted) / 1000, context)
-            Metrics.batchSeconds.updateUnsafe((ended - started) / 1000, context)
-            return Effect.void
-          })
-          return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
-        }).pipe(Effect.scoped, Effect.uninterruptible)
+        )
+      )
+    })
 
-      const reportDead = (dead: ReadonlyArray<DeadLetter>) =>
+  let failing = false
+  const withRetry = (batch: Effect.Effect<BatchResult, TransientError>) =>
+    batch.pipe(
+      Effect.tap(() =>
         Effect.gen(function*() {
-          for (const { reason, row } of dead) {
-            yield* Effect.logWarning("event dead-lettered").pipe(Effect.annotateLogs({
-              event_id: row.event_id,
-              outbox_id: row.id,
-              topic: row.topic,
-              reason
-            }))
+          if (failing) {
+            failing = false
+            yield* Effect.logInfo("relaying again after transient failures")
           }
-          yield* publisher.mirrorDeadLetters(dead).pipe(
-            Effect.catch((error) =>
-              Effect.logWarning("dead letters kept in Postgres but not mirrored to Redis").pipe(
-                Effect.annotateLogs({ reason: error.message, count: dead.length })
-              )
-            )
+          yield* health.report("postgres")
+          yield* health.report("redis")
+        })
+      ),
+      Effect.tapError((error) =>
+        Effect.gen(function*() {
+          failing = true
+          yield* Metric.update(Metrics.batchFailures, 1)
+          yield* health.report(error._tag === "DatabaseUnavailable" ? "postgres" : "redis", error.message)
+          yield* Effect.logWarning("batch failed; rolled back, will retry").pipe(
+            Effect.annotateLogs({ error: error._tag, operation: error.operation, reason: error.message })
           )
         })
+      ),
+      Effect.retry(retryBatch(config.retryBaseDelay, config.retryMaxDelay)),
+      // The schedule never ends, so no error gets past the retry.
+      Effect.orDie
+    )
+  const settle = session.settle.pipe(
+    Effect.catch((error) =>
+      Effect.gen(function*() {
+        // The batch's rows are back (or deleted: a failed COMMIT's outcome is unknown); its markers
+        // stay, so publishing them again adds nothing.
+        yield* Metric.update(Metrics.batchFailures, 1)
+        yield* health.report("postgres", error.message)
+        yield* Effect.logWarning("deferred commit failed; the batch will be claimed again").pipe(
+          Effect.annotateLogs({ operation: error.operation, reason: error.message })
+        )
+      })
+    ),
+    Effect.andThen(publisher.flushForgotten),
+    Effect.uninterruptible
+  )
 
-      let failing = false
-      const withRetry = (batch: Effect.Effect<BatchResult, TransientError>) =>
-        batch.pipe(
-        Effect.tap(() =>
-          Effect.gen(function*() {
-            if (failing) {
-              failing = false
-              yield* Effect.logInfo("relaying again after transient failures")
-            }
-            yield* health.report("postgres")
-            yield* health.report("redis")
-          })
-        ),
-        Effect.tapError((error) =>
-          Effect.gen(function*() {
-            failing = true
-            yield* Metric.update(Metrics.batchFailures, 1)
-            yield* health.report(error._tag === "DatabaseUnavailable" ? "postgres" : "redis", error.message)
-            yield* Effect.logWarning("batch failed; rolled back, will retry").pipe(
-              Effect.annotateLogs({ error: error._tag, operation: error.operation, reason: error.message })
-            )
-          })
-        ),
-        Effect.retry(retryBatch(config.retryBaseDelay, config.retryMaxDelay)),
-        // The schedule never ends, so no error gets past the retry.
-        Effect.orDie
-      )
-      const settle = session.settle.pipe(
-        Effect.catch((error) =>
-          Effect.gen(function*() {
-            // The batch's rows are back (or deleted: a failed COMMIT's outcome is unknown); its markers
-            // stay, so publishing them again adds nothing.
-            yield* Metric.update(Metrics.batchFailures, 1)
-            yield* health.report("postgres", error.message)
-            yield* Effect.logWarning("deferred commit failed; the batch will be claimed again").pipe(
-              Effect.annotateLogs({ operation: error.operation, reason: error.message })
-            )
-          })
-        ),
-        Effect.andThen(publisher.flushForgotten),
-        Effect.uninterruptible
-      )
-
-      return Batch.of({ next: withRetry(runBatch), settle })
+  return Batch.of({ next: withRetry(runBatch), settle })
 })
 
 export class Batch extends Context.Service<Batch, {

@@ -108,7 +108,10 @@ export const runLane = (lane: number, crew: LaneCrew) =>
           const woken = yield* Effect.raceAll([
             Effect.as(Queue.take(wakeups), "woken" as const),
             Effect.as(Queue.take(nudge), "nudged" as const),
-            Effect.as(Effect.sleep(Duration.millis(Math.max(1, Math.min(Duration.toMillis(tick), untilMs - now)))), "tick" as const)
+            Effect.as(
+              Effect.sleep(Duration.millis(Math.max(1, Math.min(Duration.toMillis(tick), untilMs - now)))),
+              "tick" as const
+            )
           ])
           if (woken === "woken") return
           if (yield* maybeRebalance) return

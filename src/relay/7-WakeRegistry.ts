@@ -9,7 +9,6 @@
  * update only costs a notification or a lease of a few seconds), and their commits must not wait for
  * a WAL flush.
  */
-import { randomBytes } from "node:crypto"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -17,8 +16,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
-import { makePostgresClient, runQuery } from "./Database.js"
+import { randomBytes } from "node:crypto"
 import type { DatabaseUnavailable } from "../shared/Errors.js"
+import { makePostgresClient, runQuery } from "./Database.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { statements } from "./Statements.js"
 
@@ -27,95 +27,97 @@ export const awakeLease = Duration.seconds(5)
 
 /** This lane's row: its own connection, its heartbeat fiber, and the flag's local view. */
 const make = Effect.gen(function*() {
-      const config = yield* RelayConfig
-      const sqlText = statements(config.schema)
-      const relayId = `${process.pid}-${randomBytes(6).toString("hex")}`
-      const client = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          makePostgresClient(config.databaseUrl, {
-            max: 1,
-            applicationName: "outbox-relay-wake",
-            timeout: config.databaseTimeout,
-            synchronousCommit: false
-          })
-        ),
-        (sql) =>
-          // A clean stop leaves no flag behind.
-          Effect.promise(() => sql.unsafe(sqlText.unregister, [relayId]).then(() => sql.end({ timeout: 1 })))
-            .pipe(Effect.timeout("2 seconds"), Effect.ignore)
-      )
-      const query = (operation: string, text: string, params: Array<string | number>) =>
-        runQuery(operation, config.databaseTimeout, () => client.unsafe(text, params, { prepare: true }))
-
-      const leaseMs = Duration.toMillis(awakeLease)
-      // Local view of the flag: set, and until when (local clock, with a margin for clock skew).
-      let awakeUntil = 0
-      let flagSet = false
-
-      const markAwake = Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        if (flagSet && awakeUntil - now > leaseMs / 2) return
-        yield* query("markAwake", sqlText.markAwake, [relayId, leaseMs])
-        flagSet = true
-        awakeUntil = now + leaseMs
+  const config = yield* RelayConfig
+  const sqlText = statements(config.schema)
+  const relayId = `${process.pid}-${randomBytes(6).toString("hex")}`
+  const client = yield* Effect.acquireRelease(
+    Effect.sync(() =>
+      makePostgresClient(config.databaseUrl, {
+        max: 1,
+        applicationName: "outbox-relay-wake",
+        timeout: config.databaseTimeout,
+        synchronousCommit: false
       })
+    ),
+    (sql) =>
+      // A clean stop leaves no flag behind.
+      Effect.promise(() => sql.unsafe(sqlText.unregister, [relayId]).then(() => sql.end({ timeout: 1 })))
+        .pipe(Effect.timeout("2 seconds"), Effect.ignore)
+  )
+  const query = (operation: string, text: string, params: Array<string | number>) =>
+    runQuery(operation, config.databaseTimeout, () => client.unsafe(text, params, { prepare: true }))
 
-      const markAsleep = Effect.gen(function*() {
-        if (!flagSet) return
-        yield* query("markAsleep", sqlText.markAsleep, [relayId])
-        flagSet = false
-      })
+  const leaseMs = Duration.toMillis(awakeLease)
+  // Local view of the flag: set, and until when (local clock, with a margin for clock skew).
+  let awakeUntil = 0
+  let flagSet = false
 
-      const handoverDone = query("handover", sqlText.tryHandover, []).pipe(
-        Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true)
-      )
+  const markAwake = Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    if (flagSet && awakeUntil - now > leaseMs / 2) return
+    yield* query("markAwake", sqlText.markAwake, [relayId, leaseMs])
+    flagSet = true
+    awakeUntil = now + leaseMs
+  })
 
-      // The lane registers itself when it starts relaying (`register`); while registered, the
-      // heartbeat tells other relays it is live (they share the slots among live lanes, see
-      // SlotLeases). A helper lane (HelperLanes) is unregistered while it is dormant.
-      let registered = false
-      // Registration, unregistration and heartbeats never overlap: a heartbeat landing after an
-      // unregister would bring the row back and count a dormant lane as live.
-      const rowLock = yield* Semaphore.make(1)
-      // Registered from the call on, whatever the outcome: if the row could not be written now, the
-      // heartbeat writes it (a caller that gives up calls `unregister`).
-      const register = Semaphore.withPermit(
+  const markAsleep = Effect.gen(function*() {
+    if (!flagSet) return
+    yield* query("markAsleep", sqlText.markAsleep, [relayId])
+    flagSet = false
+  })
+
+  const handoverDone = query("handover", sqlText.tryHandover, []).pipe(
+    Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true)
+  )
+
+  // The lane registers itself when it starts relaying (`register`); while registered, the
+  // heartbeat tells other relays it is live (they share the slots among live lanes, see
+  // SlotLeases). A helper lane (HelperLanes) is unregistered while it is dormant.
+  let registered = false
+  // Registration, unregistration and heartbeats never overlap: a heartbeat landing after an
+  // unregister would bring the row back and count a dormant lane as live.
+  const rowLock = yield* Semaphore.make(1)
+  // Registered from the call on, whatever the outcome: if the row could not be written now, the
+  // heartbeat writes it (a caller that gives up calls `unregister`).
+  const register = Semaphore.withPermit(
+    rowLock,
+    Effect.suspend(() => {
+      registered = true
+      flagSet = false
+      return Effect.asVoid(query("register", sqlText.markAsleep, [relayId]))
+    })
+  )
+  const unregister = Semaphore.withPermit(
+    rowLock,
+    Effect.suspend(() => {
+      registered = false
+      flagSet = false
+      return Effect.asVoid(query("unregister", sqlText.unregister, [relayId]))
+    })
+  )
+  // The heartbeat re-creates the row if it went missing (e.g. registering failed while Postgres
+  // was down), so a registered lane always ends up counted.
+  yield* Effect.forkScoped(
+    Effect.repeat(
+      Semaphore.withPermit(
         rowLock,
-        Effect.suspend(() => {
-          registered = true
-          flagSet = false
-          return Effect.asVoid(query("register", sqlText.markAsleep, [relayId]))
-        })
-      )
-      const unregister = Semaphore.withPermit(
-        rowLock,
-        Effect.suspend(() => {
-          registered = false
-          flagSet = false
-          return Effect.asVoid(query("unregister", sqlText.unregister, [relayId]))
-        })
-      )
-      // The heartbeat re-creates the row if it went missing (e.g. registering failed while Postgres
-      // was down), so a registered lane always ends up counted.
-      yield* Effect.forkScoped(
-        Effect.repeat(
-          Semaphore.withPermit(
-            rowLock,
-            Effect.suspend(() => registered ? query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore) : Effect.void)
-          ),
-          Schedule.spaced("1 second")
+        Effect.suspend(() =>
+          registered ? query("heartbeat", sqlText.heartbeat, [relayId]).pipe(Effect.ignore) : Effect.void
         )
-      )
+      ),
+      Schedule.spaced("1 second")
+    )
+  )
 
-      return WakeRegistry.of({
-        markAwake,
-        markAsleep,
-        handoverDone,
-        isAwake: Effect.sync(() => flagSet),
-        flagExpiresAt: Effect.sync(() => awakeUntil + 1000),
-        register,
-        unregister
-      })
+  return WakeRegistry.of({
+    markAwake,
+    markAsleep,
+    handoverDone,
+    isAwake: Effect.sync(() => flagSet),
+    flagExpiresAt: Effect.sync(() => awakeUntil + 1000),
+    register,
+    unregister
+  })
 })
 
 export class WakeRegistry extends Context.Service<WakeRegistry, {
@@ -139,4 +141,3 @@ export class WakeRegistry extends Context.Service<WakeRegistry, {
 }>()("outbox-relay/relay/WakeRegistry") {
   static readonly layer = Layer.effect(this, make)
 }
-

@@ -1,17 +1,18 @@
 /**
  * The admin HTTP surface: `GET /healthz` (the process is up), `GET /readyz` (Postgres and Redis
  * reachable; 503 otherwise, with the reason as JSON) and `GET /metrics` (Prometheus text from
- * `effect/observability`). `/readyz` also shows the slots this relay owns (with several relays). Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
+ * `effect/observability`). `/readyz` also shows the slots this relay owns (with several relays).
+ * Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
  * port 0 picks a free port, and the address is logged at start either way.
  */
-import { createServer } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import * as Layer from "effect/Layer"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
+import { createServer } from "node:http"
 import { LeaseBoard } from "./2-SlotLeases.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -35,13 +36,18 @@ const routes = HttpRouter.use(Effect.fn(function*(router) {
   )
 }))
 
-const logAddress = Layer.effectDiscard(HttpServer.addressFormattedWith((url) =>
-  Effect.flatMap(HttpServer.HttpServer, (server) =>
-    Effect.logInfo("admin http server listening").pipe(Effect.annotateLogs({
-      url,
-      port: "port" in server.address ? server.address.port : undefined
-    })))
-))
+const logAddress = Layer.effectDiscard(
+  HttpServer.addressFormattedWith((url) =>
+    Effect.flatMap(
+      HttpServer.HttpServer,
+      (server) =>
+        Effect.logInfo("admin http server listening").pipe(Effect.annotateLogs({
+          url,
+          port: "port" in server.address ? server.address.port : undefined
+        }))
+    )
+  )
+)
 
 /** The admin server, on the configured host and port. */
 export const AdminServer = Layer.unwrap(Effect.gen(function*() {

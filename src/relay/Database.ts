@@ -166,65 +166,72 @@ const deadClientSettings = (timeout: Duration.Duration) => {
 
 /** The pool (three connections, closed with the scope) and its statements. */
 const make = Effect.gen(function*() {
-      const config = yield* RelayConfig
-      const sqlText = statements(config.schema)
-      const timeout = config.databaseTimeout
-      const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
+  const config = yield* RelayConfig
+  const sqlText = statements(config.schema)
+  const timeout = config.databaseTimeout
+  const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
 
-      const pool = yield* Effect.acquireRelease(
-        Effect.sync(() => makePostgresClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
-        (client) => Effect.promise(() => client.end({ timeout: 2 })).pipe(Effect.ignore)
+  const pool = yield* Effect.acquireRelease(
+    Effect.sync(() => makePostgresClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
+    (client) => Effect.promise(() => client.end({ timeout: 2 })).pipe(Effect.ignore)
+  )
+
+  const purgePublished = Effect.gen(function*() {
+    let total = 0
+    while (true) {
+      const [{ purged }] = yield* query(
+        "purge",
+        () =>
+          pool.unsafe<[{ purged: number }]>(sqlText.purgePublished, [Duration.toMillis(config.retention), 5000], {
+            prepare: true
+          })
       )
+      total += purged
+      if (purged < 5000) return total
+    }
+  })
 
-      const purgePublished = Effect.gen(function*() {
-        let total = 0
-        while (true) {
-          const [{ purged }] = yield* query("purge", () =>
-            pool.unsafe<[{ purged: number }]>(sqlText.purgePublished, [Duration.toMillis(config.retention), 5000], {
-              prepare: true
-            }))
-          total += purged
-          if (purged < 5000) return total
-        }
-      })
+  const vacuumIfNeeded = Effect.gen(function*() {
+    if (config.vacuumThreshold === 0) return "not-needed" as const
+    const [{ allowed, dead }] = yield* query(
+      "deadTuples",
+      () => pool.unsafe<[{ dead: number; allowed: boolean }]>(sqlText.deadTuples)
+    )
+    if (dead <= config.vacuumThreshold) return "not-needed" as const
+    if (!allowed) return "not-allowed" as const
+    // VACUUM cannot run in a transaction: a plain simple-protocol statement on the pool.
+    yield* query("vacuum", () => pool.unsafe(sqlText.vacuum))
+    return "vacuumed" as const
+  })
 
-      const vacuumIfNeeded = Effect.gen(function*() {
-        if (config.vacuumThreshold === 0) return "not-needed" as const
-        const [{ allowed, dead }] = yield* query("deadTuples", () =>
-          pool.unsafe<[{ dead: number; allowed: boolean }]>(sqlText.deadTuples))
-        if (dead <= config.vacuumThreshold) return "not-needed" as const
-        if (!allowed) return "not-allowed" as const
-        // VACUUM cannot run in a transaction: a plain simple-protocol statement on the pool.
-        yield* query("vacuum", () => pool.unsafe(sqlText.vacuum))
-        return "vacuumed" as const
-      })
+  const ping = query("ping", () => pool.unsafe("SELECT 1")).pipe(Effect.asVoid)
 
-      const ping = query("ping", () => pool.unsafe("SELECT 1")).pipe(Effect.asVoid)
+  const stats = query("stats", () => pool.unsafe<Array<Record<string, number>>>(sqlText.stats)).pipe(
+    Effect.map(([row]) => ({
+      pending: row!.pending!,
+      oldestPendingSeconds: row!.oldest_pending_seconds!,
+      dead: row!.dead!
+    }))
+  )
 
-      const stats = query("stats", () => pool.unsafe<Array<Record<string, number>>>(sqlText.stats)).pipe(
-        Effect.map(([row]) => ({
-          pending: row!.pending!,
-          oldestPendingSeconds: row!.oldest_pending_seconds!,
-          dead: row!.dead!
-        }))
-      )
+  const listDead = (limit: number) => query("listDead", () => pool.unsafe<Array<DeadRow>>(sqlText.listDead, [limit]))
 
-      const listDead = (limit: number) =>
-        query("listDead", () => pool.unsafe<Array<DeadRow>>(sqlText.listDead, [limit]))
+  const replayDead = (eventIds?: ReadonlyArray<string>) =>
+    query(
+      "replayDead",
+      () =>
+        pool.unsafe<Array<{ event_id: string }>>(sqlText.replayDead, [eventIds ? arrayParam(eventIds) : null] as never)
+    )
+      .pipe(Effect.map((rows) => rows.map((r) => r.event_id)))
 
-      const replayDead = (eventIds?: ReadonlyArray<string>) =>
-        query("replayDead", () =>
-          pool.unsafe<Array<{ event_id: string }>>(sqlText.replayDead, [eventIds ? arrayParam(eventIds) : null] as never))
-          .pipe(Effect.map((rows) => rows.map((r) => r.event_id)))
-
-      return Database.of({
-        ping,
-        purgePublished,
-        vacuumIfNeeded,
-        stats,
-        listDead,
-        replayDead
-      })
+  return Database.of({
+    ping,
+    purgePublished,
+    vacuumIfNeeded,
+    stats,
+    listDead,
+    replayDead
+  })
 })
 
 export class Database extends Context.Service<Database, {
@@ -243,7 +250,6 @@ export class Database extends Context.Service<Database, {
 }>()("outbox-relay/relay/Database") {
   static readonly layer = Layer.effect(this, make)
 }
-
 
 /** Numeric comparison of bigint ids held as decimal strings. */
 export const compareIds = (a: string, b: string): number =>

@@ -12,9 +12,9 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import { StreamPublisher } from "./4-Publish.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
-import { StreamPublisher } from "./4-Publish.js"
 
 export interface Component {
   readonly ok: boolean
@@ -32,33 +32,33 @@ export type ComponentName = "postgres" | "redis" | "listen"
 
 /** The state: every component unknown until the first report. */
 const make = Effect.gen(function*() {
-      const state = yield* Ref.make<Record<ComponentName, Component>>({
-        postgres: { ok: false, error: "not checked yet" },
-        redis: { ok: false, error: "not checked yet" },
-        listen: { ok: false, error: "not connected yet" }
-      })
-      const snapshot = Ref.get(state).pipe(
-        Effect.map((s): HealthSnapshot => ({ ready: s.postgres.ok && s.redis.ok, ...s }))
-      )
-      const update = (component: ComponentName, error?: string) =>
-        Ref.update(state, (s) => ({ ...s, [component]: error === undefined ? { ok: true } : { ok: false, error } })).pipe(
-          Effect.andThen(snapshot),
-          Effect.flatMap((s) =>
-            Effect.all([
-              Metric.update(Metrics.ready, s.ready ? 1 : 0),
-              Metric.update(Metrics.listenConnected, s.listen.ok ? 1 : 0)
-            ])
-          ),
-          Effect.asVoid
-        )
-      // The relay reports after every batch: an unchanged state costs one read.
-      const report = (component: ComponentName, error?: string) =>
-        Effect.flatMap(Ref.get(state), (s) => {
-          const current = s[component]
-          const same = error === undefined ? current.ok : !current.ok && current.error === error
-          return same ? Effect.void : update(component, error)
-        })
-      return Health.of({ report, snapshot })
+  const state = yield* Ref.make<Record<ComponentName, Component>>({
+    postgres: { ok: false, error: "not checked yet" },
+    redis: { ok: false, error: "not checked yet" },
+    listen: { ok: false, error: "not connected yet" }
+  })
+  const snapshot = Ref.get(state).pipe(
+    Effect.map((s): HealthSnapshot => ({ ready: s.postgres.ok && s.redis.ok, ...s }))
+  )
+  const update = (component: ComponentName, error?: string) =>
+    Ref.update(state, (s) => ({ ...s, [component]: error === undefined ? { ok: true } : { ok: false, error } })).pipe(
+      Effect.andThen(snapshot),
+      Effect.flatMap((s) =>
+        Effect.all([
+          Metric.update(Metrics.ready, s.ready ? 1 : 0),
+          Metric.update(Metrics.listenConnected, s.listen.ok ? 1 : 0)
+        ])
+      ),
+      Effect.asVoid
+    )
+  // The relay reports after every batch: an unchanged state costs one read.
+  const report = (component: ComponentName, error?: string) =>
+    Effect.flatMap(Ref.get(state), (s) => {
+      const current = s[component]
+      const same = error === undefined ? current.ok : !current.ok && current.error === error
+      return same ? Effect.void : update(component, error)
+    })
+  return Health.of({ report, snapshot })
 })
 
 export class Health extends Context.Service<Health, {

@@ -6,14 +6,14 @@
  * lock keyed by the schema, so a second migrator waits, then finds nothing left to do. A file changed
  * after it was applied stops the run (migrations are forward-only: add a new file instead).
  */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
-import { makePostgresClient } from "./Database.js"
 import { describe, MigrationFailed } from "../shared/Errors.js"
+import { makePostgresClient } from "./Database.js"
 import { quoteIdent } from "./Statements.js"
 
 /** The folder holding the migrations shipped with the package (`<package>/sql`). */
@@ -61,7 +61,10 @@ export const migrate = Effect.fn("Migrator.migrate")(function*(options: MigrateO
     Effect.tryPromise({ try: run, catch: (cause) => new MigrationFailed({ migration, message: describe(cause) }) })
 
   return yield* Effect.gen(function*() {
-    yield* step("lock", () => client`SELECT pg_advisory_lock(hashtextextended(${`outbox-relay:migrate:${options.schema}`}, 0))`)
+    yield* step(
+      "lock",
+      () => client`SELECT pg_advisory_lock(hashtextextended(${`outbox-relay:migrate:${options.schema}`}, 0))`
+    )
     yield* step("setup", () =>
       client.unsafe(`
         CREATE SCHEMA IF NOT EXISTS ${schema};

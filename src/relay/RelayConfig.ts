@@ -344,7 +344,8 @@ export const settings = {
     accepts: "true or false",
     description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with " +
       "`--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining " +
-      "([design: memory](docs/design.md#memory-and-heap-tuning)). Skipped when you pass heap flags yourself (command line or `NODE_OPTIONS`).",
+      "([design: memory](docs/design.md#memory-and-heap-tuning)). Skipped when you pass heap flags yourself " +
+      "(command line or `NODE_OPTIONS`).",
     config: boolean
   } satisfies Setting<boolean>
 } as const
@@ -402,10 +403,13 @@ const environment = () => ConfigProvider.fromEnv({ preserveEmptyStrings: true })
  * no provider, read process.env keeping them, so that `RELAY_STREAM_PREFIX=` means an empty prefix.
  */
 const keepingEmptyValues = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.flatMap(Effect.context<never>(), (context) =>
-    Context.getOrUndefined(context, ConfigProvider.ConfigProvider) === undefined
-      ? Effect.provideService(self, ConfigProvider.ConfigProvider, environment())
-      : self)
+  Effect.flatMap(
+    Effect.context<never>(),
+    (context) =>
+      Context.getOrUndefined(context, ConfigProvider.ConfigProvider) === undefined
+        ? Effect.provideService(self, ConfigProvider.ConfigProvider, environment())
+        : self
+  )
 
 /**
  * Loads and validates every setting from the current ConfigProvider (without one installed: process.env,

@@ -137,7 +137,9 @@ export const statements = (schema: string) => {
      */
     deadTuples: `
       SELECT
-        coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '${table.replaceAll("'", "''")}'::regclass), 0)::float8 AS dead,
+        coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '${
+      table.replaceAll("'", "''")
+    }'::regclass), 0)::float8 AS dead,
         (SELECT pg_has_role(relowner, 'MEMBER') FROM pg_class WHERE oid = '${table.replaceAll("'", "''")}'::regclass)
           OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'MEMBER')
           OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS allowed`,
@@ -181,7 +183,9 @@ export const statements = (schema: string) => {
      * change to outbox_relay_wake goes through the functions of sql/0006_wake_summary.sql, which also
      * recompute the number the trigger reads (outbox_relay_awake_until).
      */
-    markAwake: `SELECT ${quoteIdent(schema)}.outbox_relay_wake_set($1::text, clock_timestamp() + $2::int * interval '1 millisecond')`,
+    markAwake: `SELECT ${
+      quoteIdent(schema)
+    }.outbox_relay_wake_set($1::text, clock_timestamp() + $2::int * interval '1 millisecond')`,
     /** This relay is about to sleep: producers must notify again (from the moment this returns). */
     markAsleep: `SELECT ${quoteIdent(schema)}.outbox_relay_wake_set($1::text, '-infinity')`,
     /**
@@ -190,7 +194,8 @@ export const statements = (schema: string) => {
      * queue every new producer behind it).
      */
     tryHandover: `
-      SELECT CASE WHEN pg_try_advisory_lock(${wakeLockKey}) THEN pg_advisory_unlock(${wakeLockKey}) ELSE false END AS free`,
+      SELECT CASE WHEN pg_try_advisory_lock(${wakeLockKey}) THEN pg_advisory_unlock(${wakeLockKey}) ELSE false END
+        AS free`,
     /**
      * Keeps this relay's row fresh (creating it, asleep, if it is missing) and forgets relays not seen
      * for a minute (they died).

@@ -19,13 +19,19 @@ export const envelopeFields = [
 
 export type EnvelopeField = (typeof envelopeFields)[number]
 
-/** An event as the relay holds it: one string per envelope field (a claimed row has them all). */
+/** An event as the relay holds it: a value per envelope field (a claimed row has them all). */
 export type EnvelopeValues = { readonly [F in EnvelopeField]: string | number }
 
-/** Appends `row`'s envelope values to `out`, in field order (no field names: the script adds them). */
-export const pushEnvelopeValues = (out: Array<string>, row: EnvelopeValues): void => {
-  for (const field of envelopeFields) out.push(String(row[field]))
-}
+/**
+ * Appends `row`'s envelope values to `out`, in field order (no names: the publish script adds them).
+ * Compiled once from `envelopeFields` into one `push` of plain property reads: on the publish path, a
+ * loop reading the fields by computed name costs several times more per row.
+ */
+export const pushEnvelopeValues = new Function(
+  "out",
+  "row",
+  `out.push(${envelopeFields.map((field) => `row.${field}`).join(", ")})`
+) as (out: Array<string | number>, row: EnvelopeValues) => void
 
 /** `row`'s envelope as `field, value, ...`, ready for XADD. */
 export const envelopeEntry = (row: EnvelopeValues): Array<string> => {

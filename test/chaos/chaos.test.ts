@@ -15,10 +15,10 @@
  * stdout gets exactly one line, `lost=0 duplicates=0 out_of_order=0 dlq=0 events=N`; the timeline of
  * what was done and seen goes to stderr.
  */
+import { Redis } from "ioredis"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Redis } from "ioredis"
 import pg from "pg"
 import { afterAll, describe, expect, it } from "vitest"
 import { databaseUrl, type PgServerHandle, startPostgresServer } from "../support/pgServer.js"
@@ -218,8 +218,10 @@ const run = async (t0: number, note: (text: string) => void) => {
   const progress = setInterval(() => {
     void query<{ committed: number; pending: number }>(`
         SELECT (SELECT count(*) FROM chaos_ledger)::int AS committed,
-               (SELECT count(*) FROM outbox_events WHERE dead_at IS NULL)::int AS pending`
-    ).then(([row]) => note(`progress: ${row!.committed} committed, ${row!.pending} pending in the outbox`), () => {})
+               (SELECT count(*) FROM outbox_events WHERE dead_at IS NULL)::int AS pending`).then(
+      ([row]) => note(`progress: ${row!.committed} committed, ${row!.pending} pending in the outbox`),
+      () => {}
+    )
   }, 10_000)
   let production: ProductionResult
   try {
@@ -264,25 +266,42 @@ const run = async (t0: number, note: (text: string) => void) => {
     }
     await sleep(250)
   }
-  note(`drain: ${pending} pending after ${((Date.now() - drainStart) / 1000).toFixed(1)} s (production ended ${((drainStart - produced) / 1000).toFixed(1)} s before)`)
+  note(
+    `drain: ${pending} pending after ${((Date.now() - drainStart) / 1000).toFixed(1)} s (production ended ${
+      ((drainStart - produced) / 1000).toFixed(1)
+    } s before)`
+  )
   if (pending !== 0) {
     // Who owns what, who holds which lock, where the rows wait.
     const bySlot = await query<{ slot: number; n: number; min_id: string }>(`
-      SELECT slot, count(*)::int AS n, min(id)::text AS min_id FROM outbox_events WHERE dead_at IS NULL GROUP BY slot ORDER BY slot`)
+      SELECT slot, count(*)::int AS n, min(id)::text AS min_id FROM outbox_events
+      WHERE dead_at IS NULL GROUP BY slot ORDER BY slot`)
     note(`pending by slot: ${bySlot.map((r) => `${r.slot}:${r.n}`).join(" ")}`)
-    const sessions = await query<{ pid: number; app: string; state: string; xact: string | null; slots: string | null }>(`
+    const sessions = await query<
+      { pid: number; app: string; state: string; xact: string | null; slots: string | null }
+    >(`
       SELECT a.pid, a.application_name AS app, a.state, (now() - a.xact_start)::text AS xact,
-             string_agg(l.objid::text, ',' ORDER BY l.objid) FILTER (WHERE l.locktype = 'advisory' AND l.objsubid = 2) AS slots
+             string_agg(l.objid::text, ',' ORDER BY l.objid)
+               FILTER (WHERE l.locktype = 'advisory' AND l.objsubid = 2) AS slots
       FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.granted
       WHERE a.datname = 'chaos' AND a.application_name LIKE 'outbox-relay%'
       GROUP BY 1, 2, 3, 4 ORDER BY 2, 1`)
-    for (const r of sessions) note(`  session ${r.pid} ${r.app} ${r.state} xact=${r.xact ?? "-"} slot locks=${r.slots ?? "none"}`)
+    for (const r of sessions) {
+      note(`  session ${r.pid} ${r.app} ${r.state} xact=${r.xact ?? "-"} slot locks=${r.slots ?? "none"}`)
+    }
     for (const view of await fleet.readiness()) {
       const slots = (view.body as { slots?: { owned?: Array<number>; liveRelays?: number } }).slots
-      note(`  relay ${view.seat} (pid ${view.pid}): ${slots ? `owns ${slots.owned?.join(",")} (live relays ${slots.liveRelays})` : JSON.stringify(view.body).slice(0, 300)}`)
+      note(
+        `  relay ${view.seat} (pid ${view.pid}): ${
+          slots
+            ? `owns ${slots.owned?.join(",")} (live relays ${slots.liveRelays})`
+            : JSON.stringify(view.body).slice(0, 300)
+        }`
+      )
     }
     const wake = await query<{ relay_id: string; awake: string; seen: string }>(`
-      SELECT relay_id, (awake_until - now())::text AS awake, (now() - seen_at)::text AS seen FROM outbox_relay_wake ORDER BY seen_at DESC`)
+      SELECT relay_id, (awake_until - now())::text AS awake, (now() - seen_at)::text AS seen
+      FROM outbox_relay_wake ORDER BY seen_at DESC`)
     for (const r of wake) note(`  registry ${r.relay_id} awake_until-now=${r.awake} seen ${r.seen} ago`)
   }
   const exits = await fleet.stopAll(15_000)
@@ -336,15 +355,25 @@ const run = async (t0: number, note: (text: string) => void) => {
   for (const [key, n] of [...seen].sort((a, b) => b[1] - a[1]).slice(0, 25)) note(`  x${n} ${key}`)
   const oomSeen = [...seen].filter(([key]) => /OOM/.test(key)).reduce((n, [, c]) => n + c, 0)
   for (const exit of fleet.unexpectedExits()) {
-    note(`relay ${exit.seat}#${exit.generation} exited on its own (${exit.code ?? exit.signal}, started: ${exit.started}):`)
+    note(
+      `relay ${exit.seat}#${exit.generation} exited on its own (${exit.code ?? exit.signal}, started: ${exit.started}):`
+    )
     for (const line of exit.tail) note(`    ${line.slice(0, 300)}`)
   }
-  note(`keys: ${keys.streams!.length} streams (${entries.length} entries), ${keys.dlq!.length} dlq, other: ${keys.other!.join(" ") || "none"}`)
   note(
-    `chaos: ${counters.relayKills} relay kills, ${counters.redisRestarts} redis restarts, ${counters.pgRestarts} postgres restarts, ` +
+    `keys: ${keys.streams!.length} streams (${entries.length} entries), ${keys.dlq!.length} dlq, other: ${
+      keys.other!.join(" ") || "none"
+    }`
+  )
+  note(
+    `chaos: ${counters.relayKills} relay kills, ${counters.redisRestarts} redis restarts, ` +
+      `${counters.pgRestarts} postgres restarts, ` +
       `${counters.terminated} backends terminated, ${counters.oomWindows} OOM windows (${oomSeen} OOM failures logged)`
   )
-  note(`rolled back published=${result.rolledBackPublished} unknown=${result.unknown} mismatched=${result.mismatched} unpublished=${unpublished}`)
+  note(
+    `rolled back published=${result.rolledBackPublished} unknown=${result.unknown} ` +
+      `mismatched=${result.mismatched} unpublished=${unpublished}`
+  )
   for (const [kind, list] of Object.entries(result.examples)) for (const e of list) note(`  ${kind}: ${e}`)
   // What the server saw: a COMMIT arriving on a session without a transaction means a client went on
   // after its session had been replaced under it (its transaction was rolled back with the old one).
@@ -362,7 +391,8 @@ const run = async (t0: number, note: (text: string) => void) => {
   note(`total ${((Date.now() - t0) / 1000).toFixed(1)} s`)
 
   console.log(
-    `lost=${result.lost} duplicates=${result.duplicates} out_of_order=${result.outOfOrder} dlq=${dlq} events=${result.committed}`
+    `lost=${result.lost} duplicates=${result.duplicates} out_of_order=${result.outOfOrder} ` +
+      `dlq=${dlq} events=${result.committed}`
   )
 
   expect({

@@ -153,7 +153,9 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
       void old?.end().catch(() => {})
     }
     /** BEGIN, `body`, then COMMIT or ROLLBACK as it says; any error discards the session. */
-    const transaction = async <A>(body: (c: pg.Client) => Promise<{ readonly end: "COMMIT" | "ROLLBACK"; readonly value: A }>) => {
+    const transaction = async <A>(
+      body: (c: pg.Client) => Promise<{ readonly end: "COMMIT" | "ROLLBACK"; readonly value: A }>
+    ) => {
       try {
         const c = await session()
         await c.query("BEGIN")
@@ -235,7 +237,9 @@ export const runProducers = async (options: ProducerOptions): Promise<Production
                 return { end: "ROLLBACK", value: "already" as const }
               }
               if (inserted.rowCount !== size) {
-                throw new ProducerBug(`ledger partially present (${inserted.rowCount} of ${size}): transactions are not atomic?`)
+                throw new ProducerBug(
+                  `ledger partially present (${inserted.rowCount} of ${size}): transactions are not atomic?`
+                )
               }
               await c.query(eventSql(size), outboxParams)
               return { end: "COMMIT", value: "committed" as const }

@@ -10,7 +10,12 @@ export type AofRedisHandle = RedisServerHandle
 
 /** Runs one command on a short-lived connection (never queued while Redis is away). */
 export const redisCommand = async <A>(url: string, run: (redis: Redis) => Promise<A>): Promise<A> => {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 2_000 })
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    connectTimeout: 2_000
+  })
   redis.on("error", () => {})
   try {
     await redis.connect()

@@ -37,7 +37,9 @@ export interface RelayFleet {
   readonly allLines: () => ReadonlyArray<{ readonly seat: number; readonly generation: number; readonly line: string }>
   readonly kills: () => number
   /** Each seat's current relay's /readyz body (or the error), for diagnostics. */
-  readonly readiness: () => Promise<ReadonlyArray<{ readonly seat: number; readonly pid: number | undefined; readonly body: unknown }>>
+  readonly readiness: () => Promise<
+    ReadonlyArray<{ readonly seat: number; readonly pid: number | undefined; readonly body: unknown }>
+  >
   readonly size: number
 }
 
@@ -50,7 +52,10 @@ const message = (line: string): string | undefined => {
 }
 
 export const makeRelayFleet = (size: number, env: Record<string, string>): RelayFleet => {
-  const seats: Array<Seat> = Array.from({ length: size }, () => ({ handle: undefined, generation: 0, expectingExit: false }))
+  const seats: Array<Seat> = Array.from(
+    { length: size },
+    () => ({ handle: undefined, generation: 0, expectingExit: false })
+  )
   const finished: Array<{ seat: number; generation: number; lines: ReadonlyArray<string> }> = []
   const unexpected: Array<UnexpectedExit> = []
   let stopping = false
@@ -88,9 +93,14 @@ export const makeRelayFleet = (size: number, env: Record<string, string>): Relay
 
   const startAll = async (timeoutMs: number) => {
     for (let i = 0; i < size; i++) start(i)
-    await Promise.all(seats.map((seat) =>
-      seat.handle!.waitForLine((_, parsed) => (parsed as { message?: string } | undefined)?.message === "relay started", timeoutMs)
-    ))
+    await Promise.all(
+      seats.map((seat) =>
+        seat.handle!.waitForLine(
+          (_, parsed) => (parsed as { message?: string } | undefined)?.message === "relay started",
+          timeoutMs
+        )
+      )
+    )
   }
 
   const killAndRestart = async (index: number, restartAfterMs: number) => {

@@ -72,7 +72,8 @@ export const account = (
   /** Stream entry ids are Redis clock milliseconds: examples show them relative to this. */
   t0 = 0
 ): Accounting => {
-  const at = (entry: StreamEntry) => `${entry.stream} ${entry.id} (+${((Number(entry.id.split("-")[0]) - t0) / 1000).toFixed(1)}s)`
+  const at = (entry: StreamEntry) =>
+    `${entry.stream} ${entry.id} (+${((Number(entry.id.split("-")[0]) - t0) / 1000).toFixed(1)}s)`
   const byId = new Map(ledger.map((row) => [row.event_id, row]))
   const seen = new Map<string, number>()
   const lastSeq = new Map<string, number>()

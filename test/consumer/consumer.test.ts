@@ -21,13 +21,19 @@ describe("Consumer", () => {
       const seen: Array<ConsumedEvent> = []
       yield* promise(() => addEvents(redis, stream, Array.from({ length: 50 }, (_, i) => ({ payload: { i } }))))
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g", concurrency: 4,
+        redisUrl: url,
+        stream,
+        group: "g",
+        concurrency: 4,
         handler: (event) => Effect.sync(() => void seen.push(event))
       }))
       yield* promise(() => eventually(() => seen.length, (n) => n >= 50))
       const pending = yield* promise(() => eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0))
       assert.strictEqual(pending, 0)
-      assert.deepStrictEqual(seen.map((e) => (e.payload as { i: number }).i).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i))
+      assert.deepStrictEqual(
+        seen.map((e) => (e.payload as { i: number }).i).sort((a, b) => a - b),
+        Array.from({ length: 50 }, (_, i) => i)
+      )
       const first = seen[0]!
       assert.strictEqual(first.eventType, "Happened")
       assert.strictEqual(first.topic, "orders")
@@ -42,7 +48,9 @@ describe("Consumer", () => {
       let attempts = 0
       yield* promise(() => addEvents(redis, stream, [{ payload: { n: 1 } }]))
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g",
+        redisUrl: url,
+        stream,
+        group: "g",
         retry: Schedule.spaced("10 millis").pipe(Schedule.upTo({ times: 5 })),
         handler: () => Effect.suspend(() => ++attempts < 3 ? Effect.fail("flaky downstream") : Effect.void)
       }))
@@ -57,19 +65,30 @@ describe("Consumer", () => {
       const { prefix, redis, url } = yield* testRedis("poison")
       const stream = `${prefix}orders`
       const deliveries: Array<number> = []
-      const [poisonId] = yield* promise(() => addEvents(redis, stream, [{ event_type: "Poison", payload: { bad: true } }, { event_type: "Fine" }]))
+      const [poisonId] = yield* promise(() =>
+        addEvents(redis, stream, [{ event_type: "Poison", payload: { bad: true } }, { event_type: "Fine" }])
+      )
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g", maxDeliveries: 3,
-        handlerTimeout: "100 millis", claimIdle: "300 millis", claimInterval: "100 millis",
+        redisUrl: url,
+        stream,
+        group: "g",
+        maxDeliveries: 3,
+        handlerTimeout: "100 millis",
+        claimIdle: "300 millis",
+        claimInterval: "100 millis",
         retry: Schedule.recurs(1),
         handler: (event) =>
           event.eventType === "Poison"
             ? Effect.sync(() => void deliveries.push(event.deliveryCount)).pipe(Effect.andThen(Effect.fail("boom")))
             : Effect.void
       }))
-      const dlq = yield* promise(() => eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0, 15_000))
+      const dlq = yield* promise(() =>
+        eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0, 15_000)
+      )
       assert.strictEqual(dlq.length, 1)
-      const fields = Object.fromEntries(Array.from({ length: dlq[0]![1].length / 2 }, (_, i) => [dlq[0]![1][2 * i], dlq[0]![1][2 * i + 1]]))
+      const fields = Object.fromEntries(
+        Array.from({ length: dlq[0]![1].length / 2 }, (_, i) => [dlq[0]![1][2 * i], dlq[0]![1][2 * i + 1]])
+      )
       assert.strictEqual(fields.event_type, "Poison")
       assert.deepStrictEqual(JSON.parse(fields.payload!), { bad: true })
       assert.strictEqual(fields.delivery_count, "3")
@@ -87,10 +106,21 @@ describe("Consumer", () => {
       const { prefix, redis, url } = yield* testRedis("timeout")
       const stream = `${prefix}orders`
       const deliveries: Array<string> = []
-      yield* promise(() => addEvents(redis, stream, [{ aggregate_id: "a", event_type: "Hangs" }, { aggregate_id: "a", event_type: "Next" }]))
+      yield* promise(() =>
+        addEvents(redis, stream, [{ aggregate_id: "a", event_type: "Hangs" }, {
+          aggregate_id: "a",
+          event_type: "Next"
+        }])
+      )
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g", orderByAggregate: true, concurrency: 1,
-        handlerTimeout: "200 millis", claimIdle: "400 millis", claimInterval: "100 millis",
+        redisUrl: url,
+        stream,
+        group: "g",
+        orderByAggregate: true,
+        concurrency: 1,
+        handlerTimeout: "200 millis",
+        claimIdle: "400 millis",
+        claimInterval: "100 millis",
         handler: (event) =>
           Effect.sync(() => void deliveries.push(`${event.eventType}#${event.deliveryCount}`)).pipe(
             Effect.andThen(event.eventType === "Hangs" && event.deliveryCount === 1 ? Effect.never : Effect.void)
@@ -109,14 +139,23 @@ describe("Consumer", () => {
       const stream = `${prefix}orders`
       const totals: Array<number> = []
       yield* promise(() =>
-        addEvents(redis, stream, [{ payload: { total: 1 } }, { payload: { total: "ten" } }, { rawPayload: "{not json" }, { payload: { total: 3 } }])
+        addEvents(redis, stream, [
+          { payload: { total: 1 } },
+          { payload: { total: "ten" } },
+          { rawPayload: "{not json" },
+          { payload: { total: 3 } }
+        ])
       )
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g",
+        redisUrl: url,
+        stream,
+        group: "g",
         payloadSchema: Schema.Struct({ total: Schema.Number }),
         handler: (event) => Effect.sync(() => void totals.push(event.payload.total))
       }))
-      const dlq = yield* promise(() => eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length >= 2))
+      const dlq = yield* promise(() =>
+        eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length >= 2)
+      )
       yield* promise(() => eventually(() => totals.length, (n) => n >= 2))
       assert.deepStrictEqual(totals.sort(), [1, 3])
       const reasons = dlq.map(([, f]) => f[f.indexOf("reason") + 1]!)
@@ -134,7 +173,12 @@ describe("Consumer", () => {
       const total = 600
       const consumerLayer = (name: string) =>
         Consumer.layer({
-          redisUrl: url, stream, group: "g", consumer: name, batchSize: 20, concurrency: 8,
+          redisUrl: url,
+          stream,
+          group: "g",
+          consumer: name,
+          batchSize: 20,
+          concurrency: 8,
           handler: (event) =>
             Effect.sync(() => handledBy.set(event.eventId, [...(handledBy.get(event.eventId) ?? []), name])).pipe(
               Effect.andThen(Effect.sleep(`${Math.floor(Math.random() * 3)} millis`))
@@ -168,7 +212,12 @@ describe("Consumer", () => {
       }))
       yield* promise(() => addEvents(redis, stream, events))
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g", concurrency: 8, orderByAggregate: true, batchSize: 50,
+        redisUrl: url,
+        stream,
+        group: "g",
+        concurrency: 8,
+        orderByAggregate: true,
+        batchSize: 50,
         payloadSchema: Schema.Struct({ seq: Schema.Number }),
         handler: (event) =>
           Effect.gen(function*() {
@@ -179,7 +228,9 @@ describe("Consumer", () => {
             running--
           })
       }))
-      yield* promise(() => eventually(() => [...seen.values()].reduce((n, s) => n + s.length, 0), (n) => n >= events.length, 20_000))
+      yield* promise(() =>
+        eventually(() => [...seen.values()].reduce((n, s) => n + s.length, 0), (n) => n >= events.length, 20_000)
+      )
       for (const [aggregate, seqs] of seen) {
         assert.deepStrictEqual(seqs, Array.from({ length: perAggregate }, (_, i) => i), `order of ${aggregate}`)
       }
@@ -194,7 +245,10 @@ describe("Consumer", () => {
       const finished: Array<string> = []
       yield* promise(() => addEvents(redis, stream, Array.from({ length: 6 }, () => ({}))))
       const context = yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "g", concurrency: 2,
+        redisUrl: url,
+        stream,
+        group: "g",
+        concurrency: 2,
         handler: (event) =>
           Effect.sync(() => void started.push(event.id)).pipe(
             Effect.andThen(Effect.sleep("300 millis")),

@@ -2,11 +2,11 @@
  * Dead letters from a user's point of view: `node dist/main.js dlq list` shows what a consumer gave
  * up on and why; `dlq replay` puts it back on its stream, where the (fixed) consumer handles it.
  */
+import { assert, describe, it } from "@effect/vitest"
+import { Console, Context, Effect, Schema } from "effect"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
-import { assert, describe, it } from "@effect/vitest"
-import { Console, Context, Effect, Schema } from "effect"
 import { Consumer } from "../../src/consumer/Consumer.js"
 import * as DeadLetterCli from "../../src/consumer/DeadLetterCli.js"
 import { eventually } from "../support/wait.js"
@@ -17,22 +17,46 @@ const main = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 
 /** Runs `node dist/main.js dlq ...`; resolves with the exit code and output (never rejects). */
 const dlq = (redisUrl: string, ...args: Array<string>) =>
-  promisify(execFile)(process.execPath, [main, "dlq", ...args], { env: { ...process.env, RELAY_REDIS_URL: redisUrl } }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr })
-  )
+  promisify(execFile)(process.execPath, [main, "dlq", ...args], { env: { ...process.env, RELAY_REDIS_URL: redisUrl } })
+    .then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => ({
+        code: error.code,
+        stdout: error.stdout,
+        stderr: error.stderr
+      })
+    )
 
 describe("dead letters", () => {
   it.live("dlq list shows dead letters with their reason; dlq replay sends them back to be handled", () =>
     Effect.gen(function*() {
       const { prefix, redis, url } = yield* testRedis("dlq")
       const stream = `${prefix}orders`
-      const [badId] = yield* promise(() => addEvents(redis, stream, [{ event_type: "OrderPlaced", aggregate_id: "o-7", payload: { total: "ten" } }]))
+      const [badId] = yield* promise(() =>
+        addEvents(redis, stream, [{ event_type: "OrderPlaced", aggregate_id: "o-7", payload: { total: "ten" } }])
+      )
       // A relay-mirrored dead letter in the same DLQ: listed, but replayed from Postgres, not from here.
-      yield* promise(() => redis.xadd(`${stream}:dlq`, "*", "event_id", "e-relay", "event_type", "Big", "outbox_id", "42", "reason", "payload too large", "attempts", "1"))
+      yield* promise(() =>
+        redis.xadd(
+          `${stream}:dlq`,
+          "*",
+          "event_id",
+          "e-relay",
+          "event_type",
+          "Big",
+          "outbox_id",
+          "42",
+          "reason",
+          "payload too large",
+          "attempts",
+          "1"
+        )
+      )
       // Version 1 of the consumer refuses the payload: it is dead-lettered at once.
       const strict = yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "billing",
+        redisUrl: url,
+        stream,
+        group: "billing",
         payloadSchema: Schema.Struct({ total: Schema.Number }),
         handler: () => Effect.void
       }))
@@ -53,7 +77,10 @@ describe("dead letters", () => {
       // The same command in-process (spawning node costs a second each): the human-readable listing.
       const lines: Array<string> = []
       const code = yield* DeadLetterCli.list({ stream, count: 1, json: false }, url).pipe(
-        Effect.provideService(Console.Console, { ...globalThis.console, log: (line: string) => void lines.push(line) } as never)
+        Effect.provideService(
+          Console.Console,
+          { ...globalThis.console, log: (line: string) => void lines.push(line) } as never
+        )
       )
       assert.strictEqual(code, 0)
       assert.match(lines.join("\n"), /2 dead letter\(s\), showing the oldest 1/)
@@ -71,13 +98,18 @@ describe("dead letters", () => {
       assert.strictEqual(yield* promise(() => redis.xlen(`${stream}:dlq`)), 1)
 
       // An unknown id is reported (exit 1); bad usage (exit 2) is covered by test/unit/cli.test.ts.
-      const quiet = Effect.provideService(Console.Console, { ...globalThis.console, log: () => {}, error: () => {} } as never)
+      const quiet = Effect.provideService(
+        Console.Console,
+        { ...globalThis.console, log: () => {}, error: () => {} } as never
+      )
       assert.strictEqual(yield* DeadLetterCli.replay({ stream, which: ["1-1"] }, url).pipe(quiet), 1)
 
       // A fixed consumer (another group here, for the test) handles the replayed event.
       const totals: Array<unknown> = []
       yield* start(Consumer.layer({
-        redisUrl: url, stream, group: "billing-v2",
+        redisUrl: url,
+        stream,
+        group: "billing-v2",
         handler: (event) => Effect.sync(() => void totals.push(event.payload))
       }))
       yield* promise(() => eventually(() => totals.length, (n) => n >= 2))

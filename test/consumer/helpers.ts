@@ -3,9 +3,9 @@
  * a quiet logger, and the group's pending count (waiting lives in test/support/wait.ts). Every test runs
  * against real Redis (and Postgres for the inbox).
  */
-import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { Redis } from "ioredis"
+import { randomUUID } from "node:crypto"
 import { inject } from "vitest"
 import { loggerLayer } from "../../src/shared/Logging.js"
 import { uniquePrefix } from "../support/db.js"
@@ -21,13 +21,34 @@ export interface TestEvent {
 
 /** Stream entry fields exactly as the relay writes them. */
 export const envelope = (topic: string, e: TestEvent): Array<string> => [
-  "event_id", e.event_id ?? randomUUID(), "event_type", e.event_type ?? "Happened", "topic", topic,
-  "aggregate_type", "", "aggregate_id", e.aggregate_id ?? "agg-1", "tenant_id", "", "schema_version", "1",
-  "occurred_at", new Date().toISOString(), "payload", e.rawPayload ?? JSON.stringify(e.payload ?? {}), "headers", "{}"
+  "event_id",
+  e.event_id ?? randomUUID(),
+  "event_type",
+  e.event_type ?? "Happened",
+  "topic",
+  topic,
+  "aggregate_type",
+  "",
+  "aggregate_id",
+  e.aggregate_id ?? "agg-1",
+  "tenant_id",
+  "",
+  "schema_version",
+  "1",
+  "occurred_at",
+  new Date().toISOString(),
+  "payload",
+  e.rawPayload ?? JSON.stringify(e.payload ?? {}),
+  "headers",
+  "{}"
 ]
 
 /** Appends events to a stream in one pipeline; returns their entry ids. */
-export const addEvents = async (redis: Redis, stream: string, events: ReadonlyArray<TestEvent>): Promise<Array<string>> => {
+export const addEvents = async (
+  redis: Redis,
+  stream: string,
+  events: ReadonlyArray<TestEvent>
+): Promise<Array<string>> => {
   const pipeline = redis.pipeline()
   for (const e of events) pipeline.xadd(stream, "*", ...envelope("orders", e))
   const replies = await pipeline.exec()
@@ -54,7 +75,10 @@ export const testRedis = (label: string, url: string = inject("redisUrl")) =>
   )
 
 /** Logs at RELAY_LOG_LEVEL (default: errors only) so expected failures do not drown the output. */
-export const quietLogs = loggerLayer({ logLevel: (process.env.RELAY_LOG_LEVEL as "error") ?? "error", logFormat: "pretty" })
+export const quietLogs = loggerLayer({
+  logLevel: (process.env.RELAY_LOG_LEVEL as "error") ?? "error",
+  logFormat: "pretty"
+})
 
 /** Builds a layer in the current scope with quiet logs. */
 export const start = <A, E>(layer: Layer.Layer<A, E>) => Layer.build(layer.pipe(Layer.provide(quietLogs)))

@@ -4,12 +4,11 @@
  * event's effect (a counter bumped in the handler's transaction) must end at exactly 1, although
  * some events were delivered more than once.
  */
+import { Redis } from "ioredis"
 import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Redis } from "ioredis"
 import postgres from "postgres"
-import { inject } from "vitest"
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
 import { createTestDatabase, type TestDatabase, uniquePrefix } from "../support/db.js"
 import { onProcessExit } from "../support/processes.js"
 import { eventually, sleep } from "../support/wait.js"
@@ -44,7 +43,14 @@ describe("inbox", () => {
 
   const spawnWorker = (name: string) => {
     const child = spawn(process.execPath, [worker], {
-      env: { ...process.env, REDIS_URL: inject("redisUrl"), STREAM: `${prefix}orders`, GROUP: "billing", DATABASE_URL: database.url, WORKER: name },
+      env: {
+        ...process.env,
+        REDIS_URL: inject("redisUrl"),
+        STREAM: `${prefix}orders`,
+        GROUP: "billing",
+        DATABASE_URL: database.url,
+        WORKER: name
+      },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const unregister = onProcessExit(() => child.kill("SIGKILL"))
@@ -88,17 +94,30 @@ describe("inbox", () => {
     // The same events once more (a producer retry, a replayed dead letter): skipped by the inbox.
     const again = await sql<Array<{ event_id: string }>>`SELECT event_id FROM effects ORDER BY event_id LIMIT 50`
     await addEvents(redis, stream, again.map((row) => ({ event_id: row.event_id })))
-    expect(await eventually(() => redis.xinfo("GROUPS", stream).then((groups) => {
-      const info = (groups as Array<Array<string | number>>)[0]!
-      return Number(info[info.indexOf("entries-read") + 1])
-    }), (n) => n >= total + 50, 10_000)).toBe(total + 50)
+    expect(
+      await eventually(
+        () =>
+          redis.xinfo("GROUPS", stream).then((groups) => {
+            const info = (groups as Array<Array<string | number>>)[0]!
+            return Number(info[info.indexOf("entries-read") + 1])
+          }),
+        (n) => n >= total + 50,
+        10_000
+      )
+    ).toBe(total + 50)
     expect(await eventually(() => pendingCount(redis, stream, "billing"), (n) => n === 0, 10_000)).toBe(0)
-    const counts = await sql<Array<{ n: number; events: number }>>`SELECT n, count(*)::int AS events FROM effects GROUP BY n`
+    const counts = await sql<
+      Array<{ n: number; events: number }>
+    >`SELECT n, count(*)::int AS events FROM effects GROUP BY n`
     expect(counts).toEqual([{ n: 1, events: total }])
-    const [inbox] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_inbox WHERE consumer_group = 'billing'`
+    const [inbox] = await sql<
+      Array<{ n: number }>
+    >`SELECT count(*)::int AS n FROM outbox_inbox WHERE consumer_group = 'billing'`
     expect(inbox!.n).toBe(total)
     // The kills did cause redeliveries: the inbox is what kept the effects single.
-    const [redelivered] = await sql<Array<{ n: number }>>`SELECT count(DISTINCT event_id)::int AS n FROM deliveries WHERE delivery_count > 1`
+    const [redelivered] = await sql<
+      Array<{ n: number }>
+    >`SELECT count(DISTINCT event_id)::int AS n FROM deliveries WHERE delivery_count > 1`
     expect(redelivered!.n).toBeGreaterThan(0)
   })
 })

@@ -1,10 +1,9 @@
 /**
  * The Promise API as an application without Effect uses it: start, receive parsed events, stop.
  */
-import { randomUUID } from "node:crypto"
 import { Redis } from "ioredis"
-import { afterAll, describe, expect, it } from "vitest"
-import { inject } from "vitest"
+import { randomUUID } from "node:crypto"
+import { afterAll, describe, expect, inject, it } from "vitest"
 import { type ConsumedEvent, startConsumer } from "../../src/index.js"
 import { uniquePrefix } from "../support/db.js"
 import { eventually } from "../support/wait.js"
@@ -23,9 +22,17 @@ describe("startConsumer", () => {
     const stream = `${prefix}orders`
     const eventId = randomUUID()
     const seen: Array<ConsumedEvent> = []
-    await addEvents(redis, stream, [{ event_id: eventId, event_type: "OrderPlaced", aggregate_id: "order-42", payload: { total: 10 } }])
+    await addEvents(redis, stream, [{
+      event_id: eventId,
+      event_type: "OrderPlaced",
+      aggregate_id: "order-42",
+      payload: { total: 10 }
+    }])
     const consumer = await startConsumer({
-      redisUrl: inject("redisUrl"), stream, group: "mailer", logLevel: "error",
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "mailer",
+      logLevel: "error",
       handler: async (event, { signal }) => {
         expect(signal.aborted).toBe(false)
         seen.push(event)
@@ -33,8 +40,14 @@ describe("startConsumer", () => {
     })
     await eventually(() => seen.length, (n) => n === 1)
     expect(seen[0]).toMatchObject({
-      eventId, eventType: "OrderPlaced", topic: "orders", aggregateId: "order-42",
-      payload: { total: 10 }, headers: {}, deliveryCount: 1, stream
+      eventId,
+      eventType: "OrderPlaced",
+      topic: "orders",
+      aggregateId: "order-42",
+      payload: { total: 10 },
+      headers: {},
+      deliveryCount: 1,
+      stream
     })
     expect(seen[0]!.id).toMatch(/^\d+-\d+$/)
     expect(await eventually(() => pendingCount(redis, stream, "mailer"), (n) => n === 0)).toBe(0)
@@ -48,8 +61,13 @@ describe("startConsumer", () => {
 
   it("rejects options that cannot work, naming the option", async () => {
     await expect(startConsumer({
-      redisUrl: inject("redisUrl"), stream: `${prefix}x`, group: "g", logLevel: "error",
-      handlerTimeoutMs: 5_000, claimIdleMs: 1_000, handler: async () => {}
+      redisUrl: inject("redisUrl"),
+      stream: `${prefix}x`,
+      group: "g",
+      logLevel: "error",
+      handlerTimeoutMs: 5_000,
+      claimIdleMs: 1_000,
+      handler: async () => {}
     })).rejects.toMatchObject({ _tag: "ConsumerOptionsInvalid", option: "claimIdle" })
   })
 })

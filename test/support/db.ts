@@ -24,16 +24,15 @@ const suffix = () => randomBytes(4).toString("hex")
 const sanitize = (label: string, max: number) =>
   label.toLowerCase().replace(/[^a-z0-9_]+/g, "_").replace(/^_+|_+$/g, "").slice(0, max) || "db"
 
-const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`
+const quoteIdent = (name: string) => `"${name.replace(/"/g, "\"\"")}"`
 
-const busy = (error: unknown) =>
-  error instanceof Error && /is being accessed by other users/.test(error.message)
+const busy = (error: unknown) => error instanceof Error && /is being accessed by other users/.test(error.message)
 
 /** Runs `statement` on a short-lived admin connection, retrying while the database is busy. */
 const withAdmin = async (adminUrl: string, run: (sql: postgres.Sql) => Promise<unknown>): Promise<void> => {
   const sql = postgres(adminUrl, { max: 1, connect_timeout: 10, onnotice: () => {} })
   try {
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1;; attempt++) {
       try {
         await run(sql)
         return

@@ -33,7 +33,7 @@ declare module "vitest" {
 
 type Cleanup = () => Promise<void>
 
-const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`
+const quoteIdent = (name: string) => `"${name.replace(/"/g, "\"\"")}"`
 
 /** Runs `node dist/main.js migrate` against `url`; throws with its stderr when it fails. */
 const migrateTemplate = async (root: string, main: string, url: string): Promise<void> => {
@@ -44,7 +44,12 @@ const migrateTemplate = async (root: string, main: string, url: string): Promise
       timeout: 120_000
     })
   } catch (error) {
-    const { code, signal, stderr, stdout } = error as { code?: number; signal?: string; stderr?: string; stdout?: string }
+    const { code, signal, stderr, stdout } = error as {
+      code?: number
+      signal?: string
+      stderr?: string
+      stdout?: string
+    }
     throw new Error(
       `"node dist/main.js migrate" failed (exit ${code ?? signal}):\n${stderr || stdout || (error as Error).message}`
     )

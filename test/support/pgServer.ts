@@ -101,7 +101,14 @@ const spawnLocal = async (bins: LocalPostgres, options: PgServerOptions): Promis
     await promisify(execFile)(
       bins.initdb,
       [
-        "-D", dataDir, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
+        "-D",
+        dataDir,
+        "--auth=trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--locale=C",
         ...(options.durable ? [] : ["--no-sync"])
       ],
       { ...asOwner, cwd: dir }
@@ -114,7 +121,15 @@ const spawnLocal = async (bins: LocalPostgres, options: PgServerOptions): Promis
   const port = await freePort()
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
   const args = [
-    "-D", dataDir, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...serverSettings(options)
+    "-D",
+    dataDir,
+    "-p",
+    String(port),
+    "-k",
+    dir,
+    "-c",
+    "listen_addresses=127.0.0.1",
+    ...serverSettings(options)
   ]
   const server = await superviseServer({
     spawn: () => {

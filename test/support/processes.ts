@@ -41,7 +41,7 @@ const installHooks = () => {
  * Registers a synchronous cleanup run when this process exits or gets SIGINT/SIGTERM/SIGHUP.
  * Returns the function that unregisters it (call it once the resource is released normally).
  */
-export const onProcessExit = (cleanup: () => void): (() => void) => {
+export const onProcessExit = (cleanup: () => void): () => void => {
   installHooks()
   exitCleanups.add(cleanup)
   return () => {

@@ -63,7 +63,8 @@ export const pingRedis = (host: string, port: number, timeoutMs = 1_000): Promis
   })
 
 const configArgs = (options: RedisServerOptions): Array<string> => [
-  "--appendonly", options.appendonly ? "yes" : "no",
+  "--appendonly",
+  options.appendonly ? "yes" : "no",
   ...(options.appendfsync ? ["--appendfsync", options.appendfsync] : []),
   ...(options.maxmemory ? ["--maxmemory", options.maxmemory] : []),
   ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : [])
@@ -73,8 +74,19 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
   const dir = mkdtempSync(join(tmpdir(), "outbox-redis-"))
   const port = await freePort()
   const args = [
-    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
-    "--daemonize", "no", "--logfile", "", ...configArgs(options)
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--dir",
+    dir,
+    "--daemonize",
+    "no",
+    "--logfile",
+    "",
+    ...configArgs(options)
   ]
   let output = ""
   const server = await superviseServer({

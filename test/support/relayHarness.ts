@@ -7,8 +7,8 @@ import { Redis } from "ioredis"
 import postgres from "postgres"
 import { inject } from "vitest"
 import { RelayLoop } from "../../src/relay/Relay.js"
-import { loggerLayer } from "../../src/shared/Logging.js"
 import { RelayConfig } from "../../src/relay/RelayConfig.js"
+import { loggerLayer } from "../../src/shared/Logging.js"
 import { createTestDatabase, uniquePrefix } from "./db.ts"
 import { eventually } from "./wait.ts"
 
@@ -110,7 +110,9 @@ export const insertEvents = (sql: postgres.Sql, events: ReadonlyArray<NewEvent>)
 
 /** Number of rows still pending (not published, not dead). */
 export const pendingCount = async (sql: postgres.Sql): Promise<number> => {
-  const [row] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`
+  const [row] = await sql<
+    Array<{ n: number }>
+  >`SELECT count(*)::int AS n FROM outbox_events WHERE dead_at IS NULL AND published_at IS NULL`
   return row!.n
 }
 
@@ -118,4 +120,5 @@ export const pendingCount = async (sql: postgres.Sql): Promise<number> => {
  * Pending rows once the relay has committed what it already published: entries are visible in the
  * stream a moment before the relay's COMMIT, so a count taken right after reading them can race it.
  */
-export const drained = (sql: postgres.Sql, timeoutMs = 5_000) => eventually(() => pendingCount(sql), (n) => n === 0, timeoutMs)
+export const drained = (sql: postgres.Sql, timeoutMs = 5_000) =>
+  eventually(() => pendingCount(sql), (n) => n === 0, timeoutMs)

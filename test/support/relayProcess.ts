@@ -78,7 +78,10 @@ const parseJson = (line: string): unknown => {
 }
 
 /** Starts `node dist/main.js ...args` in the project root with `relayEnv(env)`. */
-export const startRelayProcess = (env: Record<string, string>, args: ReadonlyArray<string> = []): RelayProcessHandle => {
+export const startRelayProcess = (
+  env: Record<string, string>,
+  args: ReadonlyArray<string> = []
+): RelayProcessHandle => {
   const child = spawn(process.execPath, [relayMainPath(), ...args], {
     cwd: projectRoot,
     env: relayEnv(env),

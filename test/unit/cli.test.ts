@@ -4,11 +4,11 @@
  * line naming the variable), failures that are not the user's typing (exit 1), and no command but
  * `run` loading the relay.
  */
-import { createRequire } from "node:module"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Console, Effect, Layer } from "effect"
 import { TerminalCapabilities } from "effect/cli"
+import { createRequire } from "node:module"
 import { vi } from "vitest"
 import { run } from "../../src/cli.js"
 

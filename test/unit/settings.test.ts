@@ -22,26 +22,44 @@ const duration = "a duration: milliseconds (\"500\") or \"500 millis\", \"2 seco
 
 /** One bad value per setting (at least), with the exact line it must produce. */
 const badValues: Array<[Record<string, string | undefined>, string]> = [
-  [{ RELAY_DATABASE_URL: "mysql://app:hunter2secret@db/app" },
-    "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
-  [{ RELAY_DATABASE_URL: "not a url" },
-    "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
-  [{ RELAY_DATABASE_URL: undefined, DATABASE_URL: "redis://hunter2secret@h" },
-    "Invalid DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
-  [{ RELAY_LISTEN_DATABASE_URL: "redis://:hunter2secret@h" },
-    "Invalid RELAY_LISTEN_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"],
-  [{ RELAY_REDIS_URL: "http://cache:6379" },
-    "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"],
+  [
+    { RELAY_DATABASE_URL: "mysql://app:hunter2secret@db/app" },
+    "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"
+  ],
+  [
+    { RELAY_DATABASE_URL: "not a url" },
+    "Invalid RELAY_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"
+  ],
+  [
+    { RELAY_DATABASE_URL: undefined, DATABASE_URL: "redis://hunter2secret@h" },
+    "Invalid DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"
+  ],
+  [
+    { RELAY_LISTEN_DATABASE_URL: "redis://:hunter2secret@h" },
+    "Invalid RELAY_LISTEN_DATABASE_URL=<redacted>: expected a postgres:// or postgresql:// URL"
+  ],
+  [
+    { RELAY_REDIS_URL: "http://cache:6379" },
+    "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"
+  ],
   [{ REDIS_URL: "ftp://nope" }, "Invalid REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"],
-  [{ RELAY_SCHEMA: "1bad" },
-    "Invalid RELAY_SCHEMA=\"1bad\": expected a Postgres schema name (letters, digits, _; starting with a letter or _)"],
-  [{ RELAY_SCHEMA: "x".repeat(64) },
+  [
+    { RELAY_SCHEMA: "1bad" },
+    "Invalid RELAY_SCHEMA=\"1bad\": expected a Postgres schema name (letters, digits, _; starting with a letter or _)"
+  ],
+  [
+    { RELAY_SCHEMA: "x".repeat(64) },
     `Invalid RELAY_SCHEMA="${"x".repeat(64)}": expected a Postgres schema name (letters, digits, _; starting with a ` +
-    "letter or _)"],
-  [{ RELAY_STREAM_PREFIX: "my prefix:" },
-    "Invalid RELAY_STREAM_PREFIX=\"my prefix:\": expected up to 100 characters without spaces or braces"],
-  [{ RELAY_STREAM_PREFIX: "{outbox}:" },
-    "Invalid RELAY_STREAM_PREFIX=\"{outbox}:\": expected up to 100 characters without spaces or braces"],
+    "letter or _)"
+  ],
+  [
+    { RELAY_STREAM_PREFIX: "my prefix:" },
+    "Invalid RELAY_STREAM_PREFIX=\"my prefix:\": expected up to 100 characters without spaces or braces"
+  ],
+  [
+    { RELAY_STREAM_PREFIX: "{outbox}:" },
+    "Invalid RELAY_STREAM_PREFIX=\"{outbox}:\": expected up to 100 characters without spaces or braces"
+  ],
   [{ RELAY_BATCH_SIZE: "lots" }, "Invalid RELAY_BATCH_SIZE=\"lots\": expected an integer from 1 to 10000"],
   [{ RELAY_BATCH_SIZE: "0" }, "Invalid RELAY_BATCH_SIZE=\"0\": expected an integer from 1 to 10000"],
   [{ RELAY_BATCH_SIZE: "1e3" }, "Invalid RELAY_BATCH_SIZE=\"1e3\": expected an integer from 1 to 10000"],
@@ -50,35 +68,56 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
   [{ RELAY_POLL_INTERVAL: "soon" }, `Invalid RELAY_POLL_INTERVAL="soon": expected ${duration}, at least 10 ms`],
   [{ RELAY_POLL_INTERVAL: "9" }, `Invalid RELAY_POLL_INTERVAL="9": expected ${duration}, at least 10 ms`],
   [{ RELAY_BUSY_PAUSE: "2 seconds" }, `Invalid RELAY_BUSY_PAUSE="2 seconds": expected ${duration}, at most 1 second`],
-  [{ RELAY_LISTEN_CHECK_INTERVAL: "50" },
-    `Invalid RELAY_LISTEN_CHECK_INTERVAL="50": expected ${duration}, at least 100 ms`],
-  [{ RELAY_LISTEN_CHECK_TIMEOUT: "5 millis" },
-    `Invalid RELAY_LISTEN_CHECK_TIMEOUT="5 millis": expected ${duration}, at least 10 ms`],
-  [{ RELAY_MAX_PAYLOAD_BYTES: "1MB" },
-    "Invalid RELAY_MAX_PAYLOAD_BYTES=\"1MB\": expected an integer from 1 to 536870912"],
-  [{ RELAY_TOPIC_PATTERN: "([a-z]" },
-    "Invalid RELAY_TOPIC_PATTERN=\"([a-z]\": expected a JavaScript regular expression"],
-  [{ RELAY_RETENTION: "-1" },
-    `Invalid RELAY_RETENTION="-1": expected ${duration}; 0 deletes rows as they are published`],
-  [{ RELAY_VACUUM_THRESHOLD: "-5" },
-    "Invalid RELAY_VACUUM_THRESHOLD=\"-5\": expected an integer from 0 to 1000000000"],
-  [{ RELAY_STREAM_MAXLEN: "2147483648" },
-    "Invalid RELAY_STREAM_MAXLEN=\"2147483648\": expected an integer from 0 (no trimming) to 2147483647"],
+  [
+    { RELAY_LISTEN_CHECK_INTERVAL: "50" },
+    `Invalid RELAY_LISTEN_CHECK_INTERVAL="50": expected ${duration}, at least 100 ms`
+  ],
+  [
+    { RELAY_LISTEN_CHECK_TIMEOUT: "5 millis" },
+    `Invalid RELAY_LISTEN_CHECK_TIMEOUT="5 millis": expected ${duration}, at least 10 ms`
+  ],
+  [
+    { RELAY_MAX_PAYLOAD_BYTES: "1MB" },
+    "Invalid RELAY_MAX_PAYLOAD_BYTES=\"1MB\": expected an integer from 1 to 536870912"
+  ],
+  [
+    { RELAY_TOPIC_PATTERN: "([a-z]" },
+    "Invalid RELAY_TOPIC_PATTERN=\"([a-z]\": expected a JavaScript regular expression"
+  ],
+  [
+    { RELAY_RETENTION: "-1" },
+    `Invalid RELAY_RETENTION="-1": expected ${duration}; 0 deletes rows as they are published`
+  ],
+  [{ RELAY_VACUUM_THRESHOLD: "-5" }, "Invalid RELAY_VACUUM_THRESHOLD=\"-5\": expected an integer from 0 to 1000000000"],
+  [
+    { RELAY_STREAM_MAXLEN: "2147483648" },
+    "Invalid RELAY_STREAM_MAXLEN=\"2147483648\": expected an integer from 0 (no trimming) to 2147483647"
+  ],
   [{ RELAY_RETRY_BASE_DELAY: "0" }, `Invalid RELAY_RETRY_BASE_DELAY="0": expected ${duration}, at least 1 ms`],
   [{ RELAY_RETRY_MAX_DELAY: "fast" }, `Invalid RELAY_RETRY_MAX_DELAY="fast": expected ${duration}, at least 1 ms`],
-  [{ RELAY_REDIS_COMMAND_TIMEOUT: "1" },
-    `Invalid RELAY_REDIS_COMMAND_TIMEOUT="1": expected ${duration}, at least 10 ms`],
-  [{ RELAY_DATABASE_TIMEOUT: "99 millis" },
-    `Invalid RELAY_DATABASE_TIMEOUT="99 millis": expected ${duration}, at least 100 ms`],
-  [{ RELAY_LEASE_TIMEOUT: "2 seconds" },
-    `Invalid RELAY_LEASE_TIMEOUT="2 seconds": expected ${duration}, from 3 seconds`],
+  [
+    { RELAY_REDIS_COMMAND_TIMEOUT: "1" },
+    `Invalid RELAY_REDIS_COMMAND_TIMEOUT="1": expected ${duration}, at least 10 ms`
+  ],
+  [
+    { RELAY_DATABASE_TIMEOUT: "99 millis" },
+    `Invalid RELAY_DATABASE_TIMEOUT="99 millis": expected ${duration}, at least 100 ms`
+  ],
+  [
+    { RELAY_LEASE_TIMEOUT: "2 seconds" },
+    `Invalid RELAY_LEASE_TIMEOUT="2 seconds": expected ${duration}, from 3 seconds`
+  ],
   [{ RELAY_SHUTDOWN_TIMEOUT: "0" }, `Invalid RELAY_SHUTDOWN_TIMEOUT="0": expected ${duration}, at least 100 ms`],
   [{ RELAY_HTTP_HOST: "my host" }, "Invalid RELAY_HTTP_HOST=\"my host\": expected a host name or IP address to bind"],
-  [{ RELAY_HTTP_PORT: "99999" },
-    "Invalid RELAY_HTTP_PORT=\"99999\": expected an integer from 0 (pick a free port) to 65535"],
+  [
+    { RELAY_HTTP_PORT: "99999" },
+    "Invalid RELAY_HTTP_PORT=\"99999\": expected an integer from 0 (pick a free port) to 65535"
+  ],
   [{ RELAY_METRICS_INTERVAL: "10" }, `Invalid RELAY_METRICS_INTERVAL="10": expected ${duration}, at least 100 ms`],
-  [{ RELAY_LOG_LEVEL: "loud" },
-    "Invalid RELAY_LOG_LEVEL=\"loud\": expected one of trace, debug, info, warn, error, fatal, none"],
+  [
+    { RELAY_LOG_LEVEL: "loud" },
+    "Invalid RELAY_LOG_LEVEL=\"loud\": expected one of trace, debug, info, warn, error, fatal, none"
+  ],
   [{ RELAY_LOG_FORMAT: "xml" }, "Invalid RELAY_LOG_FORMAT=\"xml\": expected json or pretty"],
   [{ RELAY_MIGRATE: "maybe" }, "Invalid RELAY_MIGRATE=\"maybe\": expected true or false"],
   // Config.Boolean would take "y"; the relay takes only its own words (BooleanWords.ts).
