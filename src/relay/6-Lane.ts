@@ -39,12 +39,14 @@ export const runLane = (lane: number, crew: LaneCrew) =>
 
     // Slot leases are checked at most this often (and on every wake-up after that).
     const leaseCheck = Duration.min(Duration.seconds(1), Duration.divideUnsafe(config.leaseTimeout, 5))
+    const leaseCheckMs = Duration.toMillis(leaseCheck)
+    const busyPause = Duration.isGreaterThan(config.busyPause, Duration.zero)
     let lastRebalance = -Infinity
     /** Rebalances slot leases when due; true when this lane gained slots (drain them). */
     const maybeRebalance = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const due = crew.rebalanceDue[lane]!
-      if (!due && now - lastRebalance < Duration.toMillis(leaseCheck)) return false
+      if (!due && now - lastRebalance < leaseCheckMs) return false
       crew.rebalanceDue[lane] = false
       lastRebalance = now
       const before = (yield* leases.current).owned
@@ -79,7 +81,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
           if (++busyClaims >= 2) {
             yield* markAwake(registry)
             // Producers keep us busy but the batch was not full: optionally let the next one grow.
-            if (Duration.isGreaterThan(config.busyPause, Duration.zero) && result.claimed < config.batchSize) {
+            if (busyPause && result.claimed < config.batchSize) {
               yield* Effect.sleep(config.busyPause)
             }
           }
