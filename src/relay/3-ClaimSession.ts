@@ -46,7 +46,7 @@ const make = Effect.gen(function*() {
   const connection = () =>
     client ??= makePostgresClient(config.databaseUrl, {
       max: 1,
-      applicationName: "outbox-relay-claim",
+      applicationName: `outbox-relay-claim/${process.pid}`,
       timeout,
       deadClientTimeout: config.leaseTimeout,
       claimPlan: true

@@ -34,7 +34,7 @@ const make = Effect.gen(function*() {
     Effect.sync(() =>
       makePostgresClient(config.databaseUrl, {
         max: 1,
-        applicationName: "outbox-relay-wake",
+        applicationName: `outbox-relay-wake/${relayId}`,
         timeout: config.databaseTimeout,
         synchronousCommit: false
       })

@@ -1,7 +1,8 @@
 /**
  * The admin HTTP surface: `GET /healthz` (the process is up), `GET /readyz` (Postgres and Redis
- * reachable; 503 otherwise, with the reason as JSON) and `GET /metrics` (Prometheus text from
- * `effect/observability`). `/readyz` also shows the slots this relay owns (with several relays).
+ * reachable; 503 otherwise, with the reason as JSON), `GET /metrics` (Prometheus text from
+ * `effect/observability`) and the operations API under `/api` (src/ops). `/readyz` also shows the
+ * slots this relay owns (with several relays).
  * Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
  * port 0 picks a free port, and the address is logged at start either way.
  */
@@ -13,6 +14,8 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { createServer } from "node:http"
+import { ApiRoutes } from "../ops/ApiServer.js"
+import { Operations } from "../ops/Operations.js"
 import { LeaseBoard } from "./2-SlotLeases.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -53,7 +56,8 @@ const logAddress = Layer.effectDiscard(
 export const AdminServer = Layer.unwrap(Effect.gen(function*() {
   const config = yield* RelayConfig
   const server = NodeHttpServer.layer(createServer, { host: config.httpHost, port: config.httpPort })
-  const app = HttpRouter.serve(Layer.mergeAll(routes, PrometheusMetrics.layerHttp()), {
+  const api = ApiRoutes.pipe(Layer.provide(Operations.layer))
+  const app = HttpRouter.serve(Layer.mergeAll(routes, PrometheusMetrics.layerHttp(), api), {
     disableLogger: true,
     disableListenLog: true
   })

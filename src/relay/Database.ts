@@ -220,7 +220,10 @@ const make = Effect.gen(function*() {
     query(
       "replayDead",
       () =>
-        pool.unsafe<Array<{ event_id: string }>>(sqlText.replayDead, [eventIds ? arrayParam(eventIds) : null] as never)
+        pool.unsafe<Array<{ event_id: string }>>(
+          sqlText.replayDead,
+          [eventIds ? arrayParam(eventIds) : null, null] as never
+        )
     )
       .pipe(Effect.map((rows) => rows.map((r) => r.event_id)))
 

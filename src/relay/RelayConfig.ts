@@ -15,7 +15,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
 import { defaultTopicPattern } from "../shared/RedisKeys.js"
@@ -79,6 +79,15 @@ const url = (protocols: ReadonlyArray<string>) => (name: string): Config.Config<
 /** Free text, taken as written (no trimming: the pattern decides). */
 const text = (pattern: RegExp) => (name: string): Config.Config<string> =>
   Config.schema(Schema.String.check(Schema.isPattern(pattern)), name)
+
+/** A secret of at least `minimum` characters; empty means none. */
+const optionalToken = (minimum: number) => (name: string): Config.Config<Redacted.Redacted<string> | undefined> =>
+  Config.schema(
+    Schema.Trim.check(
+      Schema.makeFilter((token: string) => token === "" || (token.length >= minimum && !/\s/.test(token)))
+    ),
+    name
+  ).pipe(Config.map((token) => token === "" ? undefined : Redacted.make(token)))
 
 const compiles = (source: string) => {
   try {
@@ -310,6 +319,16 @@ export const settings = {
     description: "Port of `/healthz`, `/readyz` and `/metrics`. The chosen port is logged at start.",
     config: integer(0, 65_535)
   } satisfies Setting<number>,
+  adminToken: {
+    names: ["RELAY_ADMIN_TOKEN"],
+    default: "",
+    accepts: "at least 16 characters, no spaces",
+    description: "Bearer token of the admin API's mutating endpoints (dead-letter replay and purge, outbox replay) " +
+      "and the dashboard's replay button; unset, they answer 403 " +
+      "([operations: API](docs/operations.md#http-api)).",
+    config: optionalToken(16),
+    secret: true
+  } satisfies Setting<Redacted.Redacted<string> | undefined>,
   metricsInterval: {
     names: ["RELAY_METRICS_INTERVAL"],
     default: "5 seconds",
@@ -467,6 +486,8 @@ export const settingsTable = (): string => {
     const names = s.names.map((n) => `\`${n}\``).join(" / ")
     const fallback = s.default === undefined
       ? "(required)"
+      : s.default === ""
+      ? "(none)"
       : s.names[0] === "RELAY_LISTEN_DATABASE_URL"
       ? s.default
       : `\`${s.default}\``

@@ -35,7 +35,7 @@ export const wakeLockKey = "122519062982776"
 export const slotCount = 64
 
 /** Advisory lock class of the slot leases, per schema. */
-const slotLockClass = (schema: string) => `'outbox-relay:slot:' || ${quoteLiteral(schema)}`
+export const slotLockClass = (schema: string) => `'outbox-relay:slot:' || ${quoteLiteral(schema)}`
 
 /**
  * An array parameter as Postgres array text (`{1,2,3}`), bound as text and cast in the statement:
@@ -163,12 +163,14 @@ export const statements = (schema: string) => {
       LIMIT $1`,
     /**
      * Replays dead rows: moves them back to pending with a fresh id (so they are claimed after what is
-     * already waiting) and fires the wake-up trigger. $1: event ids, or NULL for all.
+     * already waiting) and fires the wake-up trigger. $1: event ids, or NULL for all; $2: a topic, or
+     * NULL for every topic.
      */
     replayDead: `
       WITH moved AS (
         DELETE FROM ${table}
         WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR event_id = ANY($1::text::uuid[]))
+          AND ($2::text IS NULL OR topic = $2::text)
         RETURNING *
       )
       INSERT INTO ${table} (event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id,

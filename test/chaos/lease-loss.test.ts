@@ -69,7 +69,7 @@ describe("slot leases", () => {
       // End the claim session while it is idle between claims.
       const terminated = await sql.query(`
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE application_name = 'outbox-relay-claim' AND datname = current_database()`)
+        WHERE application_name LIKE 'outbox-relay-claim/%' AND datname = current_database()`)
       expect(terminated.rowCount).toBeGreaterThan(0)
       await sleep(2_000)
       const second = await startRelay(env)
@@ -78,7 +78,7 @@ describe("slot leases", () => {
       const locks = await sql.query<{ pid: number; slot: number }>(`
         SELECT a.pid, l.objid::int AS slot
         FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
-        WHERE a.application_name = 'outbox-relay-claim' AND a.datname = current_database() AND l.objsubid = 2`)
+        WHERE a.application_name LIKE 'outbox-relay-claim/%' AND a.datname = current_database() AND l.objsubid = 2`)
       const lockedBy = new Map<number, Set<number>>()
       for (const { pid, slot } of locks.rows) {
         const set = lockedBy.get(pid) ?? new Set()
