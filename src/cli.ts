@@ -1,29 +1,32 @@
 /**
- * The command line, `outbox-relay [run|migrate|dlq|help]`, on Effect's CLI module (main.ts calls `main`).
+ * The command line, `outbox-relay [run|migrate|status|streams|tail|dlq|outbox|help]`, on Effect's CLI
+ * module (main.ts calls `main`).
  *
  * `run` (also what no command means) validates every setting, applies pending migrations, then relays
- * until SIGTERM/SIGINT. `migrate` only applies migrations. `dlq list|replay` looks at a stream's dead
- * letters. `--help` works on every command (`help <command>` is the same); `--version` prints the version.
+ * until SIGTERM/SIGINT. `migrate` only applies migrations. The operations commands (src/ops/CliCommands.ts)
+ * make the HTTP API's calls straight to Postgres and Redis. `--help` works on every command
+ * (`help <command>` is the same); `--version` prints the version.
  *
- * Exit codes: 0 done; 1 a migration or Redis failed, or a dead letter to replay was not found; 2 bad
- * usage (the error on stderr, then the command's help) or a bad setting (one line naming the variable).
- * The relay and the dead-letter code are imported only by the commands that use them.
+ * Exit codes: 0 done (also `tail` ended by Ctrl-C); 1 a migration failed, Postgres or Redis failed, a
+ * stream or group is unknown, or an id given was not found; 2 bad usage (the error on stderr, then the
+ * command's help) or a bad setting (one line naming the variable). The relay and the operations code
+ * are imported only by the commands that use them.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
-import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
+import { Argument, CliConfig, CliError, CliOutput, Command, GlobalFlag, TerminalCapabilities } from "effect/cli"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import { createRequire } from "node:module"
+import { operationsCommands, type RunAction } from "./ops/CliCommands.js"
 import { migrate } from "./relay/Migrator.js"
-import { loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
+import { type ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
 import { loggerLayer } from "./shared/Logging.js"
 import { retryMigration } from "./shared/Retry.js"
 
@@ -104,78 +107,17 @@ const migrateCommand = Command.make("migrate", {}, migrateOnly).pipe(
   Command.withDescription("Apply pending migrations and exit; safe to run twice or concurrently")
 )
 
-// --- dlq ----------------------------------------------------------------------------------------------
+// --- operations: status, streams, tail, dlq, outbox ------------------------------------------------
 
-const deadLetterCli = Effect.promise(() => import("./consumer/DeadLetterCli.js"))
+const actions = Effect.promise(() => import("./ops/CliActions.js"))
 
-const stream = Argument.String("stream").pipe(
-  Argument.withDescription("The full stream key, e.g. outbox:orders; its dead letters are in <stream>:dlq")
-)
+/** Loads the settings, runs the action over an `Operations` on them, exits with the code it returns. */
+const runAction: RunAction<ExitCode | ConfigInvalid> = (action) =>
+  withSettings((settings) =>
+    Effect.flatMap(actions, (loaded) => loaded.withOperations(settings, action(loaded, settings)))
+  ).pipe(Effect.flatMap(exitWith))
 
-const positiveInteger = (text: string) =>
-  /^\d+$/.test(text) && Number(text) >= 1 ? Option.some(Number(text)) : Option.none()
-
-const dlqList = Command.make(
-  "list",
-  {
-    stream,
-    count: Flag.String("count").pipe(
-      Flag.filterMap(positiveInteger, () => "a positive integer"),
-      Flag.withMetavar("N"),
-      Flag.withDefault(20),
-      Flag.withDescription("How many to show, oldest first (default 20)")
-    ),
-    json: Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("One JSON object per dead letter"))
-  },
-  Effect.fn("cli.dlqList")(function*(options) {
-    const dlq = yield* deadLetterCli
-    yield* exitWith(yield* dlq.list(options, yield* Effect.orDie(dlq.redisUrl)))
-  })
-).pipe(Command.withDescription("Show the oldest dead letters of <stream> and why each one died"))
-
-const dlqReplay = Command.make(
-  "replay",
-  {
-    stream,
-    ids: Flag.String("id").pipe(
-      Flag.filter((id) => /^\d+-\d+$/.test(id), () => "an entry id such as 1700000000000-0"),
-      Flag.withMetavar("ID"),
-      Flag.atLeast(0),
-      Flag.withDescription("A dead letter's entry id (as `dlq list` shows it); repeat for several")
-    ),
-    all: Flag.Boolean("all").pipe(Flag.withDefault(false), Flag.withDescription("Every dead letter of <stream>"))
-  },
-  Effect.fn("cli.dlqReplay")(function*({ all, ids, stream }) {
-    const dlq = yield* deadLetterCli
-    yield* exitWith(yield* dlq.replay({ stream, which: all ? "all" : ids }, yield* Effect.orDie(dlq.redisUrl)))
-  })
-).pipe(
-  Command.validate(({ all, ids }) =>
-    all === (ids.length > 0)
-      ? Effect.fail(new CliError.ValidationError({ message: "replay needs either --id ID ... or --all." }))
-      : Effect.void
-  ),
-  Command.withDescription(
-    "Copy dead letters back to <stream> and delete them from <stream>:dlq. Those the relay dead-lettered " +
-      "are skipped: replay them from Postgres."
-  ),
-  Command.withShortDescription("Copy dead letters back to <stream> and delete them from <stream>:dlq")
-)
-
-const dlq = Command.make("dlq", {}, () =>
-  Effect.fail(
-    new CliError.ShowHelp({
-      commandPath: [name, "dlq"],
-      errors: [new CliError.ValidationError({ message: "dlq needs a command: list or replay." })]
-    })
-  )).pipe(
-    Command.withDescription(
-      "List or replay a stream's dead letters. Redis: RELAY_REDIS_URL (or REDIS_URL), " +
-        "default redis://127.0.0.1:6379."
-    ),
-    Command.withShortDescription("List or replay a stream's dead letters"),
-    Command.withSubcommands([dlqList, dlqReplay])
-  )
+const operations = operationsCommands(name, runAction)
 
 // --- help and the whole command line ------------------------------------------------------------------
 
@@ -211,7 +153,7 @@ export const command = Command.make(name, {}, relay).pipe(
     "Moves committed rows of a Postgres outbox table to Redis Streams. " +
       "Settings come from RELAY_* environment variables; see the README."
   ),
-  Command.withSubcommands([runCommand, migrateCommand, dlq, help])
+  Command.withSubcommands([runCommand, migrateCommand, ...operations, help])
 )
 
 /** A usage error as one line; Effect's own messages add suggestions on lines of their own. */
