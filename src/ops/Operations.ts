@@ -78,14 +78,20 @@ export class Operations extends Context.Service<Operations, {
         ),
         (client) => Effect.promise(() => client.end({ timeout: 1 })).pipe(Effect.ignore)
       )
+      // ioredis rejects connect() with "Connection is closed"; the reason (refused, DNS, auth) came as an event.
+      let lastError: unknown
+      redis.on("error", (error) => lastError = error)
       // Commands fail at once while disconnected; connect first (again after a drop the client reconnects itself).
       let connecting: Promise<void> | undefined
       const connected = <A, E>(effect: Effect.Effect<A, E>) =>
         Effect.suspend(() =>
           redis.status === "wait" || redis.status === "end"
             ? Effect.tryPromise({
-              try: () => connecting ??= redis.connect().finally(() => connecting = undefined),
-              catch: (cause) => new Unavailable({ error: `Redis connect failed: ${describe(cause)}` })
+              try: () => {
+                if (connecting === undefined) lastError = undefined
+                return connecting ??= redis.connect().finally(() => connecting = undefined)
+              },
+              catch: (cause) => new Unavailable({ error: `Redis connect failed: ${describe(lastError ?? cause)}` })
             }).pipe(Effect.andThen(effect))
             : effect
         )

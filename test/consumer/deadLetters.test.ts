@@ -1,23 +1,33 @@
 /**
  * Dead letters from a user's point of view: `node dist/main.js dlq list` shows what a consumer gave
  * up on and why; `dlq replay` puts it back on its stream, where the (fixed) consumer handles it.
+ * The other `dlq` cases (purge, unknown streams, servers down) are in test/cli-ops.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Console, Context, Effect, Schema } from "effect"
+import { Context, Effect, Schema } from "effect"
 import { execFile } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
+import { inject } from "vitest"
 import { Consumer } from "../../src/consumer/Consumer.js"
-import * as DeadLetterCli from "../../src/consumer/DeadLetterCli.js"
+import type { DeadLetterPage } from "../../src/ops/Model.js"
+import { relayEnv, relayMainPath } from "../support/relayProcess.js"
 import { eventually } from "../support/wait.js"
 import { addEvents, pendingCount, start, testRedis } from "./helpers.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
-const main = fileURLToPath(new URL("../../dist/main.js", import.meta.url))
 
-/** Runs `node dist/main.js dlq ...`; resolves with the exit code and output (never rejects). */
-const dlq = (redisUrl: string, ...args: Array<string>) =>
-  promisify(execFile)(process.execPath, [main, "dlq", ...args], { env: { ...process.env, RELAY_REDIS_URL: redisUrl } })
+/**
+ * Runs `node dist/main.js dlq ...` with the relay's settings (`dlq` does not touch Postgres, but reads
+ * the same settings as every command); resolves with the exit code and output (never rejects).
+ */
+const dlq = (redisUrl: string, prefix: string, ...args: Array<string>) =>
+  promisify(execFile)(process.execPath, [relayMainPath(), "dlq", ...args], {
+    env: relayEnv({
+      RELAY_DATABASE_URL: inject("adminDatabaseUrl"),
+      RELAY_REDIS_URL: redisUrl,
+      RELAY_STREAM_PREFIX: prefix
+    })
+  })
     .then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
       (error: { code: number; stdout: string; stderr: string }) => ({
@@ -63,31 +73,26 @@ describe("dead letters", () => {
       yield* promise(() => eventually(() => redis.xlen(`${stream}:dlq`), (n) => n === 2))
       yield* Context.get(strict, Consumer).stop
 
-      const listed = yield* promise(() => dlq(url, "list", stream, "--json"))
+      const listed = yield* promise(() => dlq(url, prefix, "list", stream, "--json"))
       assert.strictEqual(listed.code, 0, listed.stderr)
-      const rows = listed.stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, string>)
-      const consumerLetter = rows.find((row) => row.source === "consumer")!
-      assert.strictEqual(consumerLetter.event_type, "OrderPlaced")
-      assert.strictEqual(consumerLetter.aggregate_id, "o-7")
-      assert.strictEqual(consumerLetter.entry_id, badId)
-      assert.strictEqual(consumerLetter.group, "billing")
+      const page = JSON.parse(listed.stdout) as DeadLetterPage
+      assert.strictEqual(page.stream, stream)
+      const consumerLetter = page.messages.find((message) => message.source === "consumer")!
+      assert.strictEqual(consumerLetter.eventType, "OrderPlaced")
+      assert.strictEqual(consumerLetter.aggregateId, "o-7")
+      assert.strictEqual(consumerLetter.metadata.entry_id, badId)
+      assert.strictEqual(consumerLetter.metadata.group, "billing")
       assert.match(consumerLetter.reason!, /schema/)
-      assert.strictEqual(rows.find((row) => row.source === "relay")?.event_id, "e-relay")
+      assert.strictEqual(page.messages.find((message) => message.source === "relay")?.eventId, "e-relay")
 
-      // The same command in-process (spawning node costs a second each): the human-readable listing.
-      const lines: Array<string> = []
-      const code = yield* DeadLetterCli.list({ stream, count: 1, json: false }, url).pipe(
-        Effect.provideService(
-          Console.Console,
-          { ...globalThis.console, log: (line: string) => void lines.push(line) } as never
-        )
-      )
-      assert.strictEqual(code, 0)
-      assert.match(lines.join("\n"), /2 dead letter\(s\), showing the oldest 1/)
-      assert.match(lines.join("\n"), /reason: /)
+      // The human-readable listing: a header with the total, two lines per dead letter.
+      const text = yield* promise(() => dlq(url, prefix, "list", stream, "--count", "1"))
+      assert.strictEqual(text.code, 0, text.stderr)
+      assert.match(text.stdout, /2 dead letter\(s\) \(1 from consumers, 1 from the relay\), showing the oldest 1/)
+      assert.match(text.stdout, /reason: /)
 
       // Replay everything: the consumer's dead letter goes back, the relay's is skipped with a hint.
-      const replayed = yield* promise(() => dlq(url, "replay", stream, "--all"))
+      const replayed = yield* promise(() => dlq(url, prefix, "replay", stream, "--all"))
       assert.strictEqual(replayed.code, 0, replayed.stderr)
       assert.match(replayed.stdout, /1 replayed, 1 skipped/, JSON.stringify(replayed))
       assert.match(replayed.stderr, /replay it from Postgres/)
@@ -98,11 +103,9 @@ describe("dead letters", () => {
       assert.strictEqual(yield* promise(() => redis.xlen(`${stream}:dlq`)), 1)
 
       // An unknown id is reported (exit 1); bad usage (exit 2) is covered by test/unit/cli.test.ts.
-      const quiet = Effect.provideService(
-        Console.Console,
-        { ...globalThis.console, log: () => {}, error: () => {} } as never
-      )
-      assert.strictEqual(yield* DeadLetterCli.replay({ stream, which: ["1-1"] }, url).pipe(quiet), 1)
+      const unknown = yield* promise(() => dlq(url, prefix, "replay", stream, "--id", "1-1"))
+      assert.strictEqual(unknown.code, 1)
+      assert.match(unknown.stderr, /skipped 1-1: no such dead letter/)
 
       // A fixed consumer (another group here, for the test) handles the replayed event.
       const totals: Array<unknown> = []
