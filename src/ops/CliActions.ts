@@ -13,8 +13,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { RelayConfig, type RelaySettings } from "../relay/RelayConfig.js"
-import { CliStatus, gatherStatus } from "./CliStatus.js"
 import * as Render from "./CliRender.js"
+import { CliStatus, gatherStatus } from "./CliStatus.js"
 import { type OperationError, Unavailable } from "./Errors.js"
 import {
   DeadLetterPage,
@@ -39,8 +39,7 @@ const printJson = <S extends Schema.Codec<unknown, unknown>>(schema: S, value: S
   Console.log(JSON.stringify(Schema.encodeSync(Schema.toCodecJson(schema))(value)))
 
 const printLines = (lines: ReadonlyArray<string>) => lines.length === 0 ? Effect.void : Console.log(lines.join("\n"))
-const printErrors = (lines: ReadonlyArray<string>) =>
-  lines.length === 0 ? Effect.void : Console.error(lines.join("\n"))
+const printErrors = (lines: ReadonlyArray<string>) => lines.length === 0 ? Effect.void : Console.error(lines.join("\n"))
 
 /** Dead rows and the outbox live in Postgres; `Unavailable` from there does not say so itself. */
 const fromPostgres = <A, R>(effect: Effect.Effect<A, Unavailable, R>) =>

@@ -111,7 +111,9 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
     },
     ({ json, stream }) => run((actions) => actions.streams(Option.getOrUndefined(stream), json))
   ).pipe(
-    Command.withDescription(`Every stream under the prefix, or one stream with its groups and consumers. ${connections}`),
+    Command.withDescription(
+      `Every stream under the prefix, or one stream with its groups and consumers. ${connections}`
+    ),
     Command.withShortDescription("The streams, or one stream with its groups and consumers")
   )
 
@@ -133,9 +135,7 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
       )
     },
     ({ count, group, json, stream }) =>
-      run((actions, settings) =>
-        actions.tail(settings, { stream, group: Option.getOrUndefined(group), count }, json)
-      )
+      run((actions, settings) => actions.tail(settings, { stream, group: Option.getOrUndefined(group), count }, json))
   ).pipe(
     Command.withDescription(
       "Print the last N entries of <stream>, then each new one as it arrives, until Ctrl-C (exit 0). One " +
@@ -149,7 +149,7 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
     "list",
     { stream, count: count(20, "How many to show, oldest first"), json },
     ({ count, json, stream }) => run((actions) => actions.listDeadLetters(stream, count, json))
-  ).pipe(Command.withDescription("Show the oldest dead letters of <stream> and why each one died"))
+  ).pipe(Command.withDescription(`Show the oldest dead letters of <stream> and why each one died. ${connections}`))
 
   const dlqReplay = Command.make(
     "replay",
@@ -160,7 +160,8 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
     oneOf("replay", "ID"),
     Command.withDescription(
       "Copy dead letters back to <stream> and delete them from <stream>:dlq. Those the relay dead-lettered " +
-        "are skipped: replay them from Postgres (outbox dead replay). Exits 1 when an id was not found."
+        "are skipped: replay them from Postgres (outbox dead replay). Exits 1 when an id was not found. " +
+        connections
     ),
     Command.withShortDescription("Copy dead letters back to <stream> and delete them from <stream>:dlq")
   )
@@ -172,7 +173,10 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
       run((actions) => actions.purgeDeadLetters(stream, all ? { all: true } : { ids }, json))
   ).pipe(
     oneOf("purge", "ID"),
-    Command.withDescription("Delete dead letters from <stream>:dlq for good. Exits 1 when an id was not found.")
+    Command.withDescription(
+      `Delete dead letters from <stream>:dlq for good. Exits 1 when an id was not found. ${connections}`
+    ),
+    Command.withShortDescription("Delete dead letters from <stream>:dlq")
   )
 
   const dlq = Command.make("dlq", {}, group([name, "dlq"], "list, replay or purge")).pipe(
@@ -184,12 +188,21 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
   const deadList = Command.make(
     "list",
     {
-      topic: Flag.String("topic").pipe(Flag.withMetavar("TOPIC"), Flag.optional, Flag.withDescription("Only this topic")),
+      topic: Flag.String("topic").pipe(
+        Flag.withMetavar("TOPIC"),
+        Flag.optional,
+        Flag.withDescription("Only this topic")
+      ),
       count: count(20, "How many to show, newest first"),
       json
     },
     ({ count, json, topic }) => run((actions) => actions.listDeadRows(Option.getOrUndefined(topic), count, json))
-  ).pipe(Command.withDescription("Show the outbox rows the relay gave up on (newest first) with their last error"))
+  ).pipe(
+    Command.withDescription(
+      `Show the outbox rows the relay gave up on (newest first) with their last error. ${connections}`
+    ),
+    Command.withShortDescription("Show the outbox rows the relay gave up on")
+  )
 
   const deadReplay = Command.make(
     "replay",
@@ -219,7 +232,7 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
     ),
     Command.withDescription(
       "Move dead outbox rows back to pending: the relay publishes them again at once (with a new row id, " +
-        "the same event id). Exits 1 when an event id is not among the dead rows."
+        "the same event id). Exits 1 when an event id is not among the dead rows. " + connections
     ),
     Command.withShortDescription("Move dead outbox rows back to pending")
   )

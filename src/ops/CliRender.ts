@@ -107,7 +107,9 @@ const streamRows = (streams: ReadonlyArray<StreamDetails>): Array<Array<string>>
   const orphans = streams.filter((s) => s.deadLetter && !mainKeys.has(s.key.slice(0, -":dlq".length)))
   const rows: Array<Array<string>> = []
   for (const stream of main) {
-    if (stream.groups.length === 0) rows.push([stream.key, String(stream.length), "-", "-", "-", String(stream.deadLetters)])
+    if (stream.groups.length === 0) {
+      rows.push([stream.key, String(stream.length), "-", "-", "-", String(stream.deadLetters)])
+    }
     for (const group of stream.groups) {
       rows.push([
         stream.key,

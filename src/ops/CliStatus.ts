@@ -33,7 +33,8 @@ const allStreams = Effect.gen(function*() {
   const list = yield* ops.streams
   const details = yield* Effect.forEach(
     list.streams,
-    (stream) => ops.stream(stream.key).pipe(Effect.map((d) => [d]), Effect.catchTag("NotFound", () => Effect.succeed([]))),
+    (stream) =>
+      ops.stream(stream.key).pipe(Effect.map((d) => [d]), Effect.catchTag("NotFound", () => Effect.succeed([]))),
     { concurrency: 4 }
   )
   return { prefix: list.prefix, streams: details.flat() }

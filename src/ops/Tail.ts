@@ -57,30 +57,31 @@ type XReadReply = Array<[string, Array<[string, Array<string>]>]> | null
 
 const readAfter = (redis: Redis, key: string, after: string) =>
   Effect.tryPromise({
-    try: () =>
-      redis.call("XREAD", "COUNT", readBatch, "BLOCK", 0, "STREAMS", key, after) as Promise<XReadReply>,
+    try: () => redis.call("XREAD", "COUNT", readBatch, "BLOCK", 0, "STREAMS", key, after) as Promise<XReadReply>,
     catch: (cause) => new Unavailable({ error: `Redis XREAD failed: ${describe(cause)}` })
   })
 
 /** Where following starts, after printing what comes before it. */
-const startingPoint = Effect.fn("Tail.startingPoint")(function*(options: TailOptions, print: (entry: Entry) => Effect.Effect<void>) {
-  const ops = yield* Operations
-  if (options.group !== undefined) {
-    const details = yield* ops.stream(options.stream)
-    const group = details.groups.find((g) => g.name === options.group)
-    if (!group) {
-      return yield* new NotFound({
-        error: `stream ${details.key} has no consumer group ${JSON.stringify(options.group)}`
-      })
+const startingPoint = Effect.fn("Tail.startingPoint")(
+  function*(options: TailOptions, print: (entry: Entry) => Effect.Effect<void>) {
+    const ops = yield* Operations
+    if (options.group !== undefined) {
+      const details = yield* ops.stream(options.stream)
+      const group = details.groups.find((g) => g.name === options.group)
+      if (!group) {
+        return yield* new NotFound({
+          error: `stream ${details.key} has no consumer group ${JSON.stringify(options.group)}`
+        })
+      }
+      return { key: details.key, after: group.lastDeliveredId }
     }
-    return { key: details.key, after: group.lastDeliveredId }
+    const page = yield* ops.entries(options.stream, { count: options.count, reverse: true })
+    const oldestFirst = [...page.entries].reverse()
+    for (const entry of oldestFirst) yield* print(entry)
+    // An empty stream: everything that arrives is new.
+    return { key: page.stream, after: oldestFirst[oldestFirst.length - 1]?.id ?? "0-0" }
   }
-  const page = yield* ops.entries(options.stream, { count: options.count, reverse: true })
-  const oldestFirst = [...page.entries].reverse()
-  for (const entry of oldestFirst) yield* print(entry)
-  // An empty stream: everything that arrives is new.
-  return { key: page.stream, after: oldestFirst[oldestFirst.length - 1]?.id ?? "0-0" }
-})
+)
 
 /** Prints entries with `print` until interrupted; fails only when a server does (or the stream is unknown). */
 export const tail = Effect.fn("Tail.tail")(function*(

@@ -12,7 +12,8 @@ import { createRequire } from "node:module"
 import { vi } from "vitest"
 import { run } from "../../src/cli.js"
 
-// `migrate`, `dlq` and `help` must start without the daemon's modules: any import of the relay counts.
+// `migrate`, the operations commands and `help` must start without the daemon's modules: any import of
+// the relay counts.
 const relayImports = vi.hoisted(() => ({ count: 0 }))
 vi.mock("../../src/relay/Relay.js", () => {
   relayImports.count++
@@ -60,11 +61,29 @@ describe("help", () => {
         assert.strictEqual(code, 0)
         assert.strictEqual(stderr, "")
         assert.include(stdout, "USAGE\n  outbox-relay <subcommand>")
-        for (const command of ["run", "migrate", "dlq", "help"]) assert.match(stdout, new RegExp(`^  ${command} `, "m"))
+        for (const command of ["run", "migrate", "status", "streams", "tail", "dlq", "outbox", "help"]) {
+          assert.match(stdout, new RegExp(`^  ${command} `, "m"))
+        }
       }))
   }
 
-  for (const path of ["run", "migrate", "dlq", "dlq list", "dlq replay", "help"]) {
+  const paths = [
+    "run",
+    "migrate",
+    "status",
+    "streams",
+    "tail",
+    "dlq",
+    "dlq list",
+    "dlq replay",
+    "dlq purge",
+    "outbox",
+    "outbox dead",
+    "outbox dead list",
+    "outbox dead replay",
+    "help"
+  ]
+  for (const path of paths) {
     it.effect(`${path} --help describes it and needs no settings; help ${path} says the same`, () =>
       Effect.gen(function*() {
         const flag = yield* cli(`${path} --help`)
@@ -75,14 +94,24 @@ describe("help", () => {
       }))
   }
 
-  it.effect("dlq list --help and dlq replay --help show their flags", () =>
+  it.effect("the operations commands show their flags, --json on each", () =>
     Effect.gen(function*() {
-      const list = yield* cli("dlq list --help")
-      assert.match(list.stdout, /--count N/)
-      assert.match(list.stdout, /--json/)
-      const replay = yield* cli("dlq replay --help")
-      assert.match(replay.stdout, /--id ID/)
-      assert.match(replay.stdout, /--all/)
+      const flags: Array<[string, ReadonlyArray<RegExp>]> = [
+        ["status", []],
+        ["streams", [/\[<stream>\]|stream/]],
+        ["tail", [/--group GROUP/, /--count N/]],
+        ["dlq list", [/--count N/]],
+        ["dlq replay", [/--id ID/, /--all/]],
+        ["dlq purge", [/--id ID/, /--all/]],
+        ["outbox dead list", [/--topic TOPIC/, /--count N/]],
+        ["outbox dead replay", [/--id EVENT_ID/, /--all/, /--topic TOPIC/]]
+      ]
+      for (const [path, expected] of flags) {
+        const { stdout } = yield* cli(`${path} --help`)
+        for (const flag of [...expected, /--json/]) assert.match(stdout, flag, path)
+        // No command of the operations surface asks for the admin token.
+        assert.include(stdout.replace(/\s+/g, " "), "no RELAY_ADMIN_TOKEN", path)
+      }
     }))
 
   it.effect("--version prints the package version", () =>
@@ -101,13 +130,14 @@ describe("usage errors exit 2: the error on the first line of stderr, then the c
     ["help frobnicate", /^Unknown command "frobnicate"\.$/],
     ["migrate extra", /^Unexpected positional argument: "extra"$/],
     ["run extra", /^Unexpected positional argument: "extra"$/],
-    ["dlq", /^dlq needs a command: list or replay\.$/],
+    ["dlq", /^dlq needs a command: list, replay or purge\.$/],
     ["dlq bogus", /^Unknown command "dlq bogus"\.$/],
     ["dlq list", /^Missing required argument: stream$/],
     ["dlq list --json", /^Missing required argument: stream$/],
-    ["dlq list s --count 0", /^Invalid value for flag --count: "0"\. Expected: a positive integer$/],
-    ["dlq list s --count x", /^Invalid value for flag --count: "x"\. Expected: a positive integer$/],
-    ["dlq list s --count 1.5", /^Invalid value for flag --count: "1\.5"\. Expected: a positive integer$/],
+    ["dlq list s --count 0", /^Invalid value for flag --count: "0"\. Expected: an integer from 1 to 1000$/],
+    ["dlq list s --count x", /^Invalid value for flag --count: "x"\. Expected: an integer from 1 to 1000$/],
+    ["dlq list s --count 1.5", /^Invalid value for flag --count: "1\.5"\. Expected: an integer from 1 to 1000$/],
+    ["dlq list s --count 1001", /^Invalid value for flag --count: "1001"\. Expected: an integer from 1 to 1000$/],
     ["dlq list s --count", /^Missing value for flag --count/],
     ["dlq list s --all", /^Unknown flag --all for outbox-relay dlq list\.$/],
     ["dlq replay", /^Missing required argument: stream$/],
@@ -115,7 +145,20 @@ describe("usage errors exit 2: the error on the first line of stderr, then the c
     ["dlq replay s --all --id 1-1", /^replay needs either --id ID \.\.\. or --all\.$/],
     ["dlq replay s --id abc", /^Invalid value for flag --id: "abc"\. Expected: an entry id such as 1700000000000-0$/],
     ["dlq replay s --id 1-1 extra", /^Unexpected positional argument: "extra"$/],
-    ["dlq replay s --json", /^Unknown flag --json for outbox-relay dlq replay\.$/]
+    ["dlq replay s --json", /^replay needs either --id ID \.\.\. or --all\.$/],
+    ["dlq purge s", /^purge needs either --id ID \.\.\. or --all\.$/],
+    ["dlq purge s --id x", /^Invalid value for flag --id: "x"\. Expected: an entry id such as 1700000000000-0$/],
+    ["status extra", /^Unexpected positional argument: "extra"$/],
+    ["streams a b", /^Unexpected positional argument: "b"$/],
+    ["tail", /^Missing required argument: stream$/],
+    ["tail s --count 0", /^Invalid value for flag --count: "0"\. Expected: an integer from 1 to 1000$/],
+    ["tail s --group", /^Missing value for flag --group/],
+    ["outbox", /^outbox needs a command: dead\.$/],
+    ["outbox dead", /^dead needs a command: list or replay\.$/],
+    ["outbox dead replay", /^replay needs either --id EVENT_ID \.\.\. or --all\.$/],
+    ["outbox dead replay --id 1-1", /^Invalid value for flag --id: "1-1"\. Expected: an event id \(UUID\)$/],
+    ["outbox dead replay --id 6f1c3f4e-8b0a-4d5e-9c2b-1a2b3c4d5e6f --topic orders", /^--topic goes with --all only\.$/],
+    ["outbox dead list --count 0", /^Invalid value for flag --count: "0"\. Expected: an integer from 1 to 1000$/]
   ]
   for (const [args, firstLine] of cases) {
     it.effect(args, () =>
@@ -160,15 +203,42 @@ describe("failures of the work itself exit 1 with one line", () => {
       assert.match(stderr, /^Migration \w+ failed: /)
     }))
 
-  for (const args of ["dlq list outbox:orders", "dlq replay outbox:orders --all"]) {
-    it.effect(`${args} when Redis refuses the connection`, () =>
+  const refused = { RELAY_DATABASE_URL: "postgres://app@127.0.0.1:1/app", RELAY_REDIS_URL: "redis://127.0.0.1:1" }
+  const cases: Array<[string, RegExp]> = [
+    ["streams", /^Redis connect failed: .*ECONNREFUSED/],
+    ["tail outbox:orders", /^Redis connect failed: .*ECONNREFUSED/],
+    ["dlq list outbox:orders", /^Redis connect failed: .*ECONNREFUSED/],
+    ["dlq replay outbox:orders --all", /^Redis connect failed: .*ECONNREFUSED/],
+    ["dlq purge outbox:orders --id 1-1", /^Redis connect failed: .*ECONNREFUSED/],
+    ["outbox dead list", /^Postgres failed: .*ECONNREFUSED/],
+    ["outbox dead replay --all", /^Postgres failed: .*ECONNREFUSED/]
+  ]
+  for (const [args, line] of cases) {
+    it.effect(`${args} when the server refuses the connection`, () =>
       Effect.gen(function*() {
-        const { code, stderr, stdout } = yield* cli(args, { RELAY_REDIS_URL: "redis://127.0.0.1:1" })
+        const { code, stderr, stdout } = yield* cli(args, refused)
         assert.strictEqual(code, 1)
         assert.strictEqual(stdout, "")
-        assert.match(stderr, /^Redis failed \(.+\): /)
+        assert.strictEqual(lines(stderr).length, 1, stderr)
+        assert.match(stderr, line)
       }))
   }
+
+  it.effect("status when both refuse: each named with its reason, exit 1", () =>
+    Effect.gen(function*() {
+      const { code, stderr, stdout } = yield* cli("status", refused)
+      assert.strictEqual(code, 1)
+      assert.strictEqual(stderr, "")
+      assert.match(stdout, /^postgres {2}FAILING: Postgres failed: .*ECONNREFUSED/m)
+      assert.match(stdout, /^redis {5}FAILING: Redis connect failed: .*ECONNREFUSED/m)
+    }))
+
+  it.effect("the operations commands read the relay's settings: a missing database URL is a bad setting", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* cli("status", { RELAY_REDIS_URL: "redis://127.0.0.1:1" })
+      assert.strictEqual(code, 2)
+      assert.match(stderr, /^Missing RELAY_DATABASE_URL or DATABASE_URL/)
+    }))
 })
 
 describe("lazy loading", () => {
