@@ -11,6 +11,7 @@ import { TerminalCapabilities } from "effect/cli"
 import { createRequire } from "node:module"
 import { vi } from "vitest"
 import { run } from "../../src/cli.js"
+import * as Render from "../../src/ops/CliRender.js"
 
 // `migrate`, the operations commands and `help` must start without the daemon's modules: any import of
 // the relay counts.
@@ -239,6 +240,53 @@ describe("failures of the work itself exit 1 with one line", () => {
       assert.strictEqual(code, 2)
       assert.match(stderr, /^Missing RELAY_DATABASE_URL or DATABASE_URL/)
     }))
+})
+
+describe("text output of the operations commands", () => {
+  it("ages read at a glance", () => {
+    const cases: Array<[number, string]> = [
+      [0, "0.0s"],
+      [0.44, "0.4s"],
+      [12.7, "12s"],
+      [200, "3m 20s"],
+      [7500, "2h 05m"],
+      [3 * 86_400 + 4 * 3600 + 5, "3d 4h"]
+    ]
+    for (const [seconds, text] of cases) assert.strictEqual(Render.age(seconds), text, String(seconds))
+  })
+
+  it("tables align their columns without trailing blanks", () => {
+    assert.deepStrictEqual(Render.table(["A", "LONGER", "C"], [["wide cell", "1", ""], ["x", "22", "z"]]), [
+      "A          LONGER  C",
+      "wide cell  1",
+      "x          22      z"
+    ])
+  })
+
+  it("an entry is one line: id, time added, type, aggregate, payload cut to the width", () => {
+    const entry = {
+      id: "1700000000000-3",
+      eventId: "e-1",
+      eventType: "OrderPlaced",
+      topic: "orders",
+      aggregateType: "",
+      aggregateId: "o-1",
+      tenantId: "",
+      schemaVersion: 1,
+      occurredAt: null,
+      payload: { note: "x".repeat(500) },
+      headers: {},
+      metadata: {},
+      decodeError: null
+    }
+    const piped = Render.entryLine(entry, undefined)
+    assert.match(piped, /^1700000000000-3 {2}2023-11-14T22:13:20\.000Z {2}OrderPlaced {2}o-1 {2}\{"note":"x+…$/)
+    assert.strictEqual(piped.length, "1700000000000-3  2023-11-14T22:13:20.000Z  OrderPlaced  o-1  ".length + 200)
+    const terminal = Render.entryLine(entry, 80)
+    assert.strictEqual(terminal.length, 80)
+    assert.isTrue(terminal.endsWith("…"))
+    assert.strictEqual(Render.entryLine({ ...entry, payload: { n: 1 } }, 80).split("  ").pop(), "{\"n\":1}")
+  })
 })
 
 describe("lazy loading", () => {
