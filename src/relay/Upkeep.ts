@@ -1,8 +1,8 @@
 /**
  * The relay's periodic chores, beside the lanes: the backlog and Redis memory gauges (every
  * `RELAY_METRICS_INTERVAL`), and every 10 seconds the purge of retained published rows
- * (`RELAY_RETENTION`) and a vacuum of the outbox table when claims and purges left many dead tuples (`RELAY_VACUUM_THRESHOLD`), so claims stay
- * fast between autovacuum runs (docs/design.md, Table health).
+ * (`RELAY_RETENTION`) and a vacuum of the outbox table when claims and purges left many dead tuples
+ * (`RELAY_VACUUM_THRESHOLD`), so claims stay fast between autovacuum runs (docs/design.md, Table health).
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

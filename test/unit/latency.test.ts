@@ -3,8 +3,8 @@
  * session TimeZone can give, fractions of any length or none, and other shapes through `Date.parse`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { timestamptzMillis } from "../../src/relay/Latency.js"
 import { parseMemoryInfo } from "../../src/relay/4-Publish.js"
+import { timestamptzMillis } from "../../src/relay/Latency.js"
 
 describe("timestamptzMillis", () => {
   const cases: ReadonlyArray<readonly [string, string]> = [
