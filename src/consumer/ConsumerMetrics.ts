@@ -25,7 +25,7 @@ import type { GroupInfo } from "./GroupClient.js"
 export const groupPollEvery = Schedule.spaced("5 seconds")
 
 /** Handler durations: 1 ms up to about 65 s. */
-const handlerBoundaries = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 17 })
+const handlerBoundaries = Metric.exponentialBoundaries({ start: 0.001, factor: 2, count: 18 })
 
 /** What a consumer reports, bound to its stream, group and context. */
 export interface ConsumerMetrics {

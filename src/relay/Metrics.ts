@@ -49,8 +49,8 @@ export const batchSeconds = Metric.histogram("outbox_batch_seconds", {
  */
 export const latencySeconds = Metric.histogram("outbox_relay_latency_seconds", {
   description: "Time from an event's created_at to its XADD being acknowledged",
-  // 0.5 ms up to about 65 s.
-  boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 18 })
+  // 0.5 ms up to about 65 s (the last count is +Inf).
+  boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 19 })
 })
 
 export const backlog = Metric.gauge("outbox_backlog", {
