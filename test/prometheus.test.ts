@@ -145,7 +145,8 @@ describe("Prometheus scraping the relay and a consumer", () => {
       "OutboxOldestPendingHigh",
       "OutboxRedisMemoryHigh",
       "OutboxRelayDown",
-      "OutboxRelayNotReady"
+      "OutboxRelayNotReady",
+      "OutboxSlotsUnowned"
     ]
     type Rule = { name: string; health: string; state: string }
     const rules = await eventually(
