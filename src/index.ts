@@ -5,6 +5,7 @@
  * the inbox, and the dead-letter tools.
  */
 export { Consumer } from "./consumer/Consumer.js"
+export { metricsServer, prometheusText } from "./consumer/ConsumerMetrics.js"
 export {
   countDeadLetters,
   listDeadLetters,

@@ -333,7 +333,8 @@ export const settings = {
     names: ["RELAY_METRICS_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
-    description: "How often the backlog, oldest pending age and dead-letter count are read from Postgres.",
+    description: "How often the backlog gauges (pending rows, oldest pending age, highest attempts, dead rows) are " +
+      "read from Postgres, and Redis memory from `INFO memory`.",
     config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   logLevel: {
