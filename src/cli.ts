@@ -16,10 +16,13 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
 import { Argument, CliConfig, CliError, CliOutput, Command, GlobalFlag, TerminalCapabilities } from "effect/cli"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Console from "effect/Console"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
@@ -112,10 +115,25 @@ const migrateCommand = Command.make("migrate", {}, migrateOnly).pipe(
 const actions = Effect.promise(() => import("./ops/CliActions.js"))
 
 /** Loads the settings, runs the action over an `Operations` on them, exits with the code it returns. */
-const runAction: RunAction<ExitCode | ConfigInvalid> = (action) =>
+const runAction: RunAction<ExitCode | ConfigInvalid> = (action, needs) =>
   withSettings((settings) =>
     Effect.flatMap(actions, (loaded) => loaded.withOperations(settings, action(loaded, settings)))
-  ).pipe(Effect.flatMap(exitWith))
+  ).pipe(
+    needs === "redis" ? withoutDatabase : identity,
+    Effect.flatMap(exitWith)
+  )
+
+/**
+ * Lets a Redis-only command run where no database URL is set: the placeholder satisfies the settings
+ * and is never dialled (the Postgres pool connects on its first query, which such a command never runs).
+ */
+const withoutDatabase = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.context<never>(), (context) => {
+    const current = Context.getOrUndefined(context, ConfigProvider.ConfigProvider) ??
+      ConfigProvider.fromEnv({ preserveEmptyStrings: true })
+    const placeholder = ConfigProvider.fromEnv({ env: { RELAY_DATABASE_URL: "postgres://unused.invalid/redis-only" } })
+    return Effect.provideService(self, ConfigProvider.ConfigProvider, ConfigProvider.orElse(current, placeholder))
+  })
 
 const operations = operationsCommands(name, runAction)
 

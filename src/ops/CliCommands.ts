@@ -18,8 +18,11 @@ export type Action = (
   settings: RelaySettings
 ) => Effect.Effect<number, OperationError, Operations>
 
-/** Runs an action and exits with its code; cli.ts supplies it (settings, logging, exit codes). */
-export type RunAction<E> = (action: Action) => Effect.Effect<void, E>
+/**
+ * Runs an action and exits with its code; cli.ts supplies it (settings, logging, exit codes). An action
+ * that only needs Redis runs without a database URL (consumer-only deployments have none).
+ */
+export type RunAction<E> = (action: Action, needs?: "redis") => Effect.Effect<void, E>
 
 const json = Flag.Boolean("json").pipe(
   Flag.withDefault(false),
@@ -85,6 +88,9 @@ const group = (path: ReadonlyArray<string>, commands: string) => () =>
 const connections = "Reads RELAY_DATABASE_URL, RELAY_REDIS_URL, RELAY_STREAM_PREFIX and RELAY_SCHEMA like the " +
   "relay; needs no running relay and no RELAY_ADMIN_TOKEN."
 
+const redisConnections = "Reads RELAY_REDIS_URL and RELAY_STREAM_PREFIX like the relay; needs no database, no " +
+  "running relay and no RELAY_ADMIN_TOKEN."
+
 /** The commands, under the program `name`. */
 export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
   const status = Command.make(
@@ -109,10 +115,10 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
       ),
       json
     },
-    ({ json, stream }) => run((actions) => actions.streams(Option.getOrUndefined(stream), json))
+    ({ json, stream }) => run((actions) => actions.streams(Option.getOrUndefined(stream), json), "redis")
   ).pipe(
     Command.withDescription(
-      `Every stream under the prefix, or one stream with its groups and consumers. ${connections}`
+      `Every stream under the prefix, or one stream with its groups and consumers. ${redisConnections}`
     ),
     Command.withShortDescription("The streams, or one stream with its groups and consumers")
   )
@@ -135,12 +141,15 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
       )
     },
     ({ count, group, json, stream }) =>
-      run((actions, settings) => actions.tail(settings, { stream, group: Option.getOrUndefined(group), count }, json))
+      run(
+        (actions, settings) => actions.tail(settings, { stream, group: Option.getOrUndefined(group), count }, json),
+        "redis"
+      )
   ).pipe(
     Command.withDescription(
       "Print the last N entries of <stream>, then each new one as it arrives, until Ctrl-C (exit 0). One " +
         "line each: id, time added, event type, aggregate, payload. Only reads: never joins a group, so it " +
-        `takes nothing from consumers and acknowledges nothing. ${connections}`
+        `takes nothing from consumers and acknowledges nothing. ${redisConnections}`
     ),
     Command.withShortDescription("Print a stream's last entries, then follow it")
   )
@@ -148,20 +157,20 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
   const dlqList = Command.make(
     "list",
     { stream, count: count(20, "How many to show, oldest first"), json },
-    ({ count, json, stream }) => run((actions) => actions.listDeadLetters(stream, count, json))
-  ).pipe(Command.withDescription(`Show the oldest dead letters of <stream> and why each one died. ${connections}`))
+    ({ count, json, stream }) => run((actions) => actions.listDeadLetters(stream, count, json), "redis")
+  ).pipe(Command.withDescription(`Show the oldest dead letters of <stream> and why each one died. ${redisConnections}`))
 
   const dlqReplay = Command.make(
     "replay",
     { stream, ids: entryIds, all: all("Every dead letter of <stream>"), json },
     ({ all, ids, json, stream }) =>
-      run((actions) => actions.replayDeadLetters(stream, all ? { all: true } : { ids }, json))
+      run((actions) => actions.replayDeadLetters(stream, all ? { all: true } : { ids }, json), "redis")
   ).pipe(
     oneOf("replay", "ID"),
     Command.withDescription(
       "Copy dead letters back to <stream> and delete them from <stream>:dlq. Those the relay dead-lettered " +
         "are skipped: replay them from Postgres (outbox dead replay). Exits 1 when an id was not found. " +
-        connections
+        redisConnections
     ),
     Command.withShortDescription("Copy dead letters back to <stream> and delete them from <stream>:dlq")
   )
@@ -170,17 +179,17 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
     "purge",
     { stream, ids: entryIds, all: all("Every dead letter of <stream>"), json },
     ({ all, ids, json, stream }) =>
-      run((actions) => actions.purgeDeadLetters(stream, all ? { all: true } : { ids }, json))
+      run((actions) => actions.purgeDeadLetters(stream, all ? { all: true } : { ids }, json), "redis")
   ).pipe(
     oneOf("purge", "ID"),
     Command.withDescription(
-      `Delete dead letters from <stream>:dlq for good. Exits 1 when an id was not found. ${connections}`
+      `Delete dead letters from <stream>:dlq for good. Exits 1 when an id was not found. ${redisConnections}`
     ),
     Command.withShortDescription("Delete dead letters from <stream>:dlq")
   )
 
   const dlq = Command.make("dlq", {}, group([name, "dlq"], "list, replay or purge")).pipe(
-    Command.withDescription(`List, replay or purge a stream's dead letters (<stream>:dlq). ${connections}`),
+    Command.withDescription(`List, replay or purge a stream's dead letters (<stream>:dlq). ${redisConnections}`),
     Command.withShortDescription("List, replay or purge a stream's dead letters"),
     Command.withSubcommands([dlqList, dlqReplay, dlqPurge])
   )

@@ -7,7 +7,6 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Schema } from "effect"
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
-import { inject } from "vitest"
 import { Consumer } from "../../src/consumer/Consumer.js"
 import type { DeadLetterPage } from "../../src/ops/Model.js"
 import { relayEnv, relayMainPath } from "../support/relayProcess.js"
@@ -17,13 +16,12 @@ import { addEvents, pendingCount, start, testRedis } from "./helpers.js"
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 
 /**
- * Runs `node dist/main.js dlq ...` with the relay's settings (`dlq` does not touch Postgres, but reads
- * the same settings as every command); resolves with the exit code and output (never rejects).
+ * Runs `node dist/main.js dlq ...` as a consumer-only deployment would: Redis settings, no database
+ * URL (`dlq` never touches Postgres); resolves with the exit code and output (never rejects).
  */
 const dlq = (redisUrl: string, prefix: string, ...args: Array<string>) =>
   promisify(execFile)(process.execPath, [relayMainPath(), "dlq", ...args], {
     env: relayEnv({
-      RELAY_DATABASE_URL: inject("adminDatabaseUrl"),
       RELAY_REDIS_URL: redisUrl,
       RELAY_STREAM_PREFIX: prefix
     })
