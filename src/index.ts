@@ -5,6 +5,8 @@
  * the inbox, and the dead-letter tools.
  */
 export { Consumer } from "./consumer/Consumer.js"
+export { makeConsumerMetrics, metricsServer, prometheusText } from "./consumer/ConsumerMetrics.js"
+export type { ConsumerMetrics } from "./consumer/ConsumerMetrics.js"
 export {
   countDeadLetters,
   listDeadLetters,
@@ -21,6 +23,7 @@ export {
   HandlerTimedOut,
   InboxUnavailable
 } from "./consumer/Errors.js"
+export type { GroupInfo } from "./consumer/GroupClient.js"
 export { isProcessed, withInbox } from "./consumer/Inbox.js"
 export type { InboxHandler, InboxSettings } from "./consumer/Inbox.js"
 export type { ConsumerOptions, StartFrom } from "./consumer/Options.js"

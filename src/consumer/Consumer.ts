@@ -12,6 +12,7 @@
  * - renewer: every `claimIdle / 3`, resets the idle time of entries this consumer holds, so entries
  *   queued behind a slow aggregate are not mistaken for abandoned ones.
  * - acker: sends the XACKs of finished handlers in batches (one command per batch).
+ * - poller: every 5 seconds, the group's lag and pending count for the metrics (ConsumerMetrics).
  * - workers (see Dispatcher): the handlers, `concurrency` at a time, in order per aggregate if asked.
  *
  * Stop (scope close, or `stop`): no new reads (the blocked read is cut by closing its connection),
@@ -29,6 +30,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { retryRedis } from "../shared/Retry.js"
+import { groupPollEvery, makeConsumerMetrics } from "./ConsumerMetrics.js"
 import { type ConsumerStats, makeProcess } from "./Delivery.js"
 import { type Dispatcher, makeDispatcher } from "./Dispatcher.js"
 import type { ConsumerOptionsInvalid, ConsumerRedisUnavailable } from "./Errors.js"
@@ -57,6 +59,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
   const client = yield* makeGroupClient(options)
   const logContext = { stream: options.stream, group: options.group, consumer: options.consumer }
   const stats: ConsumerStats = { acked: 0, failed: 0, deadLettered: 0 }
+  const metrics = yield* makeConsumerMetrics(options.stream, options.group)
 
   // The group must exist before `make` returns: with startFrom "new", entries added after that are seen.
   yield* client.ensureGroup(options.startFrom === "new" ? "$" : "0").pipe(
@@ -82,7 +85,8 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
       Queue.offerUnsafe(acks, id)
     },
     release: (id) => dispatcher.release(id),
-    stats
+    stats,
+    metrics
   }, clock)
   const dispatcher: Dispatcher<R> = yield* makeDispatcher({
     concurrency: options.concurrency,
@@ -162,6 +166,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
       yield* dispatcher.awaitRoom
       const { next, deliveries } = yield* client.reclaimIdle(cursor, options.batchSize)
       if (deliveries.length > 0) {
+        metrics.reclaimed(deliveries.length)
         yield* Effect.logInfo("reclaimed idle messages").pipe(
           Effect.annotateLogs({ ...logContext, count: deliveries.length })
         )
@@ -198,6 +203,15 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
     unacked -= ids.length
   }))
 
+  /** The group's lag and pending count, and what this consumer holds, into their gauges. */
+  const pollGroup = Effect.suspend(() => {
+    metrics.inFlight(dispatcher.heldCount())
+    return client.groupInfo
+  }).pipe(
+    Effect.tap((info) => Effect.sync(() => metrics.group(info))),
+    Effect.ignore
+  )
+
   const reader = yield* Effect.forkIn(readLoop, scope)
   const reclaimer = yield* Effect.forkIn(
     Effect.repeat(reclaimOnce, Schedule.spaced(Duration.millis(options.claimIntervalMillis))),
@@ -208,6 +222,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
     scope
   )
   const acker = yield* Effect.forkIn(ackLoop, scope)
+  const poller = yield* Effect.forkIn(Effect.repeat(pollGroup, groupPollEvery), scope)
 
   const waitForAcks = Effect.gen(function*() {
     while (unacked > 0) yield* Effect.sleep("5 millis")
@@ -233,7 +248,8 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
         yield* dispatcher.interruptRunning.pipe(Effect.timeoutOption(Duration.millis(options.commandTimeoutMillis)))
       }
       yield* waitForAcks
-      yield* Fiber.interruptAll([renewer, acker])
+      yield* Fiber.interruptAll([renewer, acker, poller])
+      metrics.inFlight(0)
       yield* Effect.logInfo("consumer stopped").pipe(Effect.annotateLogs({ ...logContext, ...stats }))
     }).pipe(Effect.uninterruptible, Effect.provideContext(context))
   )

@@ -21,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import { describe } from "../shared/Errors.js"
 import { retryRedis } from "../shared/Retry.js"
+import type { ConsumerMetrics } from "./ConsumerMetrics.js"
 import type { HandlerWatch } from "./Dispatcher.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
@@ -47,6 +48,7 @@ export interface DeliveryContext<P, E, R> {
   /** Forgets the entry without acknowledging it (it stays pending for the group). */
   readonly release: (id: string) => void
   readonly stats: ConsumerStats
+  readonly metrics: ConsumerMetrics
 }
 
 /** One line for whatever a handler failed with. */
@@ -59,7 +61,7 @@ export const describeCause = (cause: Cause.Cause<unknown>): string => {
 
 /** Builds the function that takes one delivery to its outcome. Never fails. */
 export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock.Clock) => {
-  const { client, options, stats } = ctx
+  const { client, metrics, options, stats } = ctx
   const annotations = (delivery: Delivery) => ({
     stream: options.stream,
     group: options.group,
@@ -85,6 +87,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
         delivery.id
       ]).pipe(Effect.retry(retryRedis), Effect.orDie)
       stats.deadLettered++
+      metrics.deadLettered()
       ctx.release(delivery.id)
       yield* Effect.logWarning("message dead-lettered").pipe(Effect.annotateLogs({ ...annotations(delivery), reason }))
     })
@@ -100,7 +103,9 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     const withRetries = Effect.catchCause(attempt, (cause) => {
       if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
       let replayed = false
-      const again = Effect.suspend(() => replayed ? attempt : (replayed = true, Effect.failCause(cause)))
+      const again = Effect.suspend(() =>
+        replayed ? (metrics.retried(), attempt) : (replayed = true, Effect.failCause(cause))
+      )
       return Effect.retry(again, options.retry)
     })
     return Effect.suspend(() => {
@@ -109,7 +114,9 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     })
   }
 
-  const onHandled = (delivery: Delivery) => (exit: Exit.Exit<void, unknown>): Effect.Effect<void> => {
+  /** Settles a delivery whose handler ran `seconds`. */
+  const onHandled = (delivery: Delivery, seconds: number) => (exit: Exit.Exit<void, unknown>): Effect.Effect<void> => {
+    metrics.handled(Exit.isSuccess(exit), seconds)
     if (Exit.isSuccess(exit)) {
       stats.acked++
       ctx.acknowledge(delivery.id)
@@ -133,13 +140,16 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    */
   const handle = (delivery: Delivery, event: ConsumedEvent<P>, watch: HandlerWatch) =>
     Effect.flatMap(runHandler(event, watch), (exit) => {
+      // The deadline says when the handler started: one clock reading for the duration.
+      const seconds = (clock.currentTimeMillisUnsafe() - watch.deadline + options.handlerTimeoutMillis) / 1000
       watch.deadline = 0
       if (Exit.isSuccess(exit)) {
         stats.acked++
+        metrics.handled(true, seconds)
         ctx.acknowledge(delivery.id)
         return Effect.void
       }
-      return Effect.uninterruptible(onHandled(delivery)(exit))
+      return Effect.uninterruptible(onHandled(delivery, seconds)(exit))
     })
 
   const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) =>
@@ -169,7 +179,8 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
 
   /** Settles a delivery whose handler the dispatcher interrupted for overrunning `handlerTimeout`. */
   const timedOut = (delivery: Delivery): Effect.Effect<void> =>
-    onHandled(delivery)(
+    // It ran at least the whole timeout.
+    onHandled(delivery, options.handlerTimeoutMillis / 1000)(
       Exit.fail(new HandlerTimedOut({ entryId: delivery.id, timeoutMillis: options.handlerTimeoutMillis }))
     )
 

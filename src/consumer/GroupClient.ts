@@ -77,6 +77,30 @@ export interface GroupClient {
   readonly renew: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, ConsumerRedisUnavailable>
   /** Drops the blocking connection for good: a read in progress ends at once (used on stop). */
   readonly closeBlocking: Effect.Effect<void>
+  /** The group's row of `XINFO GROUPS`; undefined when the stream or the group does not exist. */
+  readonly groupInfo: Effect.Effect<GroupInfo | undefined, ConsumerRedisUnavailable>
+}
+
+/** What `XINFO GROUPS` says about one group. */
+export interface GroupInfo {
+  /** Entries delivered to the group and not acknowledged yet. */
+  readonly pending: number
+  /** Entries not delivered to the group yet; null when Redis cannot tell (after XDEL or XSETID). */
+  readonly lag: number | null
+}
+
+/** The `XINFO GROUPS` row of `group` (a flat `name, value, ...` list per group). */
+export const findGroupInfo = (reply: unknown, group: string): GroupInfo | undefined => {
+  for (const row of (reply ?? []) as Array<Array<unknown>>) {
+    const field = (name: string) => {
+      const i = row.indexOf(name)
+      return i >= 0 && i % 2 === 0 ? row[i + 1] : undefined
+    }
+    if (String(field("name")) !== group) continue
+    const lag = field("lag")
+    return { pending: Number(field("pending") ?? 0), lag: lag === null || lag === undefined ? null : Number(lag) }
+  }
+  return undefined
 }
 
 /** XREADGROUP / XAUTOCLAIM entry lists: `[[id, [field, value, ...] | null], ...]`. */
@@ -239,7 +263,14 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
       blocking.disconnect(false)
     })
 
+    const groupInfo = run("xinfo groups", () => commands.call("XINFO", "GROUPS", stream)).pipe(
+      Effect.map((reply) => findGroupInfo(reply, group)),
+      // No stream yet: nothing to report.
+      Effect.catchIf((error) => error.message.includes("no such key"), () => Effect.succeed(undefined))
+    )
+
     return {
+      groupInfo,
       ensureGroup,
       readNew,
       readOwnPending,

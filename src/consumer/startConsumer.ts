@@ -15,14 +15,17 @@
  * Built on the Effect `Consumer` (a `ManagedRuntime` owns its layer); the semantics are the same.
  */
 import * as Effect from "effect/Effect"
+import * as HttpServer from "effect/http/HttpServer"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import postgres from "postgres"
 import type { RelaySettings } from "../relay/RelayConfig.js"
 import { loggerLayer } from "../shared/Logging.js"
 import { Consumer } from "./Consumer.js"
+import { metricsServer } from "./ConsumerMetrics.js"
 import type { ConsumerStats } from "./Delivery.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { withInbox } from "./Inbox.js"
@@ -74,6 +77,13 @@ export interface BaseConsumerOptions {
   readonly batchSize?: number
   /** On stop, how long running handlers may take. Default 10000. */
   readonly stopTimeoutMs?: number
+  /**
+   * Serve the consumers' Prometheus metrics on `http://<metricsHost>:<metricsPort>/metrics` (0 picks a
+   * free port; see `ConsumerHandle.metricsUrl`). Default: no server (see `prometheusText()`).
+   */
+  readonly metricsPort?: number
+  /** Host of the metrics server. Default "127.0.0.1". */
+  readonly metricsHost?: string
   readonly logLevel?: RelaySettings["logLevel"]
   readonly logFormat?: RelaySettings["logFormat"]
 }
@@ -98,6 +108,8 @@ export interface ConsumerHandle {
   /** Stops reading, lets running handlers finish (up to `stopTimeoutMs`), closes the connections. */
   readonly stop: () => Promise<void>
   readonly stats: () => ConsumerStats & { readonly held: number }
+  /** Where the metrics server listens (`http://host:port/metrics`), when `metricsPort` was given. */
+  readonly metricsUrl: string | undefined
 }
 
 /**
@@ -152,7 +164,7 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     )
     : (event: ConsumedEvent<P>) => callHandler(options.handler as Handler<undefined, P>, event, undefined)
 
-  const layer = Consumer.layer<P, unknown, never>({
+  const consumerLayer = Consumer.layer<P, unknown, never>({
     redisUrl: options.redisUrl,
     stream: options.stream,
     group: options.group,
@@ -173,20 +185,27 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     ...(ms(options.blockMs) === undefined ? {} : { block: ms(options.blockMs)! }),
     ...(ms(options.stopTimeoutMs) === undefined ? {} : { stopTimeout: ms(options.stopTimeoutMs)! })
   }).pipe(Layer.provide(loggerLayer({ logLevel: options.logLevel ?? "info", logFormat: options.logFormat ?? "json" })))
+  const layer = options.metricsPort === undefined
+    ? consumerLayer
+    : Layer.merge(consumerLayer, metricsServer({ port: options.metricsPort, host: options.metricsHost }))
 
   const closeInbox = async () => {
     if (ownClient && inboxClient) await inboxClient.end({ timeout: 5 }).catch(() => {})
   }
   const runtime = ManagedRuntime.make(layer)
   try {
-    const consumer = await runtime.runPromise(Effect.gen(function*() {
-      return yield* Consumer
+    const { consumer, metricsUrl } = await runtime.runPromise(Effect.gen(function*() {
+      const consumer = yield* Consumer
+      const server = yield* Effect.serviceOption(HttpServer.HttpServer)
+      const metricsUrl = Option.isSome(server) ? `${HttpServer.formatAddress(server.value.address)}/metrics` : undefined
+      return { consumer, metricsUrl }
     }))
     let stopping: Promise<void> | undefined
     return {
       name: consumer.name,
       stop: () => (stopping ??= runtime.dispose().finally(closeInbox)),
-      stats: () => runtime.runSync(consumer.stats)
+      stats: () => runtime.runSync(consumer.stats),
+      metricsUrl
     }
   } catch (error) {
     await runtime.dispose().catch(() => {})

@@ -190,7 +190,11 @@ const make = Effect.gen(function*() {
 
   const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
 
-  return StreamPublisher.of({ publish, forgetLater, flushForgotten, mirrorDeadLetters, ping })
+  const memory = Effect.tryPromise({ try: () => redis.info("memory"), catch: fail("info") }).pipe(
+    Effect.map(parseMemoryInfo)
+  )
+
+  return StreamPublisher.of({ publish, forgetLater, flushForgotten, mirrorDeadLetters, ping, memory })
 })
 
 export class StreamPublisher extends Context.Service<StreamPublisher, {
@@ -208,8 +212,25 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
   /** Mirrors dead letters to `<stream>:dlq`. */
   readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
   readonly ping: Effect.Effect<void, RedisUnavailable>
+  /** Redis memory from `INFO memory`, for the metrics. */
+  readonly memory: Effect.Effect<RedisMemory, RedisUnavailable>
 }>()("outbox-relay/StreamPublisher") {
   static readonly layer = Layer.effect(this, make)
+}
+
+/** Redis memory use and limit in bytes; `maxmemory` 0 means no limit. */
+export interface RedisMemory {
+  readonly usedMemory: number
+  readonly maxmemory: number
+}
+
+/** Reads `used_memory` and `maxmemory` from `INFO memory` text (NaN when a field is missing). */
+export const parseMemoryInfo = (info: string): RedisMemory => {
+  const field = (name: string) => {
+    const match = new RegExp(`^${name}:(\\d+)\\r?$`, "m").exec(info)
+    return match ? Number(match[1]) : Number.NaN
+  }
+  return { usedMemory: field("used_memory"), maxmemory: field("maxmemory") }
 }
 
 interface StreamGroup {

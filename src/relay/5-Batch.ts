@@ -28,6 +28,7 @@ import { ClaimSession } from "./3-ClaimSession.js"
 import { StreamPublisher } from "./4-Publish.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { Health } from "./Health.js"
+import { recordLatency } from "./Latency.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
 
@@ -88,9 +89,11 @@ const make = Effect.gen(function*() {
       yield* reportDead(dead)
     }
     const ended = yield* Clock.currentTimeMillis
-    // One step for the six updates (each `Metric.update` is an effect of its own).
+    // One step for the updates (each `Metric.update` is an effect of its own). Latency is measured
+    // to the moment the XADDs were acknowledged, with the clock reading already taken for that.
     yield* Effect.contextWith((context: Context.Context<never>) => {
       Metrics.eventsRelayed.updateUnsafe(published.length, context)
+      recordLatency(published, publishEnded, context)
       Metrics.eventsDuplicateSkipped.updateUnsafe(duplicates, context)
       Metrics.eventsDeadLettered.updateUnsafe(dead.length, context)
       Metrics.batchSize.updateUnsafe(batch.rows.length, context)

@@ -52,6 +52,8 @@ export interface ClaimedBatch {
 
 export interface OutboxStats {
   readonly pending: number
+  /** Highest `attempts` among pending rows (0 when none). */
+  readonly pendingMaxAttempts: number
   readonly oldestPendingSeconds: number
   readonly dead: number
 }
@@ -209,6 +211,7 @@ const make = Effect.gen(function*() {
   const stats = query("stats", () => pool.unsafe<Array<Record<string, number>>>(sqlText.stats)).pipe(
     Effect.map(([row]) => ({
       pending: row!.pending!,
+      pendingMaxAttempts: row!.max_attempts!,
       oldestPendingSeconds: row!.oldest_pending_seconds!,
       dead: row!.dead!
     }))

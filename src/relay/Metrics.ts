@@ -43,12 +43,26 @@ export const batchSeconds = Metric.histogram("outbox_batch_seconds", {
   boundaries: Metric.exponentialBoundaries({ start: 0.0001, factor: 2, count: 18 })
 })
 
+/**
+ * Time from an event's `created_at` to Redis acknowledging its XADD, per event. Measured against the
+ * relay's clock, so clock skew between the database and the relay host shows up here (clamped at 0).
+ */
+export const latencySeconds = Metric.histogram("outbox_relay_latency_seconds", {
+  description: "Time from an event's created_at to its XADD being acknowledged",
+  // 0.5 ms up to about 65 s.
+  boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 2, count: 18 })
+})
+
 export const backlog = Metric.gauge("outbox_backlog", {
   description: "Pending rows in outbox_events"
 })
 
 export const oldestPendingSeconds = Metric.gauge("outbox_oldest_pending_seconds", {
   description: "Age of the oldest pending row"
+})
+
+export const pendingMaxAttempts = Metric.gauge("outbox_pending_max_attempts", {
+  description: "Highest attempts among pending rows (rows dead-lettered before and replayed)"
 })
 
 export const deadLetters = Metric.gauge("outbox_dead_letters", {
@@ -65,4 +79,12 @@ export const listenConnected = Metric.gauge("outbox_listen_connected", {
 
 export const slotsOwned = Metric.gauge("outbox_slots_owned", {
   description: "Slots (of 64) this relay leases; with several relays they share the slots"
+})
+
+export const redisUsedMemoryBytes = Metric.gauge("outbox_redis_used_memory_bytes", {
+  description: "Redis used_memory (INFO memory)"
+})
+
+export const redisMaxmemoryBytes = Metric.gauge("outbox_redis_maxmemory_bytes", {
+  description: "Redis maxmemory (INFO memory); 0 means no limit"
 })

@@ -145,14 +145,20 @@ export const statements = (schema: string) => {
           OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS allowed`,
     /** Reclaims the rows the relay deleted (never waits for a lock: an autovacuum at work is enough). */
     vacuum: `VACUUM (SKIP_LOCKED) ${table}`,
-    /** Backlog, age of the oldest pending row (seconds) and dead-letter count, for metrics. */
+    /**
+     * Backlog, highest attempts among pending rows, age of the oldest pending row (seconds) and
+     * dead-letter count, for metrics. Count and max in one pass over the pending rows.
+     */
     stats: `
-      SELECT
-        (SELECT count(*) FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL)::float8 AS pending,
+      SELECT p.pending, p.max_attempts,
         coalesce(extract(epoch FROM now() - (
           SELECT created_at FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL ORDER BY id LIMIT 1)),
           0)::float8 AS oldest_pending_seconds,
-        (SELECT count(*) FROM ${table} WHERE dead_at IS NOT NULL)::float8 AS dead`,
+        (SELECT count(*) FROM ${table} WHERE dead_at IS NOT NULL)::float8 AS dead
+      FROM (
+        SELECT count(*)::float8 AS pending, coalesce(max(attempts), 0)::float8 AS max_attempts
+        FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL
+      ) AS p`,
     /** Dead rows, newest first. */
     listDead: `
       SELECT o.id::text AS id, o.event_id::text AS event_id, o.topic, o.event_type, o.aggregate_id,

@@ -1,14 +1,15 @@
 /**
- * The relay's periodic chores, beside the lanes: the backlog gauges (every `RELAY_METRICS_INTERVAL`),
- * and every 10 seconds the purge of retained published rows (`RELAY_RETENTION`) and a vacuum of the
- * outbox table when claims and purges left many dead tuples (`RELAY_VACUUM_THRESHOLD`), so claims stay
- * fast between autovacuum runs (docs/design.md, Table health).
+ * The relay's periodic chores, beside the lanes: the backlog and Redis memory gauges (every
+ * `RELAY_METRICS_INTERVAL`), and every 10 seconds the purge of retained published rows
+ * (`RELAY_RETENTION`) and a vacuum of the outbox table when claims and purges left many dead tuples
+ * (`RELAY_VACUUM_THRESHOLD`), so claims stay fast between autovacuum runs (docs/design.md, Table health).
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import { LeaseBoard } from "./2-SlotLeases.js"
+import { StreamPublisher } from "./4-Publish.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -16,17 +17,29 @@ import { RelayConfig } from "./RelayConfig.js"
 /** How often retained rows are purged and the table is checked for vacuum. */
 const tableUpkeepEvery = Schedule.spaced("10 seconds")
 
-/** Reads the backlog, oldest pending age, dead letters and owned slots into their gauges. */
-const refreshGauges = Effect.gen(function*() {
+/** Reads the backlog, oldest pending age, max attempts, dead letters and owned slots into their gauges. */
+const refreshOutboxGauges = Effect.gen(function*() {
   const database = yield* Database
   const leases = yield* LeaseBoard
   const lanes = yield* leases.all
   yield* Metric.update(Metrics.slotsOwned, [...lanes.values()].reduce((n, lease) => n + lease.owned.length, 0))
   const stats = yield* database.stats
   yield* Metric.update(Metrics.backlog, stats.pending)
+  yield* Metric.update(Metrics.pendingMaxAttempts, stats.pendingMaxAttempts)
   yield* Metric.update(Metrics.oldestPendingSeconds, stats.oldestPendingSeconds)
   yield* Metric.update(Metrics.deadLetters, stats.dead)
 }).pipe(Effect.ignore)
+
+/** Redis memory and its limit, so alerts need no redis_exporter. */
+const refreshRedisGauges = Effect.gen(function*() {
+  const publisher = yield* StreamPublisher
+  const memory = yield* publisher.memory
+  if (Number.isFinite(memory.usedMemory)) yield* Metric.update(Metrics.redisUsedMemoryBytes, memory.usedMemory)
+  if (Number.isFinite(memory.maxmemory)) yield* Metric.update(Metrics.redisMaxmemoryBytes, memory.maxmemory)
+}).pipe(Effect.ignore)
+
+// Postgres and Redis apart: one of them down leaves the other's gauges fresh.
+const refreshGauges = Effect.andThen(refreshOutboxGauges, refreshRedisGauges)
 
 /** Purges retained rows, then vacuums when needed; stops trying to vacuum once refused. */
 const makeTableUpkeep = Effect.gen(function*() {
@@ -56,7 +69,11 @@ const makeTableUpkeep = Effect.gen(function*() {
 })
 
 /** Runs the chores for as long as the layer lives. */
-export const Upkeep: Layer.Layer<never, never, RelayConfig | Database | LeaseBoard> = Layer.effectDiscard(
+export const Upkeep: Layer.Layer<
+  never,
+  never,
+  RelayConfig | Database | LeaseBoard | StreamPublisher
+> = Layer.effectDiscard(
   Effect.gen(function*() {
     const config = yield* RelayConfig
     yield* Effect.forkScoped(Effect.repeat(refreshGauges, Schedule.spaced(config.metricsInterval)))
