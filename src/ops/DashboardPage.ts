@@ -38,11 +38,13 @@ export const pageHtml = `<!doctype html>
     <div class="card"><h2>Dead rows</h2><p class="value" data-field="dead">–</p><p class="detail">in Postgres</p></div>
     <div class="card chart-card">
       <h2>Relayed / s</h2><p class="value" data-field="relayed">–</p>
+      <p class="detail" data-field="relayed-peak"></p>
       <svg class="chart" data-chart="relayed" viewBox="0 0 240 48" preserveAspectRatio="none" aria-hidden="true"></svg>
     </div>
     <div class="card chart-card">
       <h2>Latency <span class="legend"><i class="p50"></i>p50 <i class="p99"></i>p99</span></h2>
       <p class="value" data-field="latency">–</p>
+      <p class="detail" data-field="latency-mean">created_at to stream</p>
       <svg class="chart" data-chart="latency" viewBox="0 0 240 48" preserveAspectRatio="none" aria-hidden="true"></svg>
     </div>
   </section>
@@ -224,10 +226,19 @@ export const pageScript = String.raw`"use strict";
 
   function renderRates(rates) {
     var last = rates[rates.length - 1];
+    var peak = rates.reduce(function (max, r) { return Math.max(max, r.relayedPerSecond); }, 0);
     field("relayed", last ? number.format(Math.round(last.relayedPerSecond)) : "–");
-    field("latency", last && last.latencyP50 !== null
-      ? seconds(last.latencyP50) + " / " + seconds(last.latencyP99)
-      : "–");
+    field("relayed-peak", "peak " + number.format(Math.round(peak)) + "/s in the chart");
+    // Latency of the latest second that relayed anything: an idle relay keeps showing its last figures.
+    var measured = null;
+    for (var i = rates.length - 1; i >= 0 && measured === null; i--) {
+      if (rates[i].latencyP50 !== null) measured = rates[i];
+    }
+    field("latency", measured ? seconds(measured.latencyP50) + " / " + seconds(measured.latencyP99) : "–");
+    field("latency-mean", measured
+      ? "mean " + seconds(measured.latencyMean) + (measured === last ? "" : ", " +
+        seconds((last.at - measured.at) / 1000) + " ago")
+      : "created_at to stream; nothing relayed lately");
     chart("relayed", [{ values: rates.map(function (r) { return r.relayedPerSecond; }), area: true }]);
     chart("latency", [
       { values: rates.map(function (r) { return r.latencyP50; }) },
