@@ -447,6 +447,9 @@ export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = keeping
       })
     } else if (key === "listenDatabaseUrl") {
       out[key] = out.databaseUrl
+    } else if (setting.default === "") {
+      // An optional setting left unset: no value.
+      out[key] = undefined
     } else {
       out[key] = yield* defaultOf(setting, setting.default)
     }

@@ -113,6 +113,10 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
     { RELAY_HTTP_PORT: "99999" },
     "Invalid RELAY_HTTP_PORT=\"99999\": expected an integer from 0 (pick a free port) to 65535"
   ],
+  [
+    { RELAY_ADMIN_TOKEN: "hunter2secret" },
+    "Invalid RELAY_ADMIN_TOKEN=<redacted>: expected at least 16 characters, no spaces"
+  ],
   [{ RELAY_METRICS_INTERVAL: "10" }, `Invalid RELAY_METRICS_INTERVAL="10": expected ${duration}, at least 100 ms`],
   [
     { RELAY_LOG_LEVEL: "loud" },
