@@ -10,9 +10,14 @@ import { existsSync, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { chromium, type Page } from "playwright-core"
 import { afterEach, describe, expect, it } from "vitest"
-import { insertEvents, makeTestEnv, readStream, type TestEnv } from "./support/relayHarness.js"
-import { killAllRelayProcesses, projectRoot, type RelayProcessHandle, startRelayProcess } from "./support/relayProcess.js"
 import { type RedisServerHandle, startRedisServer } from "./support/redisServer.js"
+import { insertEvents, makeTestEnv, readStream, type TestEnv } from "./support/relayHarness.js"
+import {
+  killAllRelayProcesses,
+  projectRoot,
+  type RelayProcessHandle,
+  startRelayProcess
+} from "./support/relayProcess.js"
 
 const chromiumPath = "/usr/bin/chromium"
 const token = "dashboard-token-0123456789"
@@ -114,10 +119,11 @@ describe("dashboard in a browser", () => {
     if (!existsSync(chromiumPath)) {
       throw new Error(`${chromiumPath} is missing: install Debian's chromium (apt-get install -y chromium)`)
     }
-    // A Redis of its own, to stop it under the relay.
-    redisServer = await startRedisServer()
+    // A Redis of its own, to stop it under the relay (its append-only file keeps the streams).
+    redisServer = await startRedisServer({ appendonly: true })
     t = await makeTestEnv("dashboard_ui", { RELAY_REDIS_URL: redisServer.url })
     const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 })
+    redis.on("error", () => {}) // while the server is stopped on purpose
     const started = await startRelay(t.env)
     relay = started.relay
     const stream = `${t.prefix}orders`

@@ -24,24 +24,26 @@ export const pageHtml = `<!doctype html>
   <span class="muted" id="updated"></span>
 </header>
 <main>
-  <section class="cards" aria-label="Health">
+  <section class="cards" aria-label="Health and outbox">
     <div class="card" data-health="ready"><h2>Ready</h2><p class="value">–</p><p class="detail"></p></div>
     <div class="card" data-health="postgres"><h2>Postgres</h2><p class="value">–</p><p class="detail"></p></div>
     <div class="card" data-health="redis"><h2>Redis</h2><p class="value">–</p><p class="detail"></p></div>
     <div class="card" data-health="listen"><h2>LISTEN</h2><p class="value">–</p><p class="detail"></p></div>
-  </section>
-  <section class="cards" aria-label="Outbox">
     <div class="card">
       <h2>Backlog</h2><p class="value" data-field="backlog">–</p><p class="detail">pending rows</p>
     </div>
-    <div class="card"><h2>Oldest pending</h2><p class="value" data-field="oldest">–</p><p class="detail">age</p></div>
+    <div class="card">
+      <h2>Oldest pending</h2><p class="value" data-field="oldest">–</p><p class="detail">age</p>
+    </div>
     <div class="card"><h2>Dead rows</h2><p class="value" data-field="dead">–</p><p class="detail">in Postgres</p></div>
-    <div class="card chart-card">
+  </section>
+  <section class="charts" aria-label="Rates">
+    <div class="card">
       <h2>Relayed / s</h2><p class="value" data-field="relayed">–</p>
       <p class="detail" data-field="relayed-peak"></p>
       <svg class="chart" data-chart="relayed" viewBox="0 0 240 48" preserveAspectRatio="none" aria-hidden="true"></svg>
     </div>
-    <div class="card chart-card">
+    <div class="card">
       <h2>Latency <span class="legend"><i class="p50"></i>p50 <i class="p99"></i>p99</span></h2>
       <p class="value" data-field="latency">–</p>
       <p class="detail" data-field="latency-mean">created_at to stream</p>
@@ -87,7 +89,7 @@ header { display: flex; gap: 12px; align-items: baseline; padding: 14px 20px; bo
 h1 { font-size: 18px; margin: 0; }
 main { padding: 16px 20px 32px; max-width: 1200px; }
 .muted { color: var(--muted); }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; margin-bottom: 12px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)); gap: 12px; margin-bottom: 12px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; min-width: 0; }
 .card h2 {
   font-size: 12px;
@@ -99,8 +101,8 @@ main { padding: 16px 20px 32px; max-width: 1200px; }
 }
 .card .value { font-size: 24px; font-weight: 600; margin: 4px 0 0; font-variant-numeric: tabular-nums; }
 .card .detail { color: var(--muted); margin: 2px 0 0; font-size: 12px; overflow-wrap: anywhere; }
-.chart-card { grid-column: span 2; }
-.chart { width: 100%; height: 48px; display: block; margin-top: 4px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px; margin-bottom: 12px; }
+.chart { width: 100%; height: 64px; display: block; margin-top: 6px; }
 .chart .line { fill: none; stroke: var(--accent); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .chart .area { fill: var(--accent); opacity: .12; }
 .chart .p99 { stroke: var(--accent2); }
@@ -199,28 +201,36 @@ export const pageScript = String.raw`"use strict";
       length = Math.max(length, s.values.length);
       s.values.forEach(function (v) { if (v !== null && v > max) max = v; });
     });
-    if (length < 2) return;
+    if (length === 0) return;
     var top = max > 0 ? max * 1.1 : 1;
+    // Two minutes wide (the feed keeps 120 one-second points), newest at the right edge.
+    var span = Math.max(length, 120);
+    var x = function (i) { return (240 * (span - length + i)) / (span - 1); };
+    var y = function (v) { return 47 - (v / top) * 45; };
     series.forEach(function (s, index) {
-      var points = [];
+      // Runs of known values; a second without a value (nothing relayed) breaks the line.
+      var runs = [], run = [];
       s.values.forEach(function (v, i) {
-        if (v === null) return;
-        var x = (i / (length - 1)) * 240;
-        var y = 47 - (v / top) * 45;
-        points.push(x.toFixed(1) + "," + y.toFixed(1));
+        if (v === null) { if (run.length) runs.push(run); run = []; return; }
+        run.push([x(i), y(v)]);
       });
-      if (points.length === 0) return;
-      if (index === 0 && s.area) {
-        var area = document.createElementNS(ns, "polygon");
-        area.setAttribute("class", "area");
-        var first = points[0].split(",")[0], last = points[points.length - 1].split(",")[0];
-        area.setAttribute("points", first + ",48 " + points.join(" ") + " " + last + ",48");
-        svg.appendChild(area);
-      }
-      var line = document.createElementNS(ns, "polyline");
-      line.setAttribute("class", "line " + (s.className || ""));
-      line.setAttribute("points", points.join(" "));
-      svg.appendChild(line);
+      if (run.length) runs.push(run);
+      runs.forEach(function (points) {
+        // A lone point is drawn as a short dash so it stays visible.
+        if (points.length === 1) points = [[points[0][0] - 1, points[0][1]], [points[0][0] + 1, points[0][1]]];
+        var text = points.map(function (p) { return p[0].toFixed(1) + "," + p[1].toFixed(1); }).join(" ");
+        if (index === 0 && s.area) {
+          var area = document.createElementNS(ns, "polygon");
+          area.setAttribute("class", "area");
+          area.setAttribute("points", points[0][0].toFixed(1) + ",48 " + text + " " +
+            points[points.length - 1][0].toFixed(1) + ",48");
+          svg.appendChild(area);
+        }
+        var line = document.createElementNS(ns, "polyline");
+        line.setAttribute("class", "line " + (s.className || ""));
+        line.setAttribute("points", text);
+        svg.appendChild(line);
+      });
     });
   }
 
@@ -344,7 +354,8 @@ export const pageScript = String.raw`"use strict";
     showError("outbox-error", snapshot.outbox);
     if (snapshot.outbox.ok) {
       field("backlog", number.format(snapshot.outbox.value.backlog));
-      field("oldest", seconds(snapshot.outbox.value.oldestPendingSeconds));
+      var outbox = snapshot.outbox.value;
+      field("oldest", outbox.backlog === 0 ? "–" : seconds(outbox.oldestPendingSeconds));
       field("dead", number.format(snapshot.outbox.value.dead));
     }
     renderRates(snapshot.rates);
