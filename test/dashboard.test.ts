@@ -18,6 +18,7 @@ import {
   type RelayProcessHandle,
   startRelayProcess
 } from "./support/relayProcess.js"
+import { eventually } from "./support/wait.js"
 
 const chromiumPath = "/usr/bin/chromium"
 const token = "dashboard-token-0123456789"
@@ -215,6 +216,15 @@ describe("dashboard in a browser", () => {
       expect(await page.locator("#streams-error").isHidden()).toBe(true)
       // The refused replay is logged by Chromium as a failed resource load; nothing else may fail.
       expect(pageErrors.filter((e) => !e.startsWith("Failed to load resource"))).toEqual([])
+
+      // Page closed: its feed stops, and with it the snapshot queries on the admin connection.
+      await page.close()
+      const adminIdle = async () => {
+        const clients = String(await redis.client("LIST")).split("\n")
+        const admin = clients.find((line) => / name=outbox-relay-admin /.test(line))
+        return Number(admin?.match(/ idle=(\d+)/)?.[1] ?? -1)
+      }
+      expect(await eventually(adminIdle, (idle) => idle >= 3, 8_000, 250)).toBeGreaterThanOrEqual(3)
     } finally {
       await browser.close()
       redis.disconnect()
