@@ -24,7 +24,8 @@ const headers = {
 const asset = (body: string, contentType: string) =>
   Effect.succeed(HttpServerResponse.text(body, { contentType, headers }))
 
-const routes = HttpRouter.use(Effect.fn(function*(router) {
+/** The dashboard routes; need `LiveFeed` and the router. */
+export const DashboardRoutes = HttpRouter.use(Effect.fn(function*(router) {
   const feed = yield* LiveFeed
   yield* router.add("GET", "/", asset(pageHtml, "text/html; charset=utf-8"))
   yield* router.add("GET", "/dashboard.js", asset(pageScript, "text/javascript; charset=utf-8"))
@@ -49,6 +50,3 @@ const routes = HttpRouter.use(Effect.fn(function*(router) {
 export const closeFeedsFirst = Layer.effectDiscard(
   Effect.flatMap(LiveFeed, (feed) => Effect.addFinalizer(() => feed.close))
 )
-
-/** The dashboard routes; need `LiveFeed` and the router. */
-export const DashboardRoutes = routes

@@ -7,6 +7,7 @@
  * second), so more viewers do not mean more queries. A feed ends when its client goes away (the
  * server interrupts it) or when the relay shuts down (`close`), so open pages never hold up SIGTERM.
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -128,14 +129,15 @@ export class LiveFeed extends Context.Service<LiveFeed, {
       const rates = yield* startSampling
       const closed = yield* Deferred.make<void>()
       const compute = Effect.gen(function*() {
-        const [healthNow, outbox, streams, samples] = yield* Effect.all([
+        const [now, healthNow, outbox, streams, samples] = yield* Effect.all([
+          Clock.currentTimeMillis,
           health.snapshot,
           part(ops.outbox),
           part(liveStreams(ops)),
           rates
         ], { concurrency: "unbounded" })
         return {
-          at: new Date().toISOString(),
+          at: new Date(now).toISOString(),
           prefix: ops.prefix,
           health: healthNow,
           outbox,

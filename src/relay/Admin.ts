@@ -1,8 +1,8 @@
 /**
  * The admin HTTP surface: `GET /healthz` (the process is up), `GET /readyz` (Postgres and Redis
  * reachable; 503 otherwise, with the reason as JSON), `GET /metrics` (Prometheus text from
- * `effect/observability`) and the operations API under `/api` (src/ops). `/readyz` also shows the
- * slots this relay owns (with several relays).
+ * `effect/observability`), the operations API under `/api` and the dashboard at `/` with its live
+ * feed `/api/live` (src/ops). `/readyz` also shows the slots this relay owns (with several relays).
  * Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
  * port 0 picks a free port, and the address is logged at start either way.
  */
