@@ -1,8 +1,8 @@
 /**
  * The admin HTTP surface: `GET /healthz` (the process is up), `GET /readyz` (Postgres and Redis
  * reachable; 503 otherwise, with the reason as JSON), `GET /metrics` (Prometheus text from
- * `effect/observability`) and the operations API under `/api` (src/ops). `/readyz` also shows the
- * slots this relay owns (with several relays).
+ * `effect/observability`), the operations API under `/api` and the dashboard at `/` with its live
+ * feed `/api/live` (src/ops). `/readyz` also shows the slots this relay owns (with several relays).
  * Bound to `RELAY_HTTP_HOST:RELAY_HTTP_PORT` (127.0.0.1:9464 by default);
  * port 0 picks a free port, and the address is logged at start either way.
  */
@@ -15,6 +15,8 @@ import * as Layer from "effect/Layer"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import { createServer } from "node:http"
 import { ApiRoutes } from "../ops/ApiServer.js"
+import { closeFeedsFirst, DashboardRoutes } from "../ops/Dashboard.js"
+import { LiveFeed } from "../ops/LiveFeed.js"
 import { Operations } from "../ops/Operations.js"
 import { LeaseBoard } from "./2-SlotLeases.js"
 import { Health } from "./Health.js"
@@ -57,9 +59,14 @@ export const AdminServer = Layer.unwrap(Effect.gen(function*() {
   const config = yield* RelayConfig
   const server = NodeHttpServer.layer(createServer, { host: config.httpHost, port: config.httpPort })
   const api = ApiRoutes.pipe(Layer.provide(Operations.layer))
-  const app = HttpRouter.serve(Layer.mergeAll(routes, PrometheusMetrics.layerHttp(), api), {
+  const app = HttpRouter.serve(Layer.mergeAll(routes, PrometheusMetrics.layerHttp(), api, DashboardRoutes), {
     disableLogger: true,
     disableListenLog: true
   })
-  return Layer.mergeAll(app, logAddress).pipe(Layer.provide(server))
+  const served = Layer.mergeAll(app, logAddress).pipe(Layer.provide(server))
+  // Built after the server, so at shutdown the live feeds end before the server waits for open responses.
+  return closeFeedsFirst.pipe(
+    Layer.provide(served),
+    Layer.provide(LiveFeed.layer.pipe(Layer.provide(Operations.layer)))
+  )
 }))
