@@ -187,9 +187,8 @@ export const settings = {
     default: "2",
     accepts: "an integer from 1 to 16",
     description: "Claim lanes in this process, at most. The first always relays; the others join only while there is " +
-      "a backlog (the first claimed a full batch) and leave once their slots are empty, so a steady trickle costs " +
-      "one claim per wake-up. Each lane has its own connection and slots (so order per aggregate holds) and claims " +
-      "while another publishes ([design: helper lanes](docs/design.md#helper-lanes)).",
+      "a backlog and leave once it is gone. Each lane has its own connection and slots, so order per aggregate " +
+      "holds ([design: helper lanes](docs/design.md#helper-lanes)).",
     config: integer(1, 16)
   } satisfies Setting<number>,
   pollInterval: {
@@ -203,10 +202,8 @@ export const settings = {
     names: ["RELAY_BUSY_PAUSE"],
     default: "0",
     accepts: `${durationAccepts}, at most 1 second`,
-    description: "While producers keep a lane busy (two claims in a row found rows) and a claim comes back less than " +
-      "full, wait this long before the next claim, so batches grow and the relay spends less CPU per event (more " +
-      "left for producers on a shared machine) at the cost of up to this much latency under load. 0: claim again at " +
-      "once.",
+    description: "While a lane stays busy and a claim comes back less than full, wait this long before the next " +
+      "claim: bigger batches, less relay CPU per event, up to this much more latency under load. 0: claim at once.",
     config: duration(Duration.zero, Duration.seconds(1))
   } satisfies Setting<Duration.Duration>,
   listenCheckInterval: {
