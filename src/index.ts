@@ -49,3 +49,12 @@ export { DatabaseUnavailable, MigrationFailed, RedisUnavailable } from "./shared
 export { loggerLayer } from "./shared/Logging.js"
 export { deadLetterKey, streamKey } from "./shared/RedisKeys.js"
 export { defaultHandlerRetry } from "./shared/Retry.js"
+export {
+  formatTraceparent,
+  parentFromHeaders,
+  parseTraceparent,
+  traceHeaders,
+  traceHeadersFrom,
+  withTraceHeaders
+} from "./shared/TraceContext.js"
+export type { SpanContextLike, TraceHeaders, TraceParent } from "./shared/TraceContext.js"

@@ -29,6 +29,8 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
+import { isRealTracer } from "../shared/OtlpTracing.js"
 import { retryRedis } from "../shared/Retry.js"
 import { groupPollEvery, makeConsumerMetrics } from "./ConsumerMetrics.js"
 import { type ConsumerStats, makeProcess } from "./Delivery.js"
@@ -70,6 +72,8 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
 
   const acks = yield* Queue.unbounded<string>()
   let unacked = 0
+  // Handler spans only when the application installed a tracer (Effect's default exports nothing).
+  const tracing = isRealTracer(yield* Tracer.Tracer)
   const decode = userOptions.payloadSchema === undefined
     ? undefined
     : Schema.decodeUnknownEffect(userOptions.payloadSchema)
@@ -85,6 +89,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
       Queue.offerUnsafe(acks, id)
     },
     release: (id) => dispatcher.release(id),
+    tracing,
     stats,
     metrics
   }, clock)

@@ -26,6 +26,7 @@ import type { HandlerWatch } from "./Dispatcher.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
+import { inHandlerSpan } from "./HandlerSpan.js"
 import type { ResolvedOptions } from "./Options.js"
 
 /** Counters of what the consumer did, for tests, benchmarks and health checks. */
@@ -49,6 +50,8 @@ export interface DeliveryContext<P, E, R> {
   readonly release: (id: string) => void
   readonly stats: ConsumerStats
   readonly metrics: ConsumerMetrics
+  /** The application has a tracer: each delivery's handler runs in a span (HandlerSpan.ts). */
+  readonly tracing: boolean
 }
 
 /** One line for whatever a handler failed with. */
@@ -110,7 +113,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     })
     return Effect.suspend(() => {
       watch.deadline = clock.currentTimeMillisUnsafe() + options.handlerTimeoutMillis
-      return Effect.exit(withRetries)
+      return Effect.exit(ctx.tracing ? inHandlerSpan(withRetries, event, options.group) : withRetries)
     })
   }
 

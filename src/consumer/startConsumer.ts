@@ -24,10 +24,12 @@ import * as Schedule from "effect/Schedule"
 import postgres from "postgres"
 import type { RelaySettings } from "../relay/RelayConfig.js"
 import { loggerLayer } from "../shared/Logging.js"
+import { otlpTracerLayer } from "../shared/OtlpTracing.js"
 import { Consumer } from "./Consumer.js"
 import { metricsServer } from "./ConsumerMetrics.js"
 import type { ConsumerStats } from "./Delivery.js"
 import type { ConsumedEvent } from "./Envelope.js"
+import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
 import type { StartFrom } from "./Options.js"
 
@@ -86,6 +88,13 @@ export interface BaseConsumerOptions {
   readonly metricsHost?: string
   readonly logLevel?: RelaySettings["logLevel"]
   readonly logFormat?: RelaySettings["logFormat"]
+  /**
+   * Base URL of an OTLP/HTTP collector (`http://127.0.0.1:4318`): each handler runs in a span whose
+   * parent is the producer's span (`headers.traceparent`), exported as OTLP/JSON. Default: no tracing.
+   */
+  readonly otlpEndpoint?: string
+  /** `service.name` of those spans. Default: `OTEL_SERVICE_NAME`, else the group. */
+  readonly serviceName?: string
 }
 
 /** Options with the inbox: the handler gets the transaction as `sql`. */
@@ -146,6 +155,9 @@ export function startConsumer<P = any>(options: StartConsumerOptions<P>): Promis
 }
 
 const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {
+  if (options.otlpEndpoint !== undefined && !/^https?:\/\/[^/\s]/.test(options.otlpEndpoint)) {
+    throw new ConsumerOptionsInvalid({ option: "otlpEndpoint", message: "otlpEndpoint must be an http(s) URL" })
+  }
   const ms = (value: number | undefined) => value === undefined ? undefined : Math.max(0, value)
   let inboxClient: postgres.Sql<any> | undefined
   const ownClient = options.inbox !== undefined && options.inbox.sql === undefined
@@ -185,9 +197,16 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     ...(ms(options.blockMs) === undefined ? {} : { block: ms(options.blockMs)! }),
     ...(ms(options.stopTimeoutMs) === undefined ? {} : { stopTimeout: ms(options.stopTimeoutMs)! })
   }).pipe(Layer.provide(loggerLayer({ logLevel: options.logLevel ?? "info", logFormat: options.logFormat ?? "json" })))
+  // The tracer's scope closes after the consumer's, so `stop` sends the last handler spans.
+  const tracedConsumer = options.otlpEndpoint === undefined ? consumerLayer : consumerLayer.pipe(
+    Layer.provide(otlpTracerLayer({
+      endpoint: options.otlpEndpoint,
+      serviceName: options.serviceName ?? process.env.OTEL_SERVICE_NAME ?? options.group
+    }))
+  )
   const layer = options.metricsPort === undefined
-    ? consumerLayer
-    : Layer.merge(consumerLayer, metricsServer({ port: options.metricsPort, host: options.metricsHost }))
+    ? tracedConsumer
+    : Layer.merge(tracedConsumer, metricsServer({ port: options.metricsPort, host: options.metricsHost }))
 
   const closeInbox = async () => {
     if (ownClient && inboxClient) await inboxClient.end({ timeout: 5 }).catch(() => {})

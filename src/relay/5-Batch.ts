@@ -22,10 +22,13 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Tracer from "effect/Tracer"
 import type { TransientError } from "../shared/Errors.js"
+import { isRealTracer } from "../shared/OtlpTracing.js"
 import { retryBatch } from "../shared/Retry.js"
 import { ClaimSession } from "./3-ClaimSession.js"
 import { StreamPublisher } from "./4-Publish.js"
+import { startBatchSpan } from "./BatchSpan.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { Health } from "./Health.js"
 import { recordLatency } from "./Latency.js"
@@ -45,6 +48,8 @@ const make = Effect.gen(function*() {
   const session = yield* ClaimSession
   const publisher = yield* StreamPublisher
   const health = yield* Health
+  // Decided once per lane: without a tracer (no RELAY_OTLP_ENDPOINT) a batch makes no span and reads no headers.
+  const tracing = isRealTracer(yield* Tracer.Tracer)
 
   /**
    * One batch. Its COMMIT is left for the lane's next claim (same round trip) or `settle`, and its
@@ -55,6 +60,7 @@ const make = Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const batch = yield* session.claimBatch(config.batchSize)
     if (batch.rows.length === 0) return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+    const span = tracing ? yield* startBatchSpan(batch.rows) : undefined
     const dead: Array<DeadLetter> = []
     const publishable: Array<OutboxRow> = []
     for (const row of batch.rows) {
@@ -101,6 +107,11 @@ const make = Effect.gen(function*() {
       Metrics.batchSeconds.updateUnsafe((ended - started) / 1000, context)
       return Effect.void
     })
+    if (span !== undefined) {
+      span.attribute("outbox.published", published.length)
+      span.attribute("outbox.duplicates", duplicates)
+      span.attribute("outbox.dead_lettered", dead.length)
+    }
     return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
   }).pipe(Effect.scoped, Effect.uninterruptible)
 

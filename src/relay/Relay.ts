@@ -6,6 +6,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { otlpTracerLayer } from "../shared/OtlpTracing.js"
 import { Wakeups } from "./1-Wakeups.js"
 import { LeaseBoard } from "./2-SlotLeases.js"
 import { StreamPublisher } from "./4-Publish.js"
@@ -21,6 +22,14 @@ import { Upkeep } from "./Upkeep.js"
 export const RelayServices = Health.layer.pipe(
   Layer.provideMerge(Layer.mergeAll(Database.layer, StreamPublisher.layer, LeaseBoard.layer))
 )
+
+/** Effect's OTLP tracer for the lanes' batch spans when `RELAY_OTLP_ENDPOINT` is set; else nothing. */
+const LaneTracing = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* RelayConfig
+  return config.otlpEndpoint === undefined
+    ? Layer.empty
+    : otlpTracerLayer({ endpoint: config.otlpEndpoint, serviceName: config.otlpServiceName })
+}))
 
 /** `RELAY_CONCURRENCY` lanes, each with its own connection and slots, for as long as the layer lives. */
 const Lanes = Layer.effectDiscard(
@@ -41,11 +50,12 @@ const Lanes = Layer.effectDiscard(
 )
 
 /** The lanes (woken by LISTEN/NOTIFY) and the upkeep, on top of `RelayServices`; no HTTP server. */
-export const RelayLoop = Layer.mergeAll(Lanes.pipe(Layer.provide(Wakeups.layer)), Upkeep).pipe(
+export const RelayLoop = Layer.mergeAll(Lanes.pipe(Layer.provide([Wakeups.layer, LaneTracing])), Upkeep).pipe(
   Layer.provideMerge(RelayServices)
 )
 
 /** Everything `node dist/main.js run` starts: the lanes, the upkeep and the admin HTTP server. Needs `RelayConfig`. */
-export const RelayDaemon = Layer.mergeAll(Lanes.pipe(Layer.provide(Wakeups.layer)), Upkeep, AdminServer).pipe(
-  Layer.provideMerge(RelayServices)
-)
+export const RelayDaemon = Layer.mergeAll(Lanes.pipe(Layer.provide([Wakeups.layer, LaneTracing])), Upkeep, AdminServer)
+  .pipe(
+    Layer.provideMerge(RelayServices)
+  )

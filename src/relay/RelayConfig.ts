@@ -76,6 +76,11 @@ const isUrlOf = (protocols: ReadonlyArray<string>) => (text: string) =>
 const url = (protocols: ReadonlyArray<string>) => (name: string): Config.Config<Redacted.Redacted<string>> =>
   Config.schema(Schema.Redacted(Schema.Trim.check(Schema.makeFilter(isUrlOf(protocols)))), name)
 
+/** A URL that carries no secret, trimmed; empty means none. */
+const optionalUrl = (protocols: ReadonlyArray<string>) => (name: string): Config.Config<string | undefined> =>
+  Config.schema(Schema.Trim.check(Schema.makeFilter((text: string) => text === "" || isUrlOf(protocols)(text))), name)
+    .pipe(Config.map((text) => text === "" ? undefined : text))
+
 /** Free text, taken as written (no trimming: the pattern decides). */
 const text = (pattern: RegExp) => (name: string): Config.Config<string> =>
   Config.schema(Schema.String.check(Schema.isPattern(pattern)), name)
@@ -364,7 +369,23 @@ export const settings = {
       "([design: memory](docs/design.md#memory-and-heap-tuning)). Skipped when you pass heap flags yourself " +
       "(command line or `NODE_OPTIONS`).",
     config: boolean
-  } satisfies Setting<boolean>
+  } satisfies Setting<boolean>,
+  otlpEndpoint: {
+    names: ["RELAY_OTLP_ENDPOINT"],
+    default: "",
+    accepts: "an http:// or https:// URL of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`",
+    description: "Export a span per published batch, linked to the producers' spans (their `traceparent` " +
+      "header), as OTLP/JSON to `<url>/v1/traces`. Unset: no tracing, no cost " +
+      "([tracing](docs/tracing.md)).",
+    config: optionalUrl(["http:", "https:"])
+  } satisfies Setting<string | undefined>,
+  otlpServiceName: {
+    names: ["RELAY_OTLP_SERVICE_NAME"],
+    default: "outbox-relay",
+    accepts: "a service name",
+    description: "`service.name` of the exported spans (with `RELAY_OTLP_ENDPOINT`).",
+    config: text(/^\S.{0,254}$/)
+  } satisfies Setting<string>
 } as const
 
 type Settings = typeof settings
