@@ -78,7 +78,7 @@ describe("trace context across the outbox", () => {
   let receiver: Awaited<ReturnType<typeof startReceiver>>
   beforeAll(async () => {
     receiver = await startReceiver()
-    t = await makeTestEnv("tracing", { RELAY_OTLP_SERVICE_NAME: "relay-under-test" })
+    t = await makeTestEnv("tracing")
   })
   afterAll(async () => {
     await t?.dispose()
@@ -149,7 +149,9 @@ describe("trace context across the outbox", () => {
 
     // The relay: one batch span per published batch, linked to the producer's span.
     const batches = spans.filter((s) => s.name === "outbox.relay batch")
-    expect(batches.every((s) => s.service === "relay-under-test" && s.kind === 4)).toBe(true)
+    expect(batches.every((s) => s.service === (process.env.OTEL_SERVICE_NAME ?? "outbox-relay") && s.kind === 4)).toBe(
+      true
+    )
     const linked = batches.filter((s) => s.links.some((l) => l.spanId === producerSpan.spanId))
     expect(linked).toHaveLength(1)
     const batch = linked[0]!
@@ -188,5 +190,16 @@ describe("trace context across the outbox", () => {
     const root = handled.find((s) => attribute(s, "outbox.event_id") === plainId)!
     expect(root.parentSpanId ?? "").toBe("")
     expect(root.traceId).not.toBe(producerSpan.traceId)
+  })
+
+  it("refuses an otlpEndpoint that is not an http(s) URL", async () => {
+    await expect(startConsumer({
+      redisUrl: t.redisUrl,
+      stream: `${t.prefix}orders`,
+      group: "g",
+      logLevel: "error",
+      otlpEndpoint: "127.0.0.1:4318",
+      handler: () => {}
+    })).rejects.toMatchObject({ _tag: "ConsumerOptionsInvalid", option: "otlpEndpoint" })
   })
 })

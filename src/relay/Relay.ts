@@ -3,6 +3,7 @@
  * their own Effect program:
  * `Layer.launch(RelayDaemon.pipe(Layer.provide(RelayConfig.layerFrom(env))))`.
  */
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -23,12 +24,15 @@ export const RelayServices = Health.layer.pipe(
   Layer.provideMerge(Layer.mergeAll(Database.layer, StreamPublisher.layer, LeaseBoard.layer))
 )
 
-/** Effect's OTLP tracer for the lanes' batch spans when `RELAY_OTLP_ENDPOINT` is set; else nothing. */
+/**
+ * Effect's OTLP tracer for the lanes' batch spans when `RELAY_OTLP_ENDPOINT` is set; else nothing.
+ * The service name is OpenTelemetry's `OTEL_SERVICE_NAME`, "outbox-relay" by default.
+ */
 const LaneTracing = Layer.unwrap(Effect.gen(function*() {
   const config = yield* RelayConfig
-  return config.otlpEndpoint === undefined
-    ? Layer.empty
-    : otlpTracerLayer({ endpoint: config.otlpEndpoint, serviceName: config.otlpServiceName })
+  if (config.otlpEndpoint === undefined) return Layer.empty
+  const serviceName = yield* Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault("outbox-relay"), Effect.orDie)
+  return otlpTracerLayer({ endpoint: config.otlpEndpoint, serviceName })
 }))
 
 /** `RELAY_CONCURRENCY` lanes, each with its own connection and slots, for as long as the layer lives. */
@@ -49,13 +53,11 @@ const Lanes = Layer.effectDiscard(
   })
 )
 
+/** The lanes with their wake-ups, and their tracer when tracing is on (nothing else is traced). */
+const WokenLanes = Lanes.pipe(Layer.provide([Wakeups.layer, LaneTracing]))
+
 /** The lanes (woken by LISTEN/NOTIFY) and the upkeep, on top of `RelayServices`; no HTTP server. */
-export const RelayLoop = Layer.mergeAll(Lanes.pipe(Layer.provide([Wakeups.layer, LaneTracing])), Upkeep).pipe(
-  Layer.provideMerge(RelayServices)
-)
+export const RelayLoop = Layer.mergeAll(WokenLanes, Upkeep).pipe(Layer.provideMerge(RelayServices))
 
 /** Everything `node dist/main.js run` starts: the lanes, the upkeep and the admin HTTP server. Needs `RelayConfig`. */
-export const RelayDaemon = Layer.mergeAll(Lanes.pipe(Layer.provide([Wakeups.layer, LaneTracing])), Upkeep, AdminServer)
-  .pipe(
-    Layer.provideMerge(RelayServices)
-  )
+export const RelayDaemon = Layer.mergeAll(WokenLanes, Upkeep, AdminServer).pipe(Layer.provideMerge(RelayServices))

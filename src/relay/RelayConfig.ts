@@ -373,19 +373,11 @@ export const settings = {
   otlpEndpoint: {
     names: ["RELAY_OTLP_ENDPOINT"],
     default: "",
-    accepts: "an http:// or https:// URL of an OTLP/HTTP collector, e.g. `http://127.0.0.1:4318`",
-    description: "Export a span per published batch, linked to the producers' spans (their `traceparent` " +
-      "header), as OTLP/JSON to `<url>/v1/traces`. Unset: no tracing, no cost " +
-      "([tracing](docs/tracing.md)).",
+    accepts: "an http(s) URL of an OTLP/HTTP collector",
+    description: "Send a span per batch, linked to the producers' spans, to `<url>/v1/traces` (OTLP/JSON). " +
+      "Unset: no tracing ([tracing](docs/tracing.md)).",
     config: optionalUrl(["http:", "https:"])
-  } satisfies Setting<string | undefined>,
-  otlpServiceName: {
-    names: ["RELAY_OTLP_SERVICE_NAME"],
-    default: "outbox-relay",
-    accepts: "a service name",
-    description: "`service.name` of the exported spans (with `RELAY_OTLP_ENDPOINT`).",
-    config: text(/^\S.{0,254}$/)
-  } satisfies Setting<string>
+  } satisfies Setting<string | undefined>
 } as const
 
 type Settings = typeof settings

@@ -125,7 +125,15 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
   [{ RELAY_LOG_FORMAT: "xml" }, "Invalid RELAY_LOG_FORMAT=\"xml\": expected json or pretty"],
   [{ RELAY_MIGRATE: "maybe" }, "Invalid RELAY_MIGRATE=\"maybe\": expected true or false"],
   // Config.Boolean would take "y"; the relay takes only its own words (BooleanWords.ts).
-  [{ RELAY_HEAP_TUNING: "y" }, "Invalid RELAY_HEAP_TUNING=\"y\": expected true or false"]
+  [{ RELAY_HEAP_TUNING: "y" }, "Invalid RELAY_HEAP_TUNING=\"y\": expected true or false"],
+  [
+    { RELAY_OTLP_ENDPOINT: "127.0.0.1:4318" },
+    "Invalid RELAY_OTLP_ENDPOINT=\"127.0.0.1:4318\": expected an http(s) URL of an OTLP/HTTP collector"
+  ],
+  [
+    { RELAY_OTLP_ENDPOINT: "grpc://collector:4317" },
+    "Invalid RELAY_OTLP_ENDPOINT=\"grpc://collector:4317\": expected an http(s) URL of an OTLP/HTTP collector"
+  ]
 ]
 
 describe("settings", () => {
@@ -164,6 +172,7 @@ describe("settings", () => {
       assert.strictEqual(config.logFormat, "json")
       assert.isTrue(config.migrate)
       assert.isTrue(config.heapTuning)
+      assert.strictEqual(config.otlpEndpoint, undefined, "no tracing")
     }))
 
   it.effect("accepts values as operators write them", () =>
@@ -181,7 +190,8 @@ describe("settings", () => {
         RELAY_LOG_LEVEL: "DEBUG",
         RELAY_LOG_FORMAT: " Pretty ",
         RELAY_MIGRATE: "off",
-        RELAY_HEAP_TUNING: "No"
+        RELAY_HEAP_TUNING: "No",
+        RELAY_OTLP_ENDPOINT: " http://collector:4318 "
       })
       assert.strictEqual(Redacted.value(config.databaseUrl), databaseUrl, "trimmed, otherwise as written")
       assert.strictEqual(Redacted.value(config.listenDatabaseUrl), "postgresql://listener@db:5433/app")
@@ -196,6 +206,7 @@ describe("settings", () => {
       assert.strictEqual(config.logFormat, "pretty")
       assert.isFalse(config.migrate)
       assert.isFalse(config.heapTuning)
+      assert.strictEqual(config.otlpEndpoint, "http://collector:4318")
     }))
 
   it.effect("falls back to DATABASE_URL and REDIS_URL; the RELAY_ names win", () =>

@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { producerLinks } from "../../src/relay/BatchSpan.js"
 import type { OutboxRow } from "../../src/relay/Database.js"
+import { tracesUrl } from "../../src/shared/OtlpTracing.js"
 import {
   formatTraceparent,
   parentFromHeaders,
@@ -136,5 +137,13 @@ describe("relay batch links", () => {
     const many = Array.from({ length: 130 }, (_, i) => row(i, `{"traceparent": "${good}"}`))
     const capped = producerLinks(many)
     assert.deepStrictEqual([capped.links.length, capped.dropped], [128, 2])
+  })
+})
+
+describe("OTLP endpoint", () => {
+  it("is a collector base URL: spans go to /v1/traces under it", () => {
+    assert.strictEqual(tracesUrl("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces")
+    assert.strictEqual(tracesUrl("https://otel.example/base/"), "https://otel.example/base/v1/traces")
+    assert.strictEqual(tracesUrl("http://127.0.0.1:4318/v1/traces"), "http://127.0.0.1:4318/v1/traces")
   })
 })
