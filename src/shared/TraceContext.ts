@@ -85,14 +85,29 @@ export const spanTraceHeaders = (span: Tracer.AnySpan): TraceHeaders | undefined
   return tracestate === undefined ? { traceparent } : { traceparent, tracestate }
 }
 
+/** The nearest external span (a context received from outside, e.g. an incoming request's) up the chain. */
+const externalAncestor = (span: Tracer.AnySpan): Tracer.ExternalSpan | undefined => {
+  for (let current: Tracer.AnySpan | undefined = span, depth = 0; current && depth < 64; depth++) {
+    if (current._tag === "ExternalSpan") return current
+    current = Option.getOrUndefined(current.parent)
+  }
+  return undefined
+}
+
 /**
- * The trace headers of the current Effect span (or of the external parent span when there is no Effect
- * span); undefined outside any span. With Effect's default tracer the ids are still valid W3C ids.
+ * The trace headers for an event written now: the current span's when the application installed a
+ * tracer. Under Effect's default tracer (which exports nothing) only a context received from outside is
+ * passed on (an external parent span, e.g. an incoming request's `traceparent`), so no event points at
+ * a span no backend will ever see. Undefined outside any span.
  */
-export const traceHeaders: Effect.Effect<TraceHeaders | undefined> = Effect.map(
-  Effect.option(Effect.currentParentSpan),
-  (span) => Option.isSome(span) ? spanTraceHeaders(span.value) : undefined
-)
+export const traceHeaders: Effect.Effect<TraceHeaders | undefined> = Effect.gen(function*() {
+  const span = yield* Effect.option(Effect.currentParentSpan)
+  if (Option.isNone(span)) return undefined
+  const tracer = yield* Tracer.Tracer
+  if (tracer !== Tracer.nativeTracer) return spanTraceHeaders(span.value)
+  const external = externalAncestor(span.value)
+  return external === undefined ? undefined : spanTraceHeaders(external)
+})
 
 /**
  * Trace headers from an OpenTelemetry span context (`trace.getSpan(context)?.spanContext()`);

@@ -4,7 +4,7 @@
  * `traceparent` wins over the current span's, and `tracestate` travels with its trace.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Tracer } from "effect"
 import { producerLinks } from "../../src/relay/BatchSpan.js"
 import type { OutboxRow } from "../../src/relay/Database.js"
 import { tracesUrl } from "../../src/shared/OtlpTracing.js"
@@ -64,11 +64,25 @@ describe("traceparent", () => {
 })
 
 describe("trace headers for producers", () => {
-  it.effect("come from the current Effect span, and are absent outside any span", () =>
+  // A tracer other than Effect's default, as an application's OTLP or OpenTelemetry tracer would be.
+  const installedTracer = Tracer.make({ span: (options) => new Tracer.NativeSpan(options) })
+
+  it.effect("come from the current span when a tracer is installed, and are absent outside any span", () =>
     Effect.gen(function*() {
       assert.strictEqual(yield* traceHeaders, undefined)
       const [headers, span] = yield* Effect.all([traceHeaders, Effect.currentSpan]).pipe(Effect.withSpan("request"))
       assert.deepStrictEqual(headers, { traceparent: `00-${span.traceId}-${span.spanId}-01` })
+    }).pipe(Effect.provideService(Tracer.Tracer, installedTracer)))
+
+  it.effect("under Effect's default tracer, pass on only a context received from outside", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* traceHeaders.pipe(Effect.withSpan("request")), undefined, "a span exported nowhere")
+      const incoming = parentFromHeaders({ traceparent: good })!
+      const headers = yield* traceHeaders.pipe(
+        Effect.withSpan("enqueue"),
+        Effect.withSpan("request", { parent: incoming })
+      )
+      assert.deepStrictEqual(headers, { traceparent: good })
     }))
 
   it.effect("carry the tracestate of the producer's parent, read from incoming headers", () =>
@@ -80,7 +94,7 @@ describe("trace headers for producers", () => {
       )
       assert.strictEqual(span.traceId, traceId)
       assert.deepStrictEqual(headers, { traceparent: `00-${traceId}-${span.spanId}-01`, tracestate: "vendor=abc" })
-    }))
+    }).pipe(Effect.provideService(Tracer.Tracer, installedTracer)))
 
   it("come from an OpenTelemetry span context, whose invalid (all-zero) context gives none", () => {
     assert.deepStrictEqual(
