@@ -36,12 +36,15 @@ export type EnqueueItems<Items extends ReadonlyArray<EnqueueEntry>> = {
   readonly [K in keyof Items]: EnqueueEntry<Items[K]["event"]>
 }
 
-/** The insert every helper sends; `$1` is a jsonb array of rows (see `encodeRows`). */
+/**
+ * The insert every helper sends; `$1` is the JSON text of an array of rows (see `encodeRows`). Typed
+ * as text: postgres.js would serialise a string parameter typed jsonb once more, into a JSON string.
+ */
 export const enqueueStatement = `INSERT INTO outbox_events
   (event_id, topic, event_type, aggregate_type, aggregate_id, tenant_id, payload, headers, schema_version)
 SELECT r.event_id, r.topic, r.event_type, r.aggregate_type, r.aggregate_id, r.tenant_id, r.payload, r.headers,
        r.schema_version
-FROM jsonb_to_recordset($1::jsonb) AS r(event_id uuid, topic text, event_type text, aggregate_type text,
+FROM jsonb_to_recordset($1::text::jsonb) AS r(event_id uuid, topic text, event_type text, aggregate_type text,
   aggregate_id text, tenant_id text, payload jsonb, headers jsonb, schema_version integer)
 ON CONFLICT (event_id) DO NOTHING`
 
