@@ -221,7 +221,7 @@ describe("Outbox on Effect's SqlClient (@effect/sql-pg)", () => {
     await expectCommittedRow(id, committed.value)
   })
 
-  it("fails with EventPayloadInvalid before writing, dedupes a retry, writes mixed types in one statement", async () => {
+  it("fails with EventPayloadInvalid before writing, dedupes a retry, mixes types in one statement", async () => {
     const id = `effect-more-${randomUUID()}`
     const bad = await run(Outbox.enqueue(OrderPlaced, { aggregateId: id, payload: { orderId: id } as never }))
     expect(bad).toMatchObject({ _tag: "Failure" })
