@@ -47,7 +47,7 @@ describe("typed events end to end", () => {
               `INSERT INTO outbox_events (event_id, topic, event_type, aggregate_id, payload, schema_version) VALUES
                ($1, 'orders', 'OrderPlaced', 'order-2', '{"orderId": "order-2", "total": 5}', 1),
                ($2, 'orders', 'OrderRefunded', 'order-1', '{"orderId": "order-1"}', 1),
-               ($3, 'orders', 'OrderPlaced', 'order-3', '{"orderId": "order-3", "total": "lots", "currency": "EUR"}', 2)`,
+               ($3, 'orders', 'OrderPlaced', 'order-3', '{"orderId": "order-3", "total": "9", "currency": "EUR"}', 2)`,
               [...raw]
             )
             return { placed: typed[0]!, shipped: typed[1]!, v1: raw[0], unknown: raw[1], bad: raw[2] }
