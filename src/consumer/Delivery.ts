@@ -173,7 +173,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
 
   // Types already reported: the first entry of a type logs, the rest only count.
   const reportedUnknown = new Set<string>()
-  const skip = (delivery: Delivery, eventType: string): Effect.Effect<void> => {
+  const skip = (delivery: Delivery, eventType: string, inCatalog: boolean): Effect.Effect<void> => {
     if (options.unknownEvents === "dead-letter") {
       return deadLetter(delivery, `no handler for event type ${JSON.stringify(eventType)}`)
     }
@@ -182,16 +182,19 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     ctx.acknowledge(delivery.id)
     if (reportedUnknown.has(eventType) || reportedUnknown.size >= 100) return Effect.void
     reportedUnknown.add(eventType)
-    return Effect.logWarning("no handler for this event type; its entries are acknowledged and counted").pipe(
-      Effect.annotateLogs({ ...annotations(delivery), event_type: eventType })
-    )
+    // A type of the catalog without a handler here is expected (a consumer handles what it needs).
+    return (inCatalog
+      ? Effect.logInfo("no handler for this event type here; its entries are acknowledged and counted")
+      : Effect.logWarning("event type not in the catalog; its entries are acknowledged and counted")).pipe(
+        Effect.annotateLogs({ ...annotations(delivery), event_type: eventType })
+      )
   }
 
   const routeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) => {
     const routed = ctx.route!(event)
     if (routed._tag === "Handle") return handle(delivery, routed.event as ConsumedEvent<P>, watch, routed.handler)
     if (routed._tag === "Poison") return deadLetter(delivery, `payload refused by the catalog: ${routed.reason}`)
-    return skip(delivery, event.eventType)
+    return skip(delivery, event.eventType, routed.inCatalog)
   }
 
   // Plain function, not Effect.gen: this runs once per message.

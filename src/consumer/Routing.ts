@@ -19,9 +19,11 @@ export type AnyHandler<E, R> = (event: ConsumedEvent<any>) => Effect.Effect<void
 export type Routed<E, R> =
   | { readonly _tag: "Handle"; readonly event: ConsumedEvent<unknown>; readonly handler: AnyHandler<E, R> }
   | { readonly _tag: "Poison"; readonly reason: string }
-  | { readonly _tag: "Unknown" }
+  | { readonly _tag: "Unknown"; readonly inCatalog: boolean }
 
-const unknown = { _tag: "Unknown" } as const
+// No handler here: a type of the catalog this consumer leaves to others, or one the catalog lacks.
+const unhandled = { _tag: "Unknown", inCatalog: true } as const
+const unknown = { _tag: "Unknown", inCatalog: false } as const
 
 interface Route<E, R> {
   readonly event: AnyEvent
@@ -59,7 +61,7 @@ export const makeRouter = <E, R>(
     }
     return (entry: ConsumedEvent<unknown>): Routed<E, R> => {
       const route = routes.get(entry.eventType)
-      if (route === undefined) return unknown
+      if (route === undefined) return catalog.get(entry.eventType) === undefined ? unknown : unhandled
       const payload = route.event.decode(entry.schemaVersion, entry.payload)
       if (Result.isFailure(payload)) return { _tag: "Poison", reason: payload.failure.message }
       return { _tag: "Handle", event: { ...entry, payload: payload.success }, handler: route.handler }
