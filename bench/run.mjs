@@ -7,7 +7,9 @@
  *   npm run bench                          full run (about 15 minutes on 2 cores)
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
- *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile (comma-separated)
+ *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue
+ *                                          (comma-separated; enqueue: the typed producer helper
+ *                                          enqueueMany against a hand-written multi-row INSERT)
  *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run,
  *                                          off with --quick); the relay soaks twice: deleting on publish,
  *                                          and with RELAY_RETENTION
@@ -107,10 +109,12 @@ if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
 if (roundsArg !== undefined && !baselineDir) throw new Error("--rounds goes with --baseline")
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
-    if (!["drain", "latency", "overhead", "soak", "profile"].includes(s)) throw new Error(`--scenario: unknown ${s}`)
+    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue"].includes(s)) {
+      throw new Error(`--scenario: unknown ${s}`)
+    }
     return s
   })
-  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : []), "profile"]
+  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : []), "profile", "enqueue"]
 
 const config = quick
   ? {
@@ -163,6 +167,8 @@ const results = {
   overhead: [],
   soak: [],
   profile: null,
+  /** Events/s written by enqueueMany and by a hand-written multi-row INSERT (bench/enqueue.mjs). */
+  enqueue: null,
   /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
   ab: baselineDir ? { drain: [], latency: [] } : null,
   errors: []
@@ -1052,6 +1058,17 @@ try {
     } catch (error) {
       noteError("profile", error)
     }
+  }
+  if (scenarios.includes("enqueue") && selected.includes("relay")) {
+    log("== enqueue: typed producer helper vs a hand-written INSERT (bench/enqueue.mjs)")
+    const { runEnqueue } = await import("./enqueue.mjs")
+    await timed("enqueue", async () => {
+      try {
+        results.enqueue = await runEnqueue({ pgAdmin: admin, urlFor: pg.urlFor, redisUrl: redisServer.url, quick, log })
+      } catch (error) {
+        noteError("enqueue", error)
+      }
+    })
   }
 } catch (error) {
   noteError("bench", error)

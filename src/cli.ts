@@ -15,7 +15,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
-import { Argument, CliConfig, CliError, CliOutput, Command, GlobalFlag, TerminalCapabilities } from "effect/cli"
+import { Argument, CliConfig, CliError, CliOutput, Command, Flag, GlobalFlag, TerminalCapabilities } from "effect/cli"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
@@ -137,6 +137,32 @@ const withoutDatabase = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A
 
 const operations = operationsCommands(name, runAction)
 
+// --- catalog ---------------------------------------------------------------------------------------
+
+const catalogCommand = Command.make(
+  "catalog",
+  {
+    module: Argument.String("module").pipe(
+      Argument.withDescription("A module exporting an event catalog, e.g. dist/events.js")
+    ),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Print the events as JSON, with each payload's JSON Schema")
+    )
+  },
+  (options) =>
+    Effect.promise(() => import("./events/CatalogCli.js")).pipe(
+      Effect.flatMap((catalog) => catalog.list(options)),
+      Effect.flatMap(exitWith)
+    )
+).pipe(
+  Command.withDescription(
+    "List the events of an application's catalog (type, topic, version, older versions still read); needs " +
+      "no settings."
+  ),
+  Command.withShortDescription("List the events of an application's catalog")
+)
+
 // --- help and the whole command line ------------------------------------------------------------------
 
 /** `help dlq replay` is `dlq replay --help`; an unknown word is a usage error, as it is without `help`. */
@@ -171,7 +197,7 @@ export const command = Command.make(name, {}, relay).pipe(
     "Moves committed rows of a Postgres outbox table to Redis Streams. " +
       "Settings come from RELAY_* environment variables; see the README."
   ),
-  Command.withSubcommands([runCommand, migrateCommand, ...operations, help])
+  Command.withSubcommands([runCommand, migrateCommand, ...operations, catalogCommand, help])
 )
 
 /** A usage error as one line; Effect's own messages add suggestions on lines of their own. */

@@ -2,7 +2,8 @@
  * outbox-relay as a library. The relay: its layers (`RelayDaemon` with the admin HTTP server,
  * `RelayLoop` without), its settings and migrations, for applications and tests that run it inside
  * their own Effect program. The consumer: `startConsumer` (promises) or the `Consumer` layer (Effect),
- * the inbox, and the dead-letter tools.
+ * the inbox, and the dead-letter tools. Typed events: `defineEvent` and `eventCatalog`, the producer
+ * helpers `enqueue` / `enqueueMany` (postgres.js or node-postgres) and `Outbox` (Effect `SqlClient`).
  */
 export { Consumer } from "./consumer/Consumer.js"
 export { metricsServer, prometheusText } from "./consumer/ConsumerMetrics.js"
@@ -25,6 +26,7 @@ export {
 export { isProcessed, withInbox } from "./consumer/Inbox.js"
 export type { InboxHandler, InboxSettings } from "./consumer/Inbox.js"
 export type { ConsumerOptions, StartFrom } from "./consumer/Options.js"
+export type { CatalogConsumerOptions, CatalogHandlers, ConsumerSettings, UnknownEvents } from "./consumer/Options.js"
 export { startConsumer } from "./consumer/startConsumer.js"
 export type {
   ConsumerHandle,
@@ -35,6 +37,27 @@ export type {
   PlainConsumerOptions,
   StartConsumerOptions
 } from "./consumer/startConsumer.js"
+export type {
+  CatalogOptions,
+  InboxCatalogConsumerOptions,
+  PlainCatalogConsumerOptions,
+  TypedHandlers
+} from "./consumer/startConsumer.js"
+export { defineEvent, eventCatalog, EventPayloadInvalid } from "./events/Catalog.js"
+export type {
+  AnyEvent,
+  CatalogEntry,
+  EventCatalog,
+  EventDefinition,
+  EventOptions,
+  EventUpgrades,
+  JsonObject,
+  PayloadOf
+} from "./events/Catalog.js"
+export type { EnqueueEntry, EnqueueInput } from "./events/Enqueue.js"
+export { Outbox } from "./events/Outbox.js"
+export { enqueue, enqueueMany } from "./events/Producer.js"
+export type { PgQueryable, SqlTarget } from "./events/Producer.js"
 export { Database } from "./relay/Database.js"
 export type { DeadRow, OutboxStats } from "./relay/Database.js"
 export { Health } from "./relay/Health.js"

@@ -5,16 +5,29 @@
 //   npm run build && node bench/diagnostics/consumer.mjs
 //
 // Settings (environment): REDIS_URL (default: a throwaway redis-server started here on a free port),
-// BENCH_MESSAGES (200000), BENCH_BATCH (500), BENCH_CONCURRENCY (64). Uses its own key
+// BENCH_MESSAGES (200000), BENCH_BATCH (500), BENCH_CONCURRENCY (64), BENCH_CATALOG=1 (typed handlers: a
+// catalog lookup and a schema decode per message instead of one untyped handler). Uses its own key
 // (bench:consumer:<random>) and deletes it at the end.
+import { Schema } from "effect"
 import { Redis } from "ioredis"
 import { randomBytes, randomUUID } from "node:crypto"
-import { startConsumer } from "../../dist/index.js"
+import { defineEvent, eventCatalog, startConsumer } from "../../dist/index.js"
 import { sleep, startRedis } from "../lib/servers.mjs"
 
 const messages = Number(process.env.BENCH_MESSAGES ?? 200_000)
 const batchSize = Number(process.env.BENCH_BATCH ?? 500)
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64)
+const typed = process.env.BENCH_CATALOG === "1"
+const OrderPlaced = defineEvent({
+  topic: "orders",
+  type: "OrderPlaced",
+  payload: Schema.Struct({
+    orderId: Schema.String,
+    total: Schema.Number,
+    currency: Schema.String,
+    items: Schema.Array(Schema.Struct({ sku: Schema.String, quantity: Schema.Number }))
+  })
+})
 
 // A redis-server of our own (no persistence), so the numbers do not depend on a shared one.
 const server = process.env.REDIS_URL ? undefined : await startRedis()
@@ -71,9 +84,20 @@ const consumer = await startConsumer({
   batchSize,
   concurrency,
   logLevel: "warn",
-  handler: () => {
-    handled++
-  }
+  ...(typed
+    ? {
+      catalog: eventCatalog(OrderPlaced),
+      handlers: {
+        OrderPlaced: () => {
+          handled++
+        }
+      }
+    }
+    : {
+      handler: () => {
+        handled++
+      }
+    })
 })
 while (true) {
   const [pending] = await redis.xpending(stream, "bench")
@@ -87,7 +111,8 @@ await consumer.stop()
 console.log(
   `${messages} messages read, handled and acknowledged in ${seconds.toFixed(2)} s: ` +
     `${Math.round(messages / seconds).toLocaleString("en-US")} messages/s ` +
-    `(batch ${batchSize}, concurrency ${concurrency}, Node ${process.version})`
+    `(batch ${batchSize}, concurrency ${concurrency}, ${typed ? "catalog handlers" : "one handler"}, ` +
+    `Node ${process.version})`
 )
 await redis.del(stream)
 redis.disconnect()

@@ -259,6 +259,20 @@ export const abTable = (results) => {
   return table(header, rows.map((r) => [...r.slice(0, -1), ...Array(rounds - (r.length - 2)).fill(""), r.at(-1)]))
 }
 
+/** enqueueMany against a hand-written multi-row INSERT, per round and the medians. */
+const enqueueTable = (e) =>
+  [
+    "| | enqueueMany | hand-written INSERT | ratio |",
+    "|---|---:|---:|---:|",
+    ...e.rounds.map((r, i) =>
+      `| round ${i + 1} | ${fmtNum(r.enqueueMany)} | ${fmtNum(r.handWritten)} | ${
+        (r.enqueueMany / r.handWritten).toFixed(2)
+      } |`
+    ),
+    `| median of ${e.rounds.length} (${fmtNum(e.events)} events each) | ${fmtNum(e.enqueueManyPerSecond)} | ` +
+    `${fmtNum(e.handWrittenPerSecond)} | ${e.ratio.toFixed(2)} |`
+  ].join("\n")
+
 export const summaryTable = (results) => {
   const parts = []
   if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
@@ -268,6 +282,7 @@ export const summaryTable = (results) => {
   }
   if (results.soak.length) parts.push(`### Table health (soak)\n\n${soakTable(results)}`)
   if (results.profile?.breakdown) parts.push(`### Relay time per event (µs)\n\n${profileTable(results.profile)}`)
+  if (results.enqueue) parts.push(`### Producer helper (events/s, batches of 100)\n\n${enqueueTable(results.enqueue)}`)
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
   if (results.ab) {

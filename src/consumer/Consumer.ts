@@ -30,6 +30,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
+import type { AnyEvent } from "../events/Catalog.js"
 import { isRealTracer } from "../shared/OtlpTracing.js"
 import { retryRedis } from "../shared/Retry.js"
 import { groupPollEvery, makeConsumerMetrics } from "./ConsumerMetrics.js"
@@ -37,7 +38,14 @@ import { type ConsumerStats, makeProcess } from "./Delivery.js"
 import { type Dispatcher, makeDispatcher } from "./Dispatcher.js"
 import type { ConsumerOptionsInvalid, ConsumerRedisUnavailable } from "./Errors.js"
 import { type Delivery, makeGroupClient } from "./GroupClient.js"
-import { type ConsumerOptions, resolveOptions } from "./Options.js"
+import {
+  type CatalogConsumerOptions,
+  type CatalogHandlers,
+  type ConsumerOptions,
+  type HandlersContext,
+  resolveOptions
+} from "./Options.js"
+import { type AnyHandler, makeRouter } from "./Routing.js"
 
 export class Consumer extends Context.Service<Consumer, {
   /** This consumer's name in the group. */
@@ -47,20 +55,36 @@ export class Consumer extends Context.Service<Consumer, {
   /** What it did so far, and how many entries it holds now. */
   readonly stats: Effect.Effect<ConsumerStats & { readonly held: number }>
 }>()("outbox-relay/consumer/Consumer") {
-  /** A running consumer for as long as the layer lives. Fails to build on bad options or when Redis never answers. */
-  static readonly layer = <P = unknown, E = never, R = never>(
-    options: ConsumerOptions<P, E, R>
-  ): Layer.Layer<Consumer, ConsumerOptionsInvalid | ConsumerRedisUnavailable, R> =>
-    Layer.effect(Consumer, make(options))
+  /**
+   * A running consumer for as long as the layer lives. Fails to build on bad options or when Redis never
+   * answers. Takes one `handler`, or a `catalog` and `handlers` by event type.
+   */
+  static readonly layer: {
+    <P = unknown, E = never, R = never>(
+      options: ConsumerOptions<P, E, R>
+    ): Layer.Layer<Consumer, ConsumerOptionsInvalid | ConsumerRedisUnavailable, R>
+    <Events extends AnyEvent, H extends CatalogHandlers<Events>>(
+      options: CatalogConsumerOptions<Events, H>
+    ): Layer.Layer<Consumer, ConsumerOptionsInvalid | ConsumerRedisUnavailable, HandlersContext<H>>
+  } = (options: ConsumerOptions<any, any, any> | CatalogConsumerOptions<AnyEvent, any>) =>
+    Layer.effect(Consumer, make(options as ConsumerOptions<unknown, unknown, never>))
 }
 
+/** Options of either kind, as `make` takes them. */
+export type AnyConsumerOptions<P, E, R> =
+  | ConsumerOptions<P, E, R>
+  | CatalogConsumerOptions<AnyEvent, { readonly [type: string]: AnyHandler<E, R> }>
+
 /** Starts a consumer in the current scope (`Consumer.layer` wraps this). */
-export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOptions<P, E, R>) {
+export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: AnyConsumerOptions<P, E, R>) {
   const options = yield* resolveOptions(userOptions)
+  const route = userOptions.catalog === undefined
+    ? undefined
+    : yield* makeRouter<E, R>(userOptions.catalog, userOptions.handlers)
   const scope = yield* Scope.Scope
   const client = yield* makeGroupClient(options)
   const logContext = { stream: options.stream, group: options.group, consumer: options.consumer }
-  const stats: ConsumerStats = { acked: 0, failed: 0, deadLettered: 0 }
+  const stats: ConsumerStats = { acked: 0, failed: 0, deadLettered: 0, skipped: 0 }
   const metrics = yield* makeConsumerMetrics(options.stream, options.group)
 
   // The group must exist before `make` returns: with startFrom "new", entries added after that are seen.
@@ -77,12 +101,15 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: ConsumerOp
   const decode = userOptions.payloadSchema === undefined
     ? undefined
     : Schema.decodeUnknownEffect(userOptions.payloadSchema)
+  // Catalog mode has no single handler: every entry goes through `route`.
+  const noHandler = () => Effect.die(new Error("catalog consumer without a route"))
   const clock = yield* Clock.Clock
   const delivery = makeProcess({
     options,
     client,
-    handler: userOptions.handler,
+    handler: userOptions.handler ?? noHandler,
     decodePayload: decode,
+    route,
     acknowledge: (id) => {
       dispatcher.finish(id)
       unacked++

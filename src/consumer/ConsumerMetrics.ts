@@ -34,6 +34,8 @@ export interface ConsumerMetrics {
   /** A handler attempt is being retried within its delivery. */
   readonly retried: () => void
   readonly deadLettered: () => void
+  /** An entry acknowledged without a handler (catalog mode, no handler for its type). */
+  readonly skipped: () => void
   /** Entries taken over from idle consumers (`XAUTOCLAIM`). */
   readonly reclaimed: (count: number) => void
   /** Entries this consumer holds now (read, not acknowledged yet); 0 when it stops. */
@@ -53,6 +55,10 @@ export const makeConsumerMetrics = (stream: string, group: string): Effect.Effec
     const failed = counter("outbox_consumer_failed_total", "Deliveries whose handler failed or timed out")
     const retried = counter("outbox_consumer_retried_total", "Handler attempts retried within a delivery")
     const deadLettered = counter("outbox_consumer_dead_lettered_total", "Messages copied to <stream>:dlq and acked")
+    const skipped = counter(
+      "outbox_consumer_skipped_total",
+      "Entries acknowledged without a handler (event type not in the consumer's catalog handlers)"
+    )
     const reclaimed = counter("outbox_consumer_reclaimed_total", "Entries taken over from idle consumers")
     const handlerSeconds = Metric.histogram("outbox_consumer_handler_seconds", {
       description: "Time a delivery's handler took, retries included",
@@ -71,6 +77,7 @@ export const makeConsumerMetrics = (stream: string, group: string): Effect.Effec
       },
       retried: () => retried.updateUnsafe(1, context),
       deadLettered: () => deadLettered.updateUnsafe(1, context),
+      skipped: () => skipped.updateUnsafe(1, context),
       reclaimed: (count) => reclaimed.updateUnsafe(count, context),
       inFlight: (now) => {
         inFlight.modifyUnsafe(now - held, context)

@@ -9,6 +9,9 @@
  * | delivered more than `maxDeliveries` times      | dead-lettered without running the handler      |
  * |   (consumers died while handling it)           |                                                |
  * | malformed envelope, payload refused by schema  | dead-lettered at once (can never succeed)      |
+ * |   (or by its catalog event, after upgrades)    |                                                |
+ * | catalog mode: no handler for its event_type    | XACK and counted, or dead-lettered             |
+ * |                                                |   (`unknownEvents`)                            |
  *
  * One delivery is bounded by `handlerTimeout`, retries included (a timed-out delivery counts as a
  * failed one). Messages held by a live consumer have their idle time renewed, so they are never
@@ -28,6 +31,7 @@ import { HandlerTimedOut } from "./Errors.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import { inHandlerSpan } from "./HandlerSpan.js"
 import type { ResolvedOptions } from "./Options.js"
+import type { AnyHandler, Routed } from "./Routing.js"
 
 /** Counters of what the consumer did, for tests, benchmarks and health checks. */
 export interface ConsumerStats {
@@ -37,6 +41,8 @@ export interface ConsumerStats {
   failed: number
   /** Messages copied to the dead-letter stream and acknowledged. */
   deadLettered: number
+  /** Entries acknowledged without a handler (catalog mode: a type without a handler, `unknownEvents: "ack"`). */
+  skipped: number
 }
 
 export interface DeliveryContext<P, E, R> {
@@ -44,6 +50,8 @@ export interface DeliveryContext<P, E, R> {
   readonly client: GroupClient
   readonly handler: (event: ConsumedEvent<P>) => Effect.Effect<void, E, R>
   readonly decodePayload: ((payload: unknown) => Effect.Effect<P, { readonly message: string }>) | undefined
+  /** Catalog mode: picks the handler and decodes the payload per entry (`handler` is then unused). */
+  readonly route: ((event: ConsumedEvent<unknown>) => Routed<E, R>) | undefined
   /** Queues the XACK; the acker releases the entry once Redis answered. */
   readonly acknowledge: (id: string) => void
   /** Forgets the entry without acknowledging it (it stays pending for the group). */
@@ -101,8 +109,8 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    * the second attempt). The deadline in `watch` is watched by the dispatcher's sweeper, which
    * interrupts an overrunning handler (see Dispatcher); no timer per message.
    */
-  const runHandler = (event: ConsumedEvent<P>, watch: HandlerWatch) => {
-    const attempt = Effect.suspend(() => ctx.handler(event))
+  const runHandler = (handler: AnyHandler<E, R>, event: ConsumedEvent<P>, watch: HandlerWatch) => {
+    const attempt = Effect.suspend(() => handler(event))
     const withRetries = Effect.catchCause(attempt, (cause) => {
       if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
       let replayed = false
@@ -141,8 +149,13 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    * success path is synchronous, the others uninterruptible). A worker interrupted mid-handler gets a
    * fresh watch, so the deadline only needs clearing here.
    */
-  const handle = (delivery: Delivery, event: ConsumedEvent<P>, watch: HandlerWatch) =>
-    Effect.flatMap(runHandler(event, watch), (exit) => {
+  const handle = (
+    delivery: Delivery,
+    event: ConsumedEvent<P>,
+    watch: HandlerWatch,
+    handler: AnyHandler<E, R> = ctx.handler
+  ) =>
+    Effect.flatMap(runHandler(handler, event, watch), (exit) => {
       // The deadline says when the handler started: one clock reading for the duration.
       const seconds = (clock.currentTimeMillisUnsafe() - watch.deadline + options.handlerTimeoutMillis) / 1000
       watch.deadline = 0
@@ -161,6 +174,32 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
         ? deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
         : handle(delivery, { ...event, payload: decoded.success }, watch))
 
+  // Types already reported: the first entry of a type logs, the rest only count.
+  const reportedUnknown = new Set<string>()
+  const skip = (delivery: Delivery, eventType: string, inCatalog: boolean): Effect.Effect<void> => {
+    if (options.unknownEvents === "dead-letter") {
+      return deadLetter(delivery, `no handler for event type ${JSON.stringify(eventType)}`)
+    }
+    stats.skipped++
+    metrics.skipped()
+    ctx.acknowledge(delivery.id)
+    if (reportedUnknown.has(eventType) || reportedUnknown.size >= 100) return Effect.void
+    reportedUnknown.add(eventType)
+    // A type of the catalog without a handler here is expected (a consumer handles what it needs).
+    return (inCatalog
+      ? Effect.logInfo("no handler for this event type here; its entries are acknowledged and counted")
+      : Effect.logWarning("event type not in the catalog; its entries are acknowledged and counted")).pipe(
+        Effect.annotateLogs({ ...annotations(delivery), event_type: eventType })
+      )
+  }
+
+  const routeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) => {
+    const routed = ctx.route!(event)
+    if (routed._tag === "Handle") return handle(delivery, routed.event as ConsumedEvent<P>, watch, routed.handler)
+    if (routed._tag === "Poison") return deadLetter(delivery, `payload refused by the catalog: ${routed.reason}`)
+    return skip(delivery, event.eventType, routed.inCatalog)
+  }
+
   // Plain function, not Effect.gen: this runs once per message.
   const process = (delivery: Delivery, watch: HandlerWatch): Effect.Effect<void, never, R> => {
     if (delivery.fields === null) {
@@ -176,6 +215,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     }
     const envelope = parseEnvelope(options.stream, delivery.id, delivery.fields, delivery.deliveryCount)
     if (Result.isFailure(envelope)) return deadLetter(delivery, `malformed entry: ${envelope.failure}`)
+    if (ctx.route !== undefined) return routeThenHandle(delivery, envelope.success, watch)
     if (ctx.decodePayload !== undefined) return decodeThenHandle(delivery, envelope.success, watch)
     return handle(delivery, envelope.success as ConsumedEvent<P>, watch)
   }

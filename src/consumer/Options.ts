@@ -14,6 +14,7 @@ import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
+import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
 import { defaultHandlerRetry } from "../shared/Retry.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
@@ -21,7 +22,53 @@ import { ConsumerOptionsInvalid } from "./Errors.js"
 /** Where a group created by the consumer starts: every entry already in the stream, or only new ones. */
 export type StartFrom = "beginning" | "new"
 
-export interface ConsumerOptions<P, E, R> {
+/** What happens to an entry no handler takes (its type is not in `handlers`): acknowledged, or dead-lettered. */
+export type UnknownEvents = "ack" | "dead-letter"
+
+/** A consumer with one handler for every entry. */
+export interface ConsumerOptions<P, E, R> extends ConsumerSettings {
+  readonly handler: (event: ConsumedEvent<P>) => Effect.Effect<void, E, R>
+  /** Decodes `payload` (parsed JSON); a payload it refuses is poison (dead-lettered, not retried). */
+  readonly payloadSchema?: Schema.Decoder<P>
+  readonly catalog?: undefined
+  readonly handlers?: undefined
+}
+
+/** Handlers by event type: each gets its event's payload decoded (and upgraded) by the catalog. */
+export type CatalogHandlers<Events extends AnyEvent> = {
+  readonly [T in Events["type"]]?: (
+    event: ConsumedEvent<PayloadOf<Extract<Events, { readonly type: T }>>>
+  ) => Effect.Effect<void, any, any>
+}
+
+/** The failures of the handlers in `H`. */
+export type HandlersError<H> = {
+  [K in keyof H]: H[K] extends (event: any) => Effect.Effect<any, infer E, any> ? E : never
+}[keyof H]
+
+/** The services the handlers in `H` need. */
+export type HandlersContext<H> = {
+  [K in keyof H]: H[K] extends (event: any) => Effect.Effect<any, any, infer R> ? R : never
+}[keyof H]
+
+/**
+ * A consumer routing entries by `event_type` to typed handlers. An entry whose payload its event's
+ * schema refuses (after the upgrades) is poison: dead-lettered with the decode error, never retried.
+ */
+export interface CatalogConsumerOptions<Events extends AnyEvent, H extends CatalogHandlers<Events>>
+  extends ConsumerSettings
+{
+  readonly catalog: EventCatalog<Events>
+  /** Keys are event type names of the catalog (checked: a handler for a type it lacks is refused). */
+  readonly handlers: H & { readonly [K in Exclude<keyof H, Events["type"]>]: never }
+  /** Entries of a type without a handler. Default "ack" (counted in `skipped`). */
+  readonly unknownEvents?: UnknownEvents
+  readonly handler?: undefined
+  readonly payloadSchema?: undefined
+}
+
+/** What every consumer takes, whatever its handlers. */
+export interface ConsumerSettings {
   /** redis:// or rediss:// URL. */
   readonly redisUrl: string | Redacted.Redacted<string>
   /** The stream key, e.g. `outbox:orders` (`RELAY_STREAM_PREFIX` + topic). */
@@ -29,9 +76,6 @@ export interface ConsumerOptions<P, E, R> {
   readonly group: string
   /** Unique per process; default `<hostname>-<pid>-<random>`. */
   readonly consumer?: string
-  readonly handler: (event: ConsumedEvent<P>) => Effect.Effect<void, E, R>
-  /** Decodes `payload` (parsed JSON); a payload it refuses is poison (dead-lettered, not retried). */
-  readonly payloadSchema?: Schema.Decoder<P>
   /** Used only when the group does not exist yet. Default "beginning" (`XGROUP CREATE ... 0`). */
   readonly startFrom?: StartFrom
   /** Handlers running at once. Default 16. */
@@ -80,6 +124,7 @@ export interface ResolvedOptions {
   readonly renewIntervalMillis: number
   readonly stopTimeoutMillis: number
   readonly commandTimeoutMillis: number
+  readonly unknownEvents: UnknownEvents
 }
 
 /** `<hostname>-<pid>-<random>`: unique per process, readable in XINFO CONSUMERS. */
@@ -111,7 +156,9 @@ const positiveInt = (option: string, value: number | undefined, fallback: number
   })
 
 /** Fills in defaults; fails with `ConsumerOptionsInvalid` naming the first option that cannot work. */
-export const resolveOptions = Effect.fnUntraced(function*<P, E, R>(options: ConsumerOptions<P, E, R>) {
+export const resolveOptions = Effect.fnUntraced(function*(
+  options: ConsumerSettings & { readonly unknownEvents?: UnknownEvents | undefined }
+) {
   const required = (option: string, value: string) =>
     value === "" ? new ConsumerOptionsInvalid({ option, message: `${option} must not be empty` }) : undefined
   for (const [option, value] of [["stream", options.stream], ["group", options.group]] as const) {
@@ -131,6 +178,13 @@ export const resolveOptions = Effect.fnUntraced(function*<P, E, R>(options: Cons
   if (startFrom !== "beginning" && startFrom !== "new") {
     return yield* new ConsumerOptionsInvalid({ option: "startFrom", message: `startFrom must be "beginning" or "new"` })
   }
+  const unknownEvents = options.unknownEvents ?? "ack"
+  if (unknownEvents !== "ack" && unknownEvents !== "dead-letter") {
+    return yield* new ConsumerOptionsInvalid({
+      option: "unknownEvents",
+      message: `unknownEvents must be "ack" or "dead-letter"`
+    })
+  }
   return {
     redisUrl: typeof options.redisUrl === "string" ? Redacted.make(options.redisUrl) : options.redisUrl,
     stream: options.stream,
@@ -149,6 +203,7 @@ export const resolveOptions = Effect.fnUntraced(function*<P, E, R>(options: Cons
     claimIntervalMillis: yield* millis("claimInterval", options.claimInterval, Math.min(claimIdleMillis / 2, 30_000)),
     renewIntervalMillis: Math.max(10, Math.floor(claimIdleMillis / 3)),
     stopTimeoutMillis: yield* millis("stopTimeout", options.stopTimeout, 10_000, 0),
-    commandTimeoutMillis: yield* millis("commandTimeout", options.commandTimeout, 5_000)
+    commandTimeoutMillis: yield* millis("commandTimeout", options.commandTimeout, 5_000),
+    unknownEvents
   } satisfies ResolvedOptions
 })

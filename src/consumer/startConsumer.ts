@@ -12,6 +12,9 @@
  * process.once("SIGTERM", () => consumer.stop())
  * ```
  *
+ * Or with typed events: `catalog` and `handlers` by event type instead of `handler`; each handler gets
+ * its event's payload decoded and upgraded (src/events/Catalog.ts, docs/events.md).
+ *
  * Built on the Effect `Consumer` (a `ManagedRuntime` owns its layer); the semantics are the same.
  */
 import * as Effect from "effect/Effect"
@@ -22,16 +25,18 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schedule from "effect/Schedule"
 import postgres from "postgres"
+import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
 import type { RelaySettings } from "../relay/RelayConfig.js"
 import { loggerLayer } from "../shared/Logging.js"
 import { otlpTracerLayer } from "../shared/OtlpTracing.js"
-import { Consumer } from "./Consumer.js"
+import { type AnyConsumerOptions, Consumer, make as makeConsumer } from "./Consumer.js"
 import { metricsServer } from "./ConsumerMetrics.js"
 import type { ConsumerStats } from "./Delivery.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
-import type { StartFrom } from "./Options.js"
+import type { StartFrom, UnknownEvents } from "./Options.js"
+import type { AnyHandler } from "./Routing.js"
 
 /** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
 export interface HandlerContext<Tx> {
@@ -101,15 +106,53 @@ export interface BaseConsumerOptions {
 export interface InboxConsumerOptions<P = any> extends BaseConsumerOptions {
   readonly inbox: InboxOptions
   readonly handler: Handler<postgres.TransactionSql<any>, P>
+  readonly catalog?: undefined
 }
 
 /** Options without the inbox. */
 export interface PlainConsumerOptions<P = any> extends BaseConsumerOptions {
   readonly inbox?: undefined
   readonly handler: Handler<undefined, P>
+  readonly catalog?: undefined
 }
 
-export type StartConsumerOptions<P = any> = PlainConsumerOptions<P> | InboxConsumerOptions<P>
+/** Handlers by event type of the catalog, each typed by its event's payload. */
+export type TypedHandlers<Events extends AnyEvent, Tx> = {
+  readonly [T in Events["type"]]?: Handler<Tx, PayloadOf<Extract<Events, { readonly type: T }>>>
+}
+
+/**
+ * Typed events: entries are routed by `event_type` to `handlers`; a payload its event refuses (after
+ * upgrading an older version) is poison, dead-lettered with the decode error and never retried.
+ */
+export interface CatalogOptions<Events extends AnyEvent> {
+  readonly catalog: EventCatalog<Events>
+  /** Entries of a type without a handler: "ack" (default; counted in `stats().skipped`) or "dead-letter". */
+  readonly unknownEvents?: UnknownEvents
+  readonly handler?: undefined
+}
+
+/** Typed events without the inbox. */
+export interface PlainCatalogConsumerOptions<Events extends AnyEvent = AnyEvent>
+  extends BaseConsumerOptions, CatalogOptions<Events>
+{
+  readonly inbox?: undefined
+  readonly handlers: TypedHandlers<Events, undefined>
+}
+
+/** Typed events with the inbox: each handler gets the transaction as `sql`. */
+export interface InboxCatalogConsumerOptions<Events extends AnyEvent = AnyEvent>
+  extends BaseConsumerOptions, CatalogOptions<Events>
+{
+  readonly inbox: InboxOptions
+  readonly handlers: TypedHandlers<Events, postgres.TransactionSql<any>>
+}
+
+export type StartConsumerOptions<P = any> =
+  | PlainConsumerOptions<P>
+  | InboxConsumerOptions<P>
+  | PlainCatalogConsumerOptions
+  | InboxCatalogConsumerOptions
 
 export interface ConsumerHandle {
   /** This consumer's name in the group. */
@@ -150,6 +193,13 @@ const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sq
 /** Starts a consumer; rejects when an option is invalid or Redis cannot be reached to create the group. */
 export function startConsumer<P = any>(options: InboxConsumerOptions<P>): Promise<ConsumerHandle>
 export function startConsumer<P = any>(options: PlainConsumerOptions<P>): Promise<ConsumerHandle>
+export function startConsumer<Events extends AnyEvent>(
+  options: InboxCatalogConsumerOptions<Events>
+): Promise<ConsumerHandle>
+// Last, so a mismatched typed handler is reported at the handler itself.
+export function startConsumer<Events extends AnyEvent>(
+  options: PlainCatalogConsumerOptions<Events>
+): Promise<ConsumerHandle>
 export function startConsumer<P = any>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> {
   return start(options)
 }
@@ -169,34 +219,52 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
         fetch_types: false
       })
   }
-  const handler = options.inbox !== undefined
-    ? withInbox<P, unknown, never>(
-      { sql: inboxClient!, group: options.group, ...(options.inbox.schema ? { schema: options.inbox.schema } : {}) },
-      (event, tx) => callHandler(options.handler as Handler<postgres.TransactionSql<any>, P>, event, tx)
-    )
-    : (event: ConsumedEvent<P>) => callHandler(options.handler as Handler<undefined, P>, event, undefined)
-
-  const consumerLayer = Consumer.layer<P, unknown, never>({
-    redisUrl: options.redisUrl,
-    stream: options.stream,
+  const inbox = options.inbox === undefined ? undefined : {
+    sql: inboxClient!,
     group: options.group,
-    handler,
-    retry: Schedule.exponential(`${options.retryDelayMs ?? 100} millis`).pipe(
-      Schedule.jittered,
-      Schedule.upTo({ times: options.retries ?? 3 })
-    ),
-    ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
-    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-    ...(options.orderByAggregate === undefined ? {} : { orderByAggregate: options.orderByAggregate }),
-    ...(options.startFrom === undefined ? {} : { startFrom: options.startFrom }),
-    ...(options.maxDeliveries === undefined ? {} : { maxDeliveries: options.maxDeliveries }),
-    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
-    ...(ms(options.handlerTimeoutMs) === undefined ? {} : { handlerTimeout: ms(options.handlerTimeoutMs)! }),
-    ...(ms(options.claimIdleMs) === undefined ? {} : { claimIdle: ms(options.claimIdleMs)! }),
-    ...(ms(options.claimIntervalMs) === undefined ? {} : { claimInterval: ms(options.claimIntervalMs)! }),
-    ...(ms(options.blockMs) === undefined ? {} : { block: ms(options.blockMs)! }),
-    ...(ms(options.stopTimeoutMs) === undefined ? {} : { stopTimeout: ms(options.stopTimeoutMs)! })
-  }).pipe(Layer.provide(loggerLayer({ logLevel: options.logLevel ?? "info", logFormat: options.logFormat ?? "json" })))
+    ...(options.inbox.schema ? { schema: options.inbox.schema } : {})
+  }
+  /** A promise handler as an Effect one, in its own inbox transaction when there is an inbox. */
+  const wrap = (userHandler: Handler<any, any>): AnyHandler<unknown, never> =>
+    inbox !== undefined
+      ? withInbox<unknown, unknown, never>(inbox, (event, tx) => callHandler(userHandler, event, tx))
+      : (event) => callHandler(userHandler, event, undefined)
+  const handling = options.catalog === undefined
+    ? { handler: wrap(options.handler) }
+    : {
+      catalog: options.catalog,
+      handlers: Object.fromEntries(
+        Object.entries(options.handlers as Record<string, Handler<any, any> | undefined>).flatMap(([type, h]) =>
+          h === undefined ? [] : [[type, wrap(h)]]
+        )
+      ),
+      ...(options.unknownEvents === undefined ? {} : { unknownEvents: options.unknownEvents })
+    }
+
+  const consumerLayer = Layer.effect(
+    Consumer,
+    makeConsumer({
+      redisUrl: options.redisUrl,
+      stream: options.stream,
+      group: options.group,
+      ...handling,
+      retry: Schedule.exponential(`${options.retryDelayMs ?? 100} millis`).pipe(
+        Schedule.jittered,
+        Schedule.upTo({ times: options.retries ?? 3 })
+      ),
+      ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+      ...(options.orderByAggregate === undefined ? {} : { orderByAggregate: options.orderByAggregate }),
+      ...(options.startFrom === undefined ? {} : { startFrom: options.startFrom }),
+      ...(options.maxDeliveries === undefined ? {} : { maxDeliveries: options.maxDeliveries }),
+      ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+      ...(ms(options.handlerTimeoutMs) === undefined ? {} : { handlerTimeout: ms(options.handlerTimeoutMs)! }),
+      ...(ms(options.claimIdleMs) === undefined ? {} : { claimIdle: ms(options.claimIdleMs)! }),
+      ...(ms(options.claimIntervalMs) === undefined ? {} : { claimInterval: ms(options.claimIntervalMs)! }),
+      ...(ms(options.blockMs) === undefined ? {} : { block: ms(options.blockMs)! }),
+      ...(ms(options.stopTimeoutMs) === undefined ? {} : { stopTimeout: ms(options.stopTimeoutMs)! })
+    } as AnyConsumerOptions<unknown, unknown, never>)
+  ).pipe(Layer.provide(loggerLayer({ logLevel: options.logLevel ?? "info", logFormat: options.logFormat ?? "json" })))
   // The tracer's scope closes after the consumer's, so `stop` sends the last handler spans.
   const tracedConsumer = options.otlpEndpoint === undefined ? consumerLayer : consumerLayer.pipe(
     Layer.provide(otlpTracerLayer({

@@ -62,7 +62,7 @@ describe("help", () => {
         assert.strictEqual(code, 0)
         assert.strictEqual(stderr, "")
         assert.include(stdout, "USAGE\n  outbox-relay <subcommand>")
-        for (const command of ["run", "migrate", "status", "streams", "tail", "dlq", "outbox", "help"]) {
+        for (const command of ["run", "migrate", "status", "streams", "tail", "dlq", "outbox", "catalog", "help"]) {
           assert.match(stdout, new RegExp(`^  ${command} `, "m"))
         }
       }))
@@ -82,6 +82,7 @@ describe("help", () => {
     "outbox dead",
     "outbox dead list",
     "outbox dead replay",
+    "catalog",
     "help"
   ]
   for (const path of paths) {
@@ -113,6 +114,20 @@ describe("help", () => {
         // No command of the operations surface asks for the admin token.
         assert.include(stdout.replace(/\s+/g, " "), "no RELAY_ADMIN_TOKEN", path)
       }
+    }))
+
+  it.effect("catalog lists an application's events, as JSON with their payload schemas", () =>
+    Effect.gen(function*() {
+      const text = yield* cli("catalog examples/orders/catalog.mjs")
+      assert.strictEqual(text.code, 0)
+      assert.match(text.stdout, /^orders\tOrderPlaced\tv2 \(reads v1\)$/m)
+      const json = yield* cli("catalog examples/orders/catalog.mjs --json")
+      const events = JSON.parse(json.stdout) as Array<{ type: string; payloadSchema: { type: string } }>
+      assert.deepStrictEqual(events.map((e) => e.type).sort(), ["OrderCancelled", "OrderPlaced"])
+      assert.strictEqual(events[0]!.payloadSchema.type, "object")
+      const missing = yield* cli("catalog no/such/module.mjs")
+      assert.strictEqual(missing.code, 1)
+      assert.match(missing.stderr, /^no\/such\/module\.mjs: it could not be loaded/)
     }))
 
   it.effect("--version prints the package version", () =>

@@ -1,0 +1,69 @@
+/**
+ * Catalog routing: which handler takes an entry, and its payload decoded for it. Used when a consumer is
+ * given `catalog` + `handlers` instead of one `handler`.
+ *
+ * Per entry: one Map lookup by `event_type`, then the event's decode (upgrade chain when the entry's
+ * `schema_version` is older, then the schema). An entry of a type without a handler is `Unknown` (the
+ * consumer acknowledges or dead-letters it, per `unknownEvents`); a payload the event refuses, or a
+ * version newer than the catalog's, is `Poison` (dead-lettered with the reason, never retried).
+ */
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import type { AnyEvent, EventCatalog } from "../events/Catalog.js"
+import type { ConsumedEvent } from "./Envelope.js"
+import { ConsumerOptionsInvalid } from "./Errors.js"
+
+export type AnyHandler<E, R> = (event: ConsumedEvent<any>) => Effect.Effect<void, E, R>
+
+/** Where one entry goes. */
+export type Routed<E, R> =
+  | { readonly _tag: "Handle"; readonly event: ConsumedEvent<unknown>; readonly handler: AnyHandler<E, R> }
+  | { readonly _tag: "Poison"; readonly reason: string }
+  | { readonly _tag: "Unknown"; readonly inCatalog: boolean }
+
+// No handler here: a type of the catalog this consumer leaves to others, or one the catalog lacks.
+const unhandled = { _tag: "Unknown", inCatalog: true } as const
+const unknown = { _tag: "Unknown", inCatalog: false } as const
+
+interface Route<E, R> {
+  readonly event: AnyEvent
+  readonly handler: AnyHandler<E, R>
+}
+
+/**
+ * The router of a catalog and its handlers; refuses a handler for a type the catalog does not have
+ * (a typo would otherwise leave every entry of the real type unhandled).
+ */
+export const makeRouter = <E, R>(
+  catalog: EventCatalog,
+  handlers: { readonly [type: string]: AnyHandler<E, R> | undefined }
+): Effect.Effect<(event: ConsumedEvent<unknown>) => Routed<E, R>, ConsumerOptionsInvalid> =>
+  Effect.gen(function*() {
+    const routes = new Map<string, Route<E, R>>()
+    for (const [type, handler] of Object.entries(handlers)) {
+      if (handler === undefined) continue
+      const event = catalog.get(type)
+      if (event === undefined) {
+        return yield* new ConsumerOptionsInvalid({
+          option: "handlers",
+          message: `handlers.${type}: the catalog has no event of that type (it has ${
+            catalog.events.map((e) => e.type).join(", ") || "none"
+          })`
+        })
+      }
+      if (typeof handler !== "function") {
+        return yield* new ConsumerOptionsInvalid({ option: "handlers", message: `handlers.${type} is not a function` })
+      }
+      routes.set(type, { event, handler })
+    }
+    if (routes.size === 0) {
+      return yield* new ConsumerOptionsInvalid({ option: "handlers", message: "handlers must name at least one event" })
+    }
+    return (entry: ConsumedEvent<unknown>): Routed<E, R> => {
+      const route = routes.get(entry.eventType)
+      if (route === undefined) return catalog.get(entry.eventType) === undefined ? unknown : unhandled
+      const payload = route.event.decode(entry.schemaVersion, entry.payload)
+      if (Result.isFailure(payload)) return { _tag: "Poison", reason: payload.failure.message }
+      return { _tag: "Handle", event: { ...entry, payload: payload.success }, handler: route.handler }
+    }
+  })
