@@ -182,7 +182,7 @@ describe("operations commands", () => {
     expect(withoutClocks(oneJson)).toEqual(withoutClocks(oneApi))
   })
 
-  it("tail prints the last entries, then a new one as it arrives; Ctrl-C ends it with 0; nothing consumed", async () => {
+  it("tail prints the last entries, then each new one; Ctrl-C ends it with 0; nothing consumed", async () => {
     const before = await groups(t, orders)
     const tail = startRelayProcess(t.env, ["tail", orders, "--count", "2"])
     const first = await line(tail, /o-4/)
