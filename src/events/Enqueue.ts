@@ -11,6 +11,7 @@
  */
 import * as Result from "effect/Result"
 import { randomUUID } from "node:crypto"
+import { type SpanContextLike, type TraceHeaders, traceHeadersFrom, withTraceHeaders } from "../shared/TraceContext.js"
 import type { AnyEvent, EventPayloadInvalid, JsonObject, PayloadOf } from "./Catalog.js"
 
 /** One event to write, its payload typed by its definition. */
@@ -18,8 +19,13 @@ export interface EnqueueInput<E extends AnyEvent = AnyEvent> {
   /** `aggregate_id`: order is kept per aggregate. */
   readonly aggregateId: string
   readonly payload: PayloadOf<E>
-  /** JSON object, e.g. W3C `traceparent`; merged over headers the helper adds. */
+  /** JSON object; a `traceparent` here wins over the one the helper adds. */
   readonly headers?: JsonObject
+  /**
+   * The OpenTelemetry span to continue (`trace.getSpan(context.active())?.spanContext()`): written as
+   * W3C `traceparent`/`tracestate` into `headers`. The Effect helper takes the current span instead.
+   */
+  readonly traceContext?: SpanContextLike
   /** The idempotency key (a uuid); a random one when absent. */
   readonly eventId?: string
   /** Overrides the event's `aggregateType`. */
@@ -56,9 +62,13 @@ export interface EncodedRows {
 
 /**
  * Validates every payload with its event's schema and builds the statement's parameter. The first
- * refused payload fails the whole batch, before anything is sent.
+ * refused payload fails the whole batch, before anything is sent. `trace` (the current span's headers)
+ * goes into every row that carries no trace context of its own.
  */
-export const encodeRows = (items: ReadonlyArray<EnqueueEntry>): Result.Result<EncodedRows, EventPayloadInvalid> => {
+export const encodeRows = (
+  items: ReadonlyArray<EnqueueEntry>,
+  trace?: TraceHeaders
+): Result.Result<EncodedRows, EventPayloadInvalid> => {
   const rows: Array<Record<string, unknown>> = []
   const eventIds: Array<string> = []
   for (const item of items) {
@@ -75,7 +85,7 @@ export const encodeRows = (items: ReadonlyArray<EnqueueEntry>): Result.Result<En
       aggregate_id: item.aggregateId,
       tenant_id: item.tenantId ?? "",
       payload: payload.success,
-      headers: item.headers ?? {},
+      headers: withTraceHeaders(item.headers, item.traceContext ? traceHeadersFrom(item.traceContext) : trace),
       schema_version: event.version
     })
   }

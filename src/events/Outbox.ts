@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { traceHeaders } from "../shared/TraceContext.js"
 import type { AnyEvent, EventPayloadInvalid } from "./Catalog.js"
 import {
   encodeRows,
@@ -41,12 +42,12 @@ const make = Effect.gen(function*() {
   const enqueueMany = (
     items: ReadonlyArray<EnqueueEntry>
   ): Effect.Effect<ReadonlyArray<string>, EventPayloadInvalid | SqlError> =>
-    Effect.suspend((): Effect.Effect<ReadonlyArray<string>, EventPayloadInvalid | SqlError> => {
-      const rows = encodeRows(items)
+    Effect.flatMap(traceHeaders, (trace): Effect.Effect<ReadonlyArray<string>, EventPayloadInvalid | SqlError> => {
+      const rows = encodeRows(items, trace)
       if (Result.isFailure(rows)) return Effect.fail(rows.failure)
       if (rows.success.eventIds.length === 0) return Effect.succeed(rows.success.eventIds)
       return Effect.as(sql.unsafe(enqueueStatement, [rows.success.json]), rows.success.eventIds)
-    }).pipe(Effect.withSpan("Outbox.enqueueMany", { attributes: { count: items.length } }))
+    }).pipe(Effect.withSpan("Outbox.enqueueMany", { kind: "producer", attributes: { count: items.length } }))
   return Outbox.of({
     enqueueMany,
     enqueue: (event, input) => Effect.map(enqueueMany([entryOf(event, input)]), (ids) => ids[0]!)

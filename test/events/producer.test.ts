@@ -5,7 +5,7 @@
  * retry with the same eventId (one row), and events of several types in one statement.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Effect, Exit, Layer, Redacted } from "effect"
+import { Effect, Exit, Layer, Redacted, Tracer } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import { randomUUID } from "node:crypto"
 import pg from "pg"
@@ -189,16 +189,17 @@ describe("enqueue with node-postgres", () => {
   })
 })
 
-describe("Outbox on Effect's SqlClient (@effect/sql-pg)", () => {
-  const run = <A, E>(effect: Effect.Effect<A, E, Outbox | SqlClient.SqlClient>) =>
-    Effect.runPromiseExit(
-      effect.pipe(
-        Effect.provide(
-          Outbox.layer.pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(database.url), maxConnections: 2 })))
-        )
+/** Runs `effect` with the Outbox on a fresh @effect/sql-pg client. */
+const run = <A, E>(effect: Effect.Effect<A, E, Outbox | SqlClient.SqlClient>) =>
+  Effect.runPromiseExit(
+    effect.pipe(
+      Effect.provide(
+        Outbox.layer.pipe(Layer.provideMerge(PgClient.layer({ url: Redacted.make(database.url), maxConnections: 2 })))
       )
     )
+  )
 
+describe("Outbox on Effect's SqlClient (@effect/sql-pg)", () => {
   it("joins the surrounding withTransaction: rolled back with it, committed with it", async () => {
     const id = `effect-${randomUUID()}`
     const inTransaction = (fail: boolean) =>
@@ -244,5 +245,56 @@ describe("Outbox on Effect's SqlClient (@effect/sql-pg)", () => {
       [eventId, "OrderPlaced"],
       [ids.value[2], "OrderShipped"]
     ])
+  })
+})
+
+describe("trace context in the producer helpers", () => {
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+  const spanId = "00f067aa0ba902b7"
+
+  it("postgres.js and pg write the OpenTelemetry context passed as traceContext; a caller's traceparent wins", async () => {
+    const id = `trace-${randomUUID()}`
+    await sql.begin((tx) =>
+      enqueue(tx, OrderPlaced, {
+        aggregateId: id,
+        payload: placed(id),
+        headers: { origin: "checkout" },
+        traceContext: { traceId, spanId, traceFlags: 1, traceState: { serialize: () => "vendor=abc" } }
+      })
+    )
+    const client = await pool.connect()
+    try {
+      await enqueueMany(client, [{
+        event: OrderPlaced,
+        aggregateId: id,
+        payload: placed(id),
+        headers,
+        traceContext: { traceId, spanId, traceFlags: 1 }
+      }])
+    } finally {
+      client.release()
+    }
+    expect((await rowsOf(id)).map((row) => row.headers)).toEqual([
+      { origin: "checkout", traceparent: `00-${traceId}-${spanId}-01`, tracestate: "vendor=abc" },
+      headers
+    ])
+  })
+
+  it("the Effect Outbox writes the current trace: an incoming request's context continues through the outbox", async () => {
+    const id = `trace-effect-${randomUUID()}`
+    const incoming = Tracer.externalSpan({ traceId, spanId, sampled: true })
+    const written = await run(
+      Outbox.enqueue(OrderPlaced, { aggregateId: id, payload: placed(id) }).pipe(
+        Effect.withSpan("POST /orders"),
+        Effect.withParentSpan(incoming)
+      )
+    )
+    expect(Exit.isSuccess(written)).toBe(true)
+    const [row] = await rowsOf(id)
+    expect((row!.headers as { traceparent: string }).traceparent).toBe(`00-${traceId}-${spanId}-01`)
+    // Outside any span there is nothing to continue: no trace headers.
+    const plain = `trace-none-${randomUUID()}`
+    await run(Outbox.enqueue(OrderPlaced, { aggregateId: plain, payload: placed(plain) }))
+    expect((await rowsOf(plain))[0]!.headers).toEqual({})
   })
 })
