@@ -252,7 +252,7 @@ describe("trace context in the producer helpers", () => {
   const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
   const spanId = "00f067aa0ba902b7"
 
-  it("postgres.js and pg write the OpenTelemetry context passed as traceContext; a caller's traceparent wins", async () => {
+  it("postgres.js and pg write the traceContext passed; a traceparent in headers wins", async () => {
     const id = `trace-${randomUUID()}`
     await sql.begin((tx) =>
       enqueue(tx, OrderPlaced, {
@@ -280,7 +280,7 @@ describe("trace context in the producer helpers", () => {
     ])
   })
 
-  it("the Effect Outbox writes the current trace: an incoming request's context continues through the outbox", async () => {
+  it("the Effect Outbox writes the current trace: an incoming context continues through the outbox", async () => {
     const id = `trace-effect-${randomUUID()}`
     const incoming = Tracer.externalSpan({ traceId, spanId, sampled: true })
     const written = await run(
