@@ -186,9 +186,17 @@ const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sq
     if (!Predicate.isPromiseLike(result)) return Effect.void
     const promise = result
     return Effect.tryPromise({ try: () => promise, catch: (cause) => cause }).pipe(
-      Effect.onInterrupt(() => Effect.sync(() => controller?.abort()))
+      Effect.onInterrupt(() => {
+        const abort = Effect.sync(() => controller?.abort())
+        // With the inbox, the handler must not outlive its transaction: a query it sends after the
+        // rollback would run outside it (postgres.js runs it in autocommit), so its effect would escape
+        // the inbox. Interrupting it waits until its promise settles.
+        return sql === undefined ? abort : Effect.andThen(abort, Effect.promise(() => promise.then(noop, noop)))
+      })
     )
   })
+
+const noop = () => {}
 
 /** Starts a consumer; rejects when an option is invalid or Redis cannot be reached to create the group. */
 export function startConsumer<P = any>(options: InboxConsumerOptions<P>): Promise<ConsumerHandle>

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import postgres from "postgres"
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest"
+import { startConsumer } from "../../src/consumer/startConsumer.js"
 import { createTestDatabase, type TestDatabase, uniquePrefix } from "../support/db.js"
 import { onProcessExit } from "../support/processes.js"
 import { eventually, sleep } from "../support/wait.js"
@@ -119,5 +120,41 @@ describe("inbox", () => {
       Array<{ n: number }>
     >`SELECT count(DISTINCT event_id)::int AS n FROM deliveries WHERE delivery_count > 1`
     expect(redelivered!.n).toBeGreaterThan(0)
+  })
+
+  it("a handler that overruns its timeout cannot write outside its inbox transaction", async () => {
+    const stream = `${prefix}slow`
+    const total = 5
+    await addEvents(redis, stream, Array.from({ length: total }, (_, i) => ({ payload: { i } })))
+    // The first delivery ignores its abort signal and writes its effect after the timeout fired; later
+    // deliveries are quick. Each effect must still happen exactly once.
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "slow",
+      handlerTimeoutMs: 150,
+      claimIdleMs: 400,
+      claimIntervalMs: 100,
+      blockMs: 100,
+      logLevel: "error",
+      inbox: { databaseUrl: database.url },
+      handler: async (event, { sql: tx }) => {
+        if (event.deliveryCount === 1) await sleep(400)
+        await tx`INSERT INTO effects (event_id, n) VALUES (${event.eventId}, 1)
+                 ON CONFLICT (event_id) DO UPDATE SET n = effects.n + 1`
+      }
+    })
+    try {
+      const ids = (await redis.xrange(stream, "-", "+")).map(([, fields]) => fields[fields.indexOf("event_id") + 1]!)
+      const effects = () =>
+        sql<Array<{ n: number }>>`SELECT n FROM effects WHERE event_id = ANY(${ids}::uuid[])`.then((rows) => rows)
+      const done = await eventually(effects, (rows) => rows.length === total, 20_000)
+      expect(await eventually(() => pendingCount(redis, stream, "slow"), (n) => n === 0, 10_000)).toBe(0)
+      // Time for any late write of an abandoned first attempt to land.
+      await sleep(600)
+      expect((await effects()).map((row) => row.n)).toEqual(done.map(() => 1))
+    } finally {
+      await consumer.stop()
+    }
   })
 })
