@@ -2,9 +2,10 @@
  * The command line, `outbox-relay [run|migrate|status|streams|tail|dlq|outbox|help]`, on Effect's CLI
  * module (main.ts calls `main`).
  *
- * `run` (also what no command means) validates every setting, applies pending migrations, then relays
- * until SIGTERM/SIGINT. `migrate` only applies migrations. The operations commands (src/ops/CliCommands.ts)
- * make the HTTP API's calls straight to Postgres and Redis. `--help` works on every command
+ * `run` (also what no command means) validates every setting, refuses a database URL that goes through a
+ * transaction-mode pooler, applies pending migrations, then relays until SIGTERM/SIGINT. `migrate` only
+ * applies migrations. The operations commands (src/ops/CliCommands.ts) make the HTTP API's calls straight
+ * to Postgres and Redis. `--help` works on every command
  * (`help <command>` is the same); `--version` prints the version.
  *
  * Exit codes: 0 done (also `tail` ended by Ctrl-C); 1 a migration failed, Postgres or Redis failed, a
@@ -71,6 +72,9 @@ const onShutdownSignal = (timeout: Duration.Duration) => {
 
 const runDaemon = (settings: RelaySettings) =>
   Effect.gen(function*() {
+    // Before anything takes a session lock: a transaction-mode pooler stops the relay here, with one line.
+    const { requireSessions } = yield* Effect.promise(() => import("./relay/SessionCheck.js"))
+    yield* requireSessions(settings)
     if (settings.migrate) {
       yield* migrateOnce(settings).pipe(
         Effect.tapError((error) =>
