@@ -79,7 +79,7 @@ describe("producers through a transaction-mode PgBouncer", () => {
       expect(verdict).toBeTypeOf("string")
 
       const total = producers * transactions * perTransaction
-      const entries = await streamWithAtLeast(t.redis, `${t.prefix}orders`, total, 30_000)
+      const entries = await streamWithAtLeast(t.redis, `${t.prefix}orders`, total, 60_000)
       expect(entries).toHaveLength(total)
       expect(new Set(entries.map((e) => e.fields.event_id))).toEqual(ids)
       const seqs = new Map<string, Array<number>>()
@@ -111,7 +111,7 @@ describe("producers through a transaction-mode PgBouncer", () => {
     } finally {
       await pooled.end({ timeout: 5 })
     }
-  })
+  }, 120_000)
 })
 
 describe("the relay's database URLs", () => {
@@ -143,6 +143,15 @@ describe("the relay's database URLs", () => {
       expect(relay.stderr()).toHaveLength(1)
     })
   }
+
+  it("`migrate` through a transaction-mode pooler stops before taking its session lock: exit 2, one line", async () => {
+    t = await makeTestEnv("pgbouncer_migrate")
+    const migrate = startRelayProcess({ RELAY_DATABASE_URL: transactionPool.url(t.databaseUrl) }, ["migrate"])
+    expect((await migrate.waitForExit(20_000)).code).toBe(2)
+    expect(migrate.lines().filter((line) => line.trim() !== "")).toEqual([
+      expect.stringMatching(/^Invalid RELAY_DATABASE_URL: it reaches Postgres through a transaction-mode pooler/)
+    ])
+  })
 
   it("a relay through a session-mode pooler starts and relays every event", async () => {
     t = await makeTestEnv("pgbouncer_session", { RELAY_LOG_LEVEL: "info" })

@@ -71,25 +71,38 @@ export const sharedSessions = (
 }
 
 /**
- * Fails with one line naming the setting to change when `RELAY_DATABASE_URL` or
- * `RELAY_LISTEN_DATABASE_URL` reaches Postgres through a transaction-mode pooler. While Postgres cannot
- * be reached it retries, as the migrations at start do.
+ * Fails with one line naming the setting to change when `RELAY_DATABASE_URL` (or, with `listen`,
+ * `RELAY_LISTEN_DATABASE_URL`) reaches Postgres through a transaction-mode pooler. While Postgres cannot
+ * be reached it retries, as the migrations at start do (`run`), or gives up the check and leaves the
+ * error to the next step (`migrate`, which reports it and exits).
  */
-export const requireSessions = (settings: RelaySettings): Effect.Effect<void, ConfigInvalid> => {
-  const separateListen = Redacted.value(settings.listenDatabaseUrl) !== Redacted.value(settings.databaseUrl)
+export const requireSessions = (
+  settings: RelaySettings,
+  options: { readonly listen: boolean; readonly whenUnreachable: "retry" | "skip" }
+): Effect.Effect<void, ConfigInvalid> => {
+  const separateListen = options.listen &&
+    Redacted.value(settings.listenDatabaseUrl) !== Redacted.value(settings.databaseUrl)
   const urls = [
     { variable: "RELAY_DATABASE_URL", url: settings.databaseUrl },
     ...(separateListen ? [{ variable: "RELAY_LISTEN_DATABASE_URL", url: settings.listenDatabaseUrl }] : [])
   ]
+  const onUnreachable =
+    (variable: string) => <A>(check: Effect.Effect<A, DatabaseUnavailable>): Effect.Effect<A | undefined> =>
+      options.whenUnreachable === "skip"
+        ? Effect.catch(check, () => Effect.succeed(undefined))
+        : check.pipe(
+          Effect.tapError((error) =>
+            Effect.logWarning("session check failed; retrying").pipe(
+              Effect.annotateLogs({ variable, reason: error.message })
+            )
+          ),
+          Effect.retry({ schedule: retryMigration }),
+          // A schedule without end: never reached.
+          Effect.orDie
+        )
   return Effect.forEach(urls, ({ url, variable }) =>
     sharedSessions(url, settings.databaseTimeout).pipe(
-      Effect.tapError((error) =>
-        Effect.logWarning("session check failed; retrying").pipe(
-          Effect.annotateLogs({ variable, reason: error.message })
-        )
-      ),
-      Effect.retry({ schedule: retryMigration }),
-      Effect.orDie,
+      onUnreachable(variable),
       Effect.flatMap((reason) =>
         reason === undefined ? Effect.void : Effect.fail(
           new ConfigInvalid({
