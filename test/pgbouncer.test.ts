@@ -165,5 +165,8 @@ describe("the relay's database URLs", () => {
       Array.from({ length: total }, (_, i) => i + 1)
     )
     expect(relay.exit()).toBeUndefined()
+    // Every connection of the relay got through the pooler: nothing was retried or failed on the way.
+    const complaints = relay.lines().filter((line) => /"level":"(WARN|ERROR|FATAL)"/i.test(line))
+    expect(complaints).toEqual([])
   })
 })

@@ -21,7 +21,6 @@ export interface PgBouncerHandle {
  * parameter"); ignored, they do not reach Postgres (docs/production.md#pgbouncer).
  */
 export const relayStartupParameters = [
-  "extra_float_digits",
   "idle_in_transaction_session_timeout",
   "statement_timeout",
   "enable_bitmapscan",
@@ -29,7 +28,8 @@ export const relayStartupParameters = [
   "tcp_keepalives_idle",
   "tcp_keepalives_interval",
   "tcp_keepalives_count",
-  "tcp_user_timeout"
+  "tcp_user_timeout",
+  "synchronous_commit"
 ]
 
 /** The binary: on PATH, else where Debian puts it. */
