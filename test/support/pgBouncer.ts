@@ -42,6 +42,8 @@ export const startPgBouncer = async (options: {
   readonly poolMode: "session" | "transaction"
   /** Server connections per database/user pair (PgBouncer's default_pool_size). */
   readonly poolSize?: number
+  /** Hand out idle server connections in turn instead of the one released last (server_round_robin). */
+  readonly roundRobin?: boolean
 }): Promise<PgBouncerHandle> => {
   const binary = pgBouncerBinary()
   if (!binary) throw new Error("pgbouncer not found: apt-get install pgbouncer")
@@ -66,6 +68,7 @@ export const startPgBouncer = async (options: {
       `pool_mode = ${options.poolMode}`,
       `default_pool_size = ${options.poolSize ?? 20}`,
       "max_client_conn = 500",
+      `server_round_robin = ${options.roundRobin ? 1 : 0}`,
       `logfile = ${logFile}`,
       `ignore_startup_parameters = ${relayStartupParameters.join(",")}`
     ].join("\n") + "\n"
