@@ -1,6 +1,6 @@
 /**
- * The check `run` makes once at start, before migrating and relaying: every database URL of the relay
- * must give each connection a server session of its own. The slot leases are session advisory locks,
+ * The check `run` and `migrate` make once at start, before any session lock: every database URL of the
+ * relay must give each connection a server session of its own. The slot leases are session advisory locks,
  * the claim is a prepared statement guarded by the session's backend pid, and LISTEN hears nothing once
  * a pooler hands its server connection to another client. A transaction-mode pooler (PgBouncer's
  * `pool_mode = transaction`) breaks all three, mostly without an error, so the relay refuses it.
