@@ -2,10 +2,11 @@
  * The command line, `outbox-relay [run|migrate|status|streams|tail|dlq|outbox|help]`, on Effect's CLI
  * module (main.ts calls `main`).
  *
- * `run` (also what no command means) validates every setting, applies pending migrations, then relays
- * until SIGTERM/SIGINT. `migrate` only applies migrations. The operations commands (src/ops/CliCommands.ts)
- * make the HTTP API's calls straight to Postgres and Redis. `--help` works on every command
- * (`help <command>` is the same); `--version` prints the version.
+ * `run` (also what no command means) validates every setting, refuses a database URL that goes through a
+ * transaction-mode pooler, applies pending migrations, then relays until SIGTERM/SIGINT. `migrate` only
+ * refuses such a URL and applies migrations. The operations commands (src/ops/CliCommands.ts) make the
+ * HTTP API's calls straight to Postgres and Redis. `--help` works on every command (`help <command>` is
+ * the same); `--version` prints the version.
  *
  * Exit codes: 0 done (also `tail` ended by Ctrl-C); 1 a migration failed, Postgres or Redis failed, a
  * stream or group is unknown, or an id given was not found; 2 bad usage (the error on stderr, then the
@@ -50,6 +51,19 @@ const exitWith = (code: number) => code === 0 ? Effect.void : Effect.fail(new Ex
 /** Migration problems that a later attempt can fix (the database is not up yet). */
 const connectionPhases = new Set(["lock", "setup", "read"])
 
+/**
+ * Before anything takes a session lock: a database URL through a transaction-mode pooler stops `run` and
+ * `migrate` here, with one line.
+ */
+const sessionsRequired = (
+  settings: RelaySettings,
+  options: { readonly listen: boolean; readonly whenUnreachable: "retry" | "skip" }
+) =>
+  Effect.flatMap(
+    Effect.promise(() => import("./relay/SessionCheck.js")),
+    ({ requireSessions }) => requireSessions(settings, options)
+  )
+
 const migrateOnce = (settings: RelaySettings) =>
   migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema }).pipe(
     Effect.tap((applied) => Effect.logInfo("migrations up to date").pipe(Effect.annotateLogs({ applied })))
@@ -71,6 +85,7 @@ const onShutdownSignal = (timeout: Duration.Duration) => {
 
 const runDaemon = (settings: RelaySettings) =>
   Effect.gen(function*() {
+    yield* sessionsRequired(settings, { listen: true, whenUnreachable: "retry" })
     if (settings.migrate) {
       yield* migrateOnce(settings).pipe(
         Effect.tapError((error) =>
@@ -104,7 +119,13 @@ const runCommand = Command.make("run", {}, relay).pipe(
   Command.withShortDescription("Apply pending migrations, then relay until SIGTERM (the default)")
 )
 
-const migrateOnly = () => withSettings((settings) => Effect.asVoid(migrateOnce(settings)))
+const migrateOnly = () =>
+  withSettings((settings) =>
+    Effect.andThen(
+      sessionsRequired(settings, { listen: false, whenUnreachable: "skip" }),
+      Effect.asVoid(migrateOnce(settings))
+    )
+  )
 
 const migrateCommand = Command.make("migrate", {}, migrateOnly).pipe(
   Command.withDescription("Apply pending migrations and exit; safe to run twice or concurrently")

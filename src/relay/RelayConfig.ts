@@ -152,7 +152,7 @@ export const settings = {
     names: ["RELAY_LISTEN_DATABASE_URL"],
     default: "the database URL",
     accepts: "a postgres:// or postgresql:// URL",
-    description: "Connection used only for LISTEN; point it past a transaction-mode pooler such as PgBouncer.",
+    description: "Used only for LISTEN: Postgres directly or a session-mode pooler, not a transaction-mode one.",
     config: url(["postgres:", "postgresql:"]),
     secret: true
   } satisfies Setting<Redacted.Redacted<string>>,
