@@ -51,7 +51,7 @@ const exitWith = (code: number) => code === 0 ? Effect.void : Effect.fail(new Ex
 const connectionPhases = new Set(["lock", "setup", "read"])
 
 const migrateOnce = (settings: RelaySettings) =>
-  migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema }).pipe(
+  migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema, databaseCa: settings.databaseCa }).pipe(
     Effect.tap((applied) => Effect.logInfo("migrations up to date").pipe(Effect.annotateLogs({ applied })))
   )
 
