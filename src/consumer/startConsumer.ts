@@ -35,7 +35,7 @@ import type { ConsumerStats } from "./Delivery.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
-import type { StartFrom, UnknownEvents } from "./Options.js"
+import type { ConsumerTls, StartFrom, UnknownEvents } from "./Options.js"
 import type { AnyHandler } from "./Routing.js"
 
 /** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
@@ -57,6 +57,8 @@ export interface InboxOptions {
 
 export interface BaseConsumerOptions {
   readonly redisUrl: string
+  /** For a `rediss://` URL: CA, client certificate and key, as file paths or PEM (see `ConsumerTls`). */
+  readonly tls?: ConsumerTls
   /** Stream key: `RELAY_STREAM_PREFIX` + topic, e.g. "outbox:orders". */
   readonly stream: string
   readonly group: string
@@ -245,6 +247,7 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     Consumer,
     makeConsumer({
       redisUrl: options.redisUrl,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
       stream: options.stream,
       group: options.group,
       ...handling,
