@@ -29,6 +29,7 @@ import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
 import type { RelaySettings } from "../relay/RelayConfig.js"
 import { loggerLayer } from "../shared/Logging.js"
 import { otlpTracerLayer } from "../shared/OtlpTracing.js"
+import { postgresTarget, readPem, sslRootCert } from "../shared/Tls.js"
 import { type AnyConsumerOptions, Consumer, make as makeConsumer } from "./Consumer.js"
 import { metricsServer } from "./ConsumerMetrics.js"
 import type { ConsumerStats } from "./Delivery.js"
@@ -206,6 +207,20 @@ export function startConsumer<P = any>(options: StartConsumerOptions<P>): Promis
   return start(options)
 }
 
+/** The inbox URL as postgres.js is to open it: `sslrootcert` read (once) and verified as `verify-full`. */
+const inboxTarget = (url: string) => {
+  if (!URL.canParse(url)) return { url, ssl: undefined }
+  const rootCert = sslRootCert(url)
+  const read = rootCert === undefined ? undefined : readPem(rootCert)
+  if (read !== undefined && "error" in read) {
+    throw new ConsumerOptionsInvalid({
+      option: "inbox.databaseUrl",
+      message: `inbox.databaseUrl sslrootcert ${JSON.stringify(rootCert)}: ${read.error}`
+    })
+  }
+  return postgresTarget(url, read?.pem)
+}
+
 const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {
   if (options.otlpEndpoint !== undefined && !/^https?:\/\/[^/\s]/.test(options.otlpEndpoint)) {
     throw new ConsumerOptionsInvalid({ option: "otlpEndpoint", message: "otlpEndpoint must be an http(s) URL" })
@@ -214,8 +229,10 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
   let inboxClient: postgres.Sql<any> | undefined
   const ownClient = options.inbox !== undefined && options.inbox.sql === undefined
   if (options.inbox !== undefined) {
+    const target = options.inbox.sql === undefined ? inboxTarget(options.inbox.databaseUrl ?? "") : undefined
     inboxClient = options.inbox.sql ??
-      postgres(options.inbox.databaseUrl ?? "", {
+      postgres(target!.url, {
+        ...(target!.ssl === undefined ? {} : { ssl: target!.ssl }),
         max: options.concurrency ?? 16,
         onnotice: () => {},
         fetch_types: false
