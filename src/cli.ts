@@ -73,7 +73,7 @@ const onShutdownSignal = (timeout: Duration.Duration) => {
 
 const runDaemon = (settings: RelaySettings) =>
   Effect.gen(function*() {
-    yield* checkTls(settings)
+    yield* checkTls(settings, "redis and postgres")
     if (settings.migrate) {
       yield* migrateOnce(settings).pipe(
         Effect.tapError((error) =>
@@ -108,7 +108,7 @@ const runCommand = Command.make("run", {}, relay).pipe(
 )
 
 const migrateOnly = () =>
-  withSettings((settings) => Effect.andThen(checkTls(settings), Effect.asVoid(migrateOnce(settings))))
+  withSettings((settings) => Effect.andThen(checkTls(settings, "postgres"), Effect.asVoid(migrateOnce(settings))))
 
 const migrateCommand = Command.make("migrate", {}, migrateOnly).pipe(
   Command.withDescription("Apply pending migrations and exit; safe to run twice or concurrently")

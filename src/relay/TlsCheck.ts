@@ -78,10 +78,16 @@ const tryPostgres = (settings: RelaySettings, url: Redacted.Redacted<string>) =>
     }
   })
 
-/** Fails with `TlsRejected` when a TLS server's certificate does not verify; passes otherwise. */
-export const checkTls = Effect.fn("TlsCheck.checkTls")(function*(settings: RelaySettings) {
+/**
+ * Fails with `TlsRejected` when a TLS server's certificate does not verify; passes otherwise. `migrate`
+ * needs no Redis: it checks Postgres only.
+ */
+export const checkTls = Effect.fn("TlsCheck.checkTls")(function*(
+  settings: RelaySettings,
+  servers: "redis and postgres" | "postgres"
+) {
   const redisUrl = Redacted.value(settings.redisUrl)
-  if (redisUrl.startsWith("rediss://")) {
+  if (servers === "redis and postgres" && redisUrl.startsWith("rediss://")) {
     const problem = certificateProblem(yield* tryRedis(settings))
     if (problem !== undefined) {
       return yield* new TlsRejected({
