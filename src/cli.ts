@@ -8,7 +8,8 @@
  * HTTP API's calls straight to Postgres and Redis. `--help` works on every command (`help <command>` is
  * the same); `--version` prints the version.
  *
- * Exit codes: 0 done (also `tail` ended by Ctrl-C); 1 a migration failed, Postgres or Redis failed, a
+ * Exit codes: 0 done (also `tail` ended by Ctrl-C); 1 a migration failed, Postgres or Redis failed (for
+ * `run` and `migrate`: also a TLS certificate that did not verify, checked once at start), a
  * stream or group is unknown, or an id given was not found; 2 bad usage (the error on stderr, then the
  * command's help) or a bad setting (one line naming the variable). The relay and the operations code
  * are imported only by the commands that use them.
@@ -31,6 +32,7 @@ import { createRequire } from "node:module"
 import { operationsCommands, type RunAction } from "./ops/CliCommands.js"
 import { migrate } from "./relay/Migrator.js"
 import { type ConfigInvalid, loadSettings, RelayConfig, type RelaySettings } from "./relay/RelayConfig.js"
+import { checkTls } from "./relay/TlsCheck.js"
 import { loggerLayer } from "./shared/Logging.js"
 import { retryMigration } from "./shared/Retry.js"
 
@@ -65,7 +67,7 @@ const sessionsRequired = (
   )
 
 const migrateOnce = (settings: RelaySettings) =>
-  migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema }).pipe(
+  migrate({ databaseUrl: settings.databaseUrl, schema: settings.schema, databaseCa: settings.databaseCa }).pipe(
     Effect.tap((applied) => Effect.logInfo("migrations up to date").pipe(Effect.annotateLogs({ applied })))
   )
 
@@ -85,6 +87,7 @@ const onShutdownSignal = (timeout: Duration.Duration) => {
 
 const runDaemon = (settings: RelaySettings) =>
   Effect.gen(function*() {
+    yield* checkTls(settings, "redis and postgres")
     yield* sessionsRequired(settings, { listen: true, whenUnreachable: "retry" })
     if (settings.migrate) {
       yield* migrateOnce(settings).pipe(
@@ -121,9 +124,9 @@ const runCommand = Command.make("run", {}, relay).pipe(
 
 const migrateOnly = () =>
   withSettings((settings) =>
-    Effect.andThen(
-      sessionsRequired(settings, { listen: false, whenUnreachable: "skip" }),
-      Effect.asVoid(migrateOnce(settings))
+    checkTls(settings, "postgres").pipe(
+      Effect.andThen(sessionsRequired(settings, { listen: false, whenUnreachable: "skip" })),
+      Effect.andThen(Effect.asVoid(migrateOnce(settings)))
     )
   )
 
@@ -272,7 +275,8 @@ export const run = (args: ReadonlyArray<string>) =>
       ShowHelp: () => Effect.fail(new ExitCode({ code: 2 })),
       ConfigInvalid: (error) => Effect.andThen(Console.error(error.message), exitWith(2)),
       MigrationFailed: (error) =>
-        Effect.andThen(Console.error(`Migration ${error.migration} failed: ${error.message}`), exitWith(1))
+        Effect.andThen(Console.error(`Migration ${error.migration} failed: ${error.message}`), exitWith(1)),
+      TlsRejected: (error) => Effect.andThen(Console.error(error.message), exitWith(1))
     }),
     Effect.catchIf(CliError.isCliError, (error) => Effect.andThen(Console.error(error.message), exitWith(2))),
     Effect.provide(cliLayer)

@@ -26,7 +26,13 @@ export {
 export { isProcessed, withInbox } from "./consumer/Inbox.js"
 export type { InboxHandler, InboxSettings } from "./consumer/Inbox.js"
 export type { ConsumerOptions, StartFrom } from "./consumer/Options.js"
-export type { CatalogConsumerOptions, CatalogHandlers, ConsumerSettings, UnknownEvents } from "./consumer/Options.js"
+export type {
+  CatalogConsumerOptions,
+  CatalogHandlers,
+  ConsumerSettings,
+  ConsumerTls,
+  UnknownEvents
+} from "./consumer/Options.js"
 export { startConsumer } from "./consumer/startConsumer.js"
 export type {
   ConsumerHandle,

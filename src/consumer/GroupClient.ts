@@ -120,7 +120,8 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
             connectTimeout: "5 seconds",
             // The command connection gathers the XACKs of many handlers finishing in one tick.
             autoPipelining: timeout !== undefined,
-            resendUnanswered: false
+            resendUnanswered: false,
+            tls: options.tls
           })
         ),
         (client) =>

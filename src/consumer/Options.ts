@@ -16,6 +16,7 @@ import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
 import { defaultHandlerRetry } from "../shared/Retry.js"
+import { readPem, type RedisTls } from "../shared/Tls.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 
@@ -71,6 +72,11 @@ export interface CatalogConsumerOptions<Events extends AnyEvent, H extends Catal
 export interface ConsumerSettings {
   /** redis:// or rediss:// URL. */
   readonly redisUrl: string | Redacted.Redacted<string>
+  /**
+   * For a `rediss://` URL: the CA to verify Redis with and a client certificate and key. Each a file
+   * path, or the PEM itself (a Buffer, or a string starting with `-----BEGIN`); files are read once at start.
+   */
+  readonly tls?: ConsumerTls
   /** The stream key, e.g. `outbox:orders` (`RELAY_STREAM_PREFIX` + topic). */
   readonly stream: string
   readonly group: string
@@ -104,9 +110,47 @@ export interface ConsumerSettings {
   readonly commandTimeout?: Duration.Input
 }
 
+/** TLS files or PEM for a `rediss://` consumer. */
+export interface ConsumerTls {
+  readonly ca?: string | Buffer
+  readonly cert?: string | Buffer
+  readonly key?: string | Buffer
+}
+
+/** Reads the TLS files named in `tls`; a file that cannot be read, or TLS on `redis://`, is refused. */
+const resolveTls = (tls: ConsumerTls | undefined, redisUrl: string) =>
+  Effect.gen(function*() {
+    if (tls === undefined) return undefined
+    if (!redisUrl.startsWith("rediss://")) {
+      return yield* new ConsumerOptionsInvalid({ option: "tls", message: "tls needs a rediss:// redisUrl" })
+    }
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      return yield* new ConsumerOptionsInvalid({ option: "tls", message: "tls.cert and tls.key go together" })
+    }
+    const resolved: { ca?: Buffer | string; cert?: Buffer | string; key?: Buffer | string } = {}
+    for (const which of ["ca", "cert", "key"] as const) {
+      const value = tls[which]
+      if (value === undefined) continue
+      if (typeof value !== "string" || value.trimStart().startsWith("-----BEGIN")) {
+        resolved[which] = value
+        continue
+      }
+      const read = readPem(value)
+      if ("error" in read) {
+        return yield* new ConsumerOptionsInvalid({
+          option: `tls.${which}`,
+          message: `tls.${which} ${JSON.stringify(value)}: ${read.error}`
+        })
+      }
+      resolved[which] = read.pem
+    }
+    return resolved satisfies RedisTls
+  })
+
 /** The options with every default filled in and every duration in milliseconds. */
 export interface ResolvedOptions {
   readonly redisUrl: Redacted.Redacted<string>
+  readonly tls: RedisTls | undefined
   readonly stream: string
   readonly group: string
   readonly consumer: string
@@ -185,8 +229,10 @@ export const resolveOptions = Effect.fnUntraced(function*(
       message: `unknownEvents must be "ack" or "dead-letter"`
     })
   }
+  const redisUrl = typeof options.redisUrl === "string" ? Redacted.make(options.redisUrl) : options.redisUrl
   return {
-    redisUrl: typeof options.redisUrl === "string" ? Redacted.make(options.redisUrl) : options.redisUrl,
+    redisUrl,
+    tls: yield* resolveTls(options.tls, Redacted.value(redisUrl)),
     stream: options.stream,
     group: options.group,
     consumer: options.consumer ?? defaultConsumerName(),

@@ -29,13 +29,14 @@ import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
 import type { RelaySettings } from "../relay/RelayConfig.js"
 import { loggerLayer } from "../shared/Logging.js"
 import { otlpTracerLayer } from "../shared/OtlpTracing.js"
+import { postgresTarget, readPem, sslRootCert } from "../shared/Tls.js"
 import { type AnyConsumerOptions, Consumer, make as makeConsumer } from "./Consumer.js"
 import { metricsServer } from "./ConsumerMetrics.js"
 import type { ConsumerStats } from "./Delivery.js"
 import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
-import type { StartFrom, UnknownEvents } from "./Options.js"
+import type { ConsumerTls, StartFrom, UnknownEvents } from "./Options.js"
 import type { AnyHandler } from "./Routing.js"
 
 /** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
@@ -57,6 +58,8 @@ export interface InboxOptions {
 
 export interface BaseConsumerOptions {
   readonly redisUrl: string
+  /** For a `rediss://` URL: CA, client certificate and key, as file paths or PEM (see `ConsumerTls`). */
+  readonly tls?: ConsumerTls
   /** Stream key: `RELAY_STREAM_PREFIX` + topic, e.g. "outbox:orders". */
   readonly stream: string
   readonly group: string
@@ -212,6 +215,20 @@ export function startConsumer<P = any>(options: StartConsumerOptions<P>): Promis
   return start(options)
 }
 
+/** The inbox URL as postgres.js is to open it: `sslrootcert` read (once) and verified as `verify-full`. */
+const inboxTarget = (url: string) => {
+  if (!URL.canParse(url)) return { url, ssl: undefined }
+  const rootCert = sslRootCert(url)
+  const read = rootCert === undefined ? undefined : readPem(rootCert)
+  if (read !== undefined && "error" in read) {
+    throw new ConsumerOptionsInvalid({
+      option: "inbox.databaseUrl",
+      message: `inbox.databaseUrl sslrootcert ${JSON.stringify(rootCert)}: ${read.error}`
+    })
+  }
+  return postgresTarget(url, read?.pem)
+}
+
 const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandle> => {
   if (options.otlpEndpoint !== undefined && !/^https?:\/\/[^/\s]/.test(options.otlpEndpoint)) {
     throw new ConsumerOptionsInvalid({ option: "otlpEndpoint", message: "otlpEndpoint must be an http(s) URL" })
@@ -220,8 +237,10 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
   let inboxClient: postgres.Sql<any> | undefined
   const ownClient = options.inbox !== undefined && options.inbox.sql === undefined
   if (options.inbox !== undefined) {
+    const target = options.inbox.sql === undefined ? inboxTarget(options.inbox.databaseUrl ?? "") : undefined
     inboxClient = options.inbox.sql ??
-      postgres(options.inbox.databaseUrl ?? "", {
+      postgres(target!.url, {
+        ...(target!.ssl === undefined ? {} : { ssl: target!.ssl }),
         max: options.concurrency ?? 16,
         onnotice: () => {},
         fetch_types: false
@@ -253,6 +272,7 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     Consumer,
     makeConsumer({
       redisUrl: options.redisUrl,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
       stream: options.stream,
       group: options.group,
       ...handling,

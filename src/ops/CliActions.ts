@@ -85,7 +85,8 @@ export const tail = (settings: RelaySettings, options: TailOptions, json: boolea
   const print = (entry: Entry) => json ? printJson(Entry, entry) : Console.log(Render.entryLine(entry, width))
   const connection = {
     redisUrl: settings.redisUrl,
-    connectTimeoutMs: Math.ceil(Duration.toMillis(settings.redisCommandTimeout))
+    connectTimeoutMs: Math.ceil(Duration.toMillis(settings.redisCommandTimeout)),
+    tls: settings.redisTls
   }
   return followStream(options, connection, print).pipe(Effect.as(0))
 }

@@ -64,7 +64,11 @@ export class Operations extends Context.Service<Operations, {
       const config = yield* RelayConfig
       const redis = yield* Effect.acquireRelease(
         Effect.sync(() =>
-          makeRedisClient(config.redisUrl, { name: "outbox-relay-admin", commandTimeout: config.redisCommandTimeout })
+          makeRedisClient(config.redisUrl, {
+            name: "outbox-relay-admin",
+            commandTimeout: config.redisCommandTimeout,
+            tls: config.redisTls
+          })
         ),
         (client) => Effect.sync(() => client.disconnect())
       )
@@ -73,7 +77,8 @@ export class Operations extends Context.Service<Operations, {
           makePostgresClient(config.databaseUrl, {
             max: 2,
             applicationName: "outbox-relay-admin",
-            timeout: config.databaseTimeout
+            timeout: config.databaseTimeout,
+            ca: config.databaseCa
           })
         ),
         (client) => Effect.promise(() => client.end({ timeout: 1 })).pipe(Effect.ignore)

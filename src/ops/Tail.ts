@@ -12,6 +12,7 @@ import type * as Redacted from "effect/Redacted"
 import type { Redis } from "ioredis"
 import { describe } from "../shared/Errors.js"
 import { makeRedisClient } from "../shared/RedisClient.js"
+import type { RedisTls } from "../shared/Tls.js"
 import { NotFound, Unavailable } from "./Errors.js"
 import type { Entry } from "./Model.js"
 import { Operations } from "./Operations.js"
@@ -28,7 +29,7 @@ export interface TailOptions {
 const readBatch = 100
 
 /** A connection for blocking reads: no command timeout, no reconnect (a drop ends the tail with why). */
-const blockingClient = (url: Redacted.Redacted<string>, connectTimeout: number) =>
+const blockingClient = (url: Redacted.Redacted<string>, connectTimeout: number, tls: RedisTls | undefined) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -37,7 +38,8 @@ const blockingClient = (url: Redacted.Redacted<string>, connectTimeout: number) 
           commandTimeout: undefined,
           connectTimeout,
           resendUnanswered: false,
-          reconnect: false
+          reconnect: false,
+          tls
         })
         // ioredis rejects with "Connection is closed"; the reason came with its error event.
         let reason: unknown
@@ -86,11 +88,15 @@ const startingPoint = Effect.fn("Tail.startingPoint")(
 /** Prints entries with `print` until interrupted; fails only when a server does (or the stream is unknown). */
 export const tail = Effect.fn("Tail.tail")(function*(
   options: TailOptions,
-  connection: { readonly redisUrl: Redacted.Redacted<string>; readonly connectTimeoutMs: number },
+  connection: {
+    readonly redisUrl: Redacted.Redacted<string>
+    readonly connectTimeoutMs: number
+    readonly tls: RedisTls | undefined
+  },
   print: (entry: Entry) => Effect.Effect<void>
 ) {
   const start = yield* startingPoint(options, print)
-  const redis = yield* blockingClient(connection.redisUrl, connection.connectTimeoutMs)
+  const redis = yield* blockingClient(connection.redisUrl, connection.connectTimeoutMs, connection.tls)
   let after = start.after
   while (true) {
     const reply = yield* readAfter(redis, start.key, after)

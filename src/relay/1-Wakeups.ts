@@ -27,6 +27,7 @@ import { randomBytes } from "node:crypto"
 import pgListen from "pg-listen"
 import { describe } from "../shared/Errors.js"
 import { listenReconnectDelay } from "../shared/Retry.js"
+import { postgresTarget } from "../shared/Tls.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
@@ -55,6 +56,7 @@ const make = Effect.gen(function*() {
     Effect.tap(Queue.sliding<Wakeup>(1), (queue) => Effect.sync(() => subscribers.add(queue))),
     (queue) => Effect.sync(() => subscribers.delete(queue))
   )
+  const target = postgresTarget(Redacted.value(config.listenDatabaseUrl), config.databaseCa)
   const pingChannel = `outbox_relay_ping_${process.pid}_${randomBytes(4).toString("hex")}`
 
   let healthySinceLastFailure = false
@@ -65,7 +67,8 @@ const make = Effect.gen(function*() {
     const subscriber = yield* Effect.acquireRelease(
       Effect.sync(() =>
         createSubscriber({
-          connectionString: Redacted.value(config.listenDatabaseUrl),
+          connectionString: target.url,
+          ...(target.ssl === undefined ? {} : { ssl: target.ssl }),
           application_name: "outbox-relay-listen",
           connectionTimeoutMillis: Duration.toMillis(config.listenCheckTimeout) + 3000
         }, {

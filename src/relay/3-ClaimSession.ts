@@ -49,7 +49,8 @@ const make = Effect.gen(function*() {
       applicationName: `outbox-relay-claim/${process.pid}`,
       timeout,
       deadClientTimeout: config.leaseTimeout,
-      claimPlan: true
+      claimPlan: true,
+      ca: config.databaseCa
     })
   // What the lane left open on its connection, ended by the next claim (in the same round trip)
   // or by `settle`: a published batch whose COMMIT was deferred, or an empty claim's transaction

@@ -79,7 +79,8 @@ const make = Effect.gen(function*() {
     Effect.sync(() => {
       const client = makeRedisClient(config.redisUrl, {
         name: "outbox-relay",
-        commandTimeout: config.redisCommandTimeout
+        commandTimeout: config.redisCommandTimeout,
+        tls: config.redisTls
       })
       client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
       return client as ScriptRedis

@@ -36,7 +36,8 @@ const make = Effect.gen(function*() {
         max: 1,
         applicationName: `outbox-relay-wake/${relayId}`,
         timeout: config.databaseTimeout,
-        synchronousCommit: false
+        synchronousCommit: false,
+        ca: config.databaseCa
       })
     ),
     (sql) =>

@@ -10,6 +10,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import postgres from "postgres"
 import { DatabaseUnavailable, describe } from "../shared/Errors.js"
+import { postgresTarget } from "../shared/Tls.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { arrayParam, statements } from "./Statements.js"
 
@@ -86,9 +87,13 @@ export const makePostgresClient = (
      * Pin the claim's plan to the ordered scan of `outbox_events_pending` (see `claimPlanSettings`).
      */
     readonly claimPlan?: boolean
+    /** CA to verify the server with (RELAY_DATABASE_TLS_CA_FILE or the URL's `sslrootcert`, read at start). */
+    readonly ca: Buffer | undefined
   }
-): Client =>
-  postgres(Redacted.value(url), {
+): Client => {
+  const target = postgresTarget(Redacted.value(url), options.ca)
+  return postgres(target.url, {
+    ...(target.ssl === undefined ? {} : { ssl: target.ssl }),
     max: options.max,
     connect_timeout: Math.max(1, Math.ceil(Duration.toSeconds(options.timeout))),
     idle_timeout: 0,
@@ -104,6 +109,7 @@ export const makePostgresClient = (
       ...(options.claimPlan ? claimPlanSettings : {})
     }
   })
+}
 
 /**
  * Session settings of the claim connections. The claim wants the first N pending rows in id order:
@@ -174,7 +180,14 @@ const make = Effect.gen(function*() {
   const query = <A>(operation: string, run: () => Promise<A>) => runQuery(operation, timeout, run)
 
   const pool = yield* Effect.acquireRelease(
-    Effect.sync(() => makePostgresClient(config.databaseUrl, { max: 3, applicationName: "outbox-relay", timeout })),
+    Effect.sync(() =>
+      makePostgresClient(config.databaseUrl, {
+        max: 3,
+        applicationName: "outbox-relay",
+        timeout,
+        ca: config.databaseCa
+      })
+    ),
     (client) => Effect.promise(() => client.end({ timeout: 2 })).pipe(Effect.ignore)
   )
 

@@ -8,11 +8,12 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { describe, MigrationFailed } from "../shared/Errors.js"
+import { readPem, sslRootCert } from "../shared/Tls.js"
 import { makePostgresClient } from "./Database.js"
 import { quoteIdent } from "./Statements.js"
 
@@ -46,16 +47,24 @@ export interface MigrateOptions {
   readonly schema: string
   readonly dir?: string
   readonly timeout?: Duration.Duration
+  /** CA to verify Postgres with; default: the file the URL's `sslrootcert` names, if any. */
+  readonly databaseCa?: Buffer | undefined
 }
 
 /** Applies pending migrations; returns the names of those it applied. */
 export const migrate = Effect.fn("Migrator.migrate")(function*(options: MigrateOptions) {
   const migrations = readMigrations(options.dir)
+  const rootCert = options.databaseCa === undefined ? sslRootCert(Redacted.value(options.databaseUrl)) : undefined
+  const read = rootCert === undefined ? undefined : readPem(rootCert)
+  if (read !== undefined && "error" in read) {
+    return yield* new MigrationFailed({ migration: "setup", message: `sslrootcert ${rootCert}: ${read.error}` })
+  }
   const schema = quoteIdent(options.schema)
   const client = makePostgresClient(options.databaseUrl, {
     max: 1,
     applicationName: "outbox-relay-migrate",
-    timeout: options.timeout ?? Duration.minutes(5)
+    timeout: options.timeout ?? Duration.minutes(5),
+    ca: options.databaseCa ?? (read !== undefined && "pem" in read ? read.pem : undefined)
   })
   const step = <A>(migration: string, run: () => Promise<A>) =>
     Effect.tryPromise({ try: run, catch: (cause) => new MigrationFailed({ migration, message: describe(cause) }) })

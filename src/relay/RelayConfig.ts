@@ -19,6 +19,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
 import { defaultTopicPattern } from "../shared/RedisKeys.js"
+import { readPem, type RedisTls, sslModeConflict, sslRootCert } from "../shared/Tls.js"
 import { falseWords, trueWords } from "./BooleanWords.js"
 
 /** A bad or missing setting; `message` is one line naming the variable and what it accepts. */
@@ -84,6 +85,12 @@ const optionalUrl = (protocols: ReadonlyArray<string>) => (name: string): Config
 /** Free text, taken as written (no trimming: the pattern decides). */
 const text = (pattern: RegExp) => (name: string): Config.Config<string> =>
   Config.schema(Schema.String.check(Schema.isPattern(pattern)), name)
+
+/** A file path, trimmed; empty means none (read once at start, see `readTlsFiles`). */
+const optionalPath = (name: string): Config.Config<string | undefined> =>
+  Config.schema(Schema.Trim.check(Schema.isPattern(/^[^\n\r\0]*$/)), name).pipe(
+    Config.map((path) => path === "" ? undefined : path)
+  )
 
 /** A secret of at least `minimum` characters; empty means none. */
 const optionalToken = (minimum: number) => (name: string): Config.Config<Redacted.Redacted<string> | undefined> =>
@@ -164,6 +171,34 @@ export const settings = {
     config: url(["redis:", "rediss:"]),
     secret: true
   } satisfies Setting<Redacted.Redacted<string>>,
+  databaseTlsCaFile: {
+    names: ["RELAY_DATABASE_TLS_CA_FILE"],
+    default: "",
+    accepts: "a PEM file path",
+    description: "CA for Postgres TLS, verify-full ([TLS](docs/production.md#tls)).",
+    config: optionalPath
+  } satisfies Setting<string | undefined>,
+  redisTlsCaFile: {
+    names: ["RELAY_REDIS_TLS_CA_FILE"],
+    default: "",
+    accepts: "a PEM file path",
+    description: "CA for `rediss://`.",
+    config: optionalPath
+  } satisfies Setting<string | undefined>,
+  redisTlsCertFile: {
+    names: ["RELAY_REDIS_TLS_CERT_FILE"],
+    default: "",
+    accepts: "a PEM file path",
+    description: "Client certificate for `rediss://`.",
+    config: optionalPath
+  } satisfies Setting<string | undefined>,
+  redisTlsKeyFile: {
+    names: ["RELAY_REDIS_TLS_KEY_FILE"],
+    default: "",
+    accepts: "a PEM file path",
+    description: "Its key.",
+    config: optionalPath
+  } satisfies Setting<string | undefined>,
   schema: {
     names: ["RELAY_SCHEMA"],
     default: "public",
@@ -381,8 +416,18 @@ export const settings = {
 } as const
 
 type Settings = typeof settings
-export type RelaySettings = {
-  readonly [K in keyof Settings]: Settings[K] extends Setting<infer A> ? A : never
+export type RelaySettings =
+  & {
+    readonly [K in keyof Settings]: Settings[K] extends Setting<infer A> ? A : never
+  }
+  & TlsMaterial
+
+/** The TLS files' contents, read once at start. */
+export interface TlsMaterial {
+  /** For `makeRedisClient`; undefined when no Redis TLS file is set. */
+  readonly redisTls: RedisTls | undefined
+  /** From RELAY_DATABASE_TLS_CA_FILE, else the URL's `sslrootcert`. */
+  readonly databaseCa: Buffer | undefined
 }
 
 // -----------------------------------------------------------------------------
@@ -465,7 +510,7 @@ export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = keeping
       out[key] = yield* defaultOf(setting, setting.default)
     }
   }
-  const result = out as RelaySettings
+  const result = { ...(out as Omit<RelaySettings, keyof TlsMaterial>), ...yield* readTlsFiles(out) } as RelaySettings
   if (Duration.isGreaterThan(result.retryBaseDelay, result.retryMaxDelay)) {
     return yield* new ConfigInvalid({
       variable: "RELAY_RETRY_BASE_DELAY",
@@ -474,6 +519,64 @@ export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = keeping
   }
   return result
 }))
+
+/** Reads the TLS files the settings name; an unreadable one, or one that cannot apply, is a ConfigInvalid. */
+const readTlsFiles = (out: Record<string, unknown>): Effect.Effect<TlsMaterial, ConfigInvalid> =>
+  Effect.gen(function*() {
+    const read = (variable: string, path: string | undefined, what = `${variable}=${JSON.stringify(path)}`) =>
+      Effect.gen(function*() {
+        if (path === undefined) return undefined
+        const result = readPem(path)
+        if ("pem" in result) return result.pem
+        return yield* new ConfigInvalid({ variable, message: `Invalid ${what}: ${result.error}` })
+      })
+    const redisFiles = {
+      ca: out.redisTlsCaFile as string | undefined,
+      cert: out.redisTlsCertFile as string | undefined,
+      key: out.redisTlsKeyFile as string | undefined
+    }
+    const redisVariable = (which: keyof typeof redisFiles) => `RELAY_REDIS_TLS_${which.toUpperCase()}_FILE`
+    let redisTls: RedisTls | undefined
+    for (const which of ["ca", "cert", "key"] as const) {
+      if (redisFiles[which] === undefined) continue
+      const variable = redisVariable(which)
+      if (!Redacted.value(out.redisUrl as Redacted.Redacted<string>).startsWith("rediss://")) {
+        return yield* new ConfigInvalid({
+          variable,
+          message: `Invalid ${variable}: it needs a rediss:// RELAY_REDIS_URL (TLS)`
+        })
+      }
+      redisTls = { ...redisTls, [which]: yield* read(variable, redisFiles[which]) }
+    }
+    if ((redisFiles.cert === undefined) !== (redisFiles.key === undefined)) {
+      const missing = redisFiles.cert === undefined ? "RELAY_REDIS_TLS_CERT_FILE" : "RELAY_REDIS_TLS_KEY_FILE"
+      return yield* new ConfigInvalid({
+        variable: missing,
+        message: `Missing ${missing}: a client certificate needs both RELAY_REDIS_TLS_CERT_FILE and ` +
+          "RELAY_REDIS_TLS_KEY_FILE"
+      })
+    }
+    const urls = [out.databaseUrl, out.listenDatabaseUrl].map((url) => Redacted.value(url as Redacted.Redacted<string>))
+    const caFile = out.databaseTlsCaFile as string | undefined
+    const databaseCa = caFile !== undefined
+      ? yield* read("RELAY_DATABASE_TLS_CA_FILE", caFile)
+      : yield* Effect.suspend(() => {
+        const path = urls.map(sslRootCert).find((path) => path !== undefined)
+        return read("RELAY_DATABASE_URL", path, `RELAY_DATABASE_URL: sslrootcert=${JSON.stringify(path)}`)
+      })
+    if (databaseCa !== undefined) {
+      for (const url of urls) {
+        const conflict = sslModeConflict(url)
+        if (conflict) {
+          return yield* new ConfigInvalid({
+            variable: "RELAY_DATABASE_URL",
+            message: `Invalid RELAY_DATABASE_URL=<redacted>: ${conflict}`
+          })
+        }
+      }
+    }
+    return { redisTls, databaseCa }
+  })
 
 /** The validated settings of this relay. */
 export class RelayConfig extends Context.Service<RelayConfig, RelaySettings>()("outbox-relay/RelayConfig") {

@@ -17,6 +17,7 @@ import * as Redacted from "effect/Redacted"
 import pg from "pg"
 import { DatabaseUnavailable, describe } from "../shared/Errors.js"
 import { retryMigration } from "../shared/Retry.js"
+import { postgresTarget } from "../shared/Tls.js"
 import { withTimeout } from "./Database.js"
 import { ConfigInvalid, type RelaySettings } from "./RelayConfig.js"
 
@@ -26,11 +27,15 @@ const rounds = 3
 /** Why `url` shares server sessions between connections, or undefined when each has its own. */
 export const sharedSessions = (
   url: Redacted.Redacted<string>,
-  timeout: Duration.Duration
+  timeout: Duration.Duration,
+  ca?: Buffer
 ): Effect.Effect<string | undefined, DatabaseUnavailable> => {
+  // The same TLS as the relay's own connections (RELAY_DATABASE_TLS_CA_FILE, sslmode, sslrootcert).
+  const target = postgresTarget(Redacted.value(url), ca)
   const open = () =>
     new pg.Client({
-      connectionString: Redacted.value(url),
+      connectionString: target.url,
+      ...(target.ssl === undefined ? {} : { ssl: target.ssl }),
       application_name: "outbox-relay-check",
       connectionTimeoutMillis: Duration.toMillis(timeout)
     })
@@ -100,18 +105,22 @@ export const requireSessions = (
           // A schedule without end: never reached.
           Effect.orDie
         )
-  return Effect.forEach(urls, ({ url, variable }) =>
-    sharedSessions(url, settings.databaseTimeout).pipe(
-      onUnreachable(variable),
-      Effect.flatMap((reason) =>
-        reason === undefined ? Effect.void : Effect.fail(
-          new ConfigInvalid({
-            variable,
-            message: `Invalid ${variable}: it reaches Postgres through a transaction-mode pooler (${reason}); ` +
-              `the relay needs a session per connection: point ${variable} at Postgres directly or at a ` +
-              "session-mode pooler (producers may keep using the transaction-mode one)"
-          })
+  return Effect.forEach(
+    urls,
+    ({ url, variable }) =>
+      sharedSessions(url, settings.databaseTimeout, settings.databaseCa).pipe(
+        onUnreachable(variable),
+        Effect.flatMap((reason) =>
+          reason === undefined ? Effect.void : Effect.fail(
+            new ConfigInvalid({
+              variable,
+              message: `Invalid ${variable}: it reaches Postgres through a transaction-mode pooler (${reason}); ` +
+                `the relay needs a session per connection: point ${variable} at Postgres directly or at a ` +
+                "session-mode pooler (producers may keep using the transaction-mode one)"
+            })
+          )
         )
-      )
-    ), { discard: true })
+      ),
+    { discard: true }
+  )
 }

@@ -7,6 +7,7 @@ import * as Duration from "effect/Duration"
 import * as Redacted from "effect/Redacted"
 import { Redis } from "ioredis"
 import { redisReconnectDelay } from "./Retry.js"
+import { type RedisTls, redisTlsOptions } from "./Tls.js"
 
 export interface RedisClientOptions {
   /** Shown in `CLIENT LIST`. */
@@ -24,6 +25,8 @@ export interface RedisClientOptions {
   readonly resendUnanswered?: boolean
   /** Reconnect in the background after a drop. Default true; false for a one-shot command line. */
   readonly reconnect?: boolean
+  /** CA and client certificate for a `rediss://` URL (ignored for `redis://`). */
+  readonly tls?: RedisTls | undefined
 }
 
 /** A lazily connecting ioredis client; call `connect()` (failures also surface on every command). */
@@ -34,7 +37,9 @@ export const makeRedisClient = (url: Redacted.Redacted<string> | string, options
   const connectMs = options.connectTimeout !== undefined
     ? Math.ceil(Duration.toMillis(Duration.fromInputUnsafe(options.connectTimeout)))
     : timeoutMs ?? 5_000
-  const client = new Redis(Redacted.isRedacted(url) ? Redacted.value(url) : url, {
+  const text = Redacted.isRedacted(url) ? Redacted.value(url) : url
+  const tls = redisTlsOptions(text, options.tls)
+  const client = new Redis(text, {
     lazyConnect: true,
     enableOfflineQueue: false,
     enableAutoPipelining: options.autoPipelining ?? false,
@@ -43,7 +48,8 @@ export const makeRedisClient = (url: Redacted.Redacted<string> | string, options
     connectionName: options.name,
     ...(timeoutMs === undefined ? {} : { commandTimeout: timeoutMs }),
     connectTimeout: connectMs,
-    retryStrategy: options.reconnect === false ? () => null : redisReconnectDelay
+    retryStrategy: options.reconnect === false ? () => null : redisReconnectDelay,
+    ...(tls === undefined ? {} : { tls })
   })
   // Failures surface on the commands; the event is only here so Node does not crash on it.
   client.on("error", () => {})

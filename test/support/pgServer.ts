@@ -5,7 +5,18 @@
  * binaries, a testcontainers `postgres:16-alpine`. Either way the port survives stop/start.
  */
 import { execFile, spawn } from "node:child_process"
-import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
@@ -25,6 +36,12 @@ export interface PgServerOptions {
   readonly durable?: boolean
   /** Extra `-c name=value` settings, applied after the defaults. */
   readonly settings?: Readonly<Record<string, string>>
+  /**
+   * Serve TLS with this certificate and key (PEM files, copied into the server's dir) and accept only
+   * TLS connections over TCP (`hostssl` in pg_hba.conf): `url` then carries `sslmode=require`. Local
+   * binaries only.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string }
 }
 
 export interface PgServerHandle {
@@ -118,8 +135,19 @@ const spawnLocal = async (bins: LocalPostgres, options: PgServerOptions): Promis
     const stderr = (error as { stderr?: string }).stderr ?? ""
     throw new Error(`initdb failed: ${(error as Error).message}\n${stderr}`)
   }
+  const tlsSettings: Array<string> = []
+  if (options.tls) {
+    // Postgres wants its key owned by the server's user and readable by no one else.
+    for (const [from, to] of [[options.tls.cert, "server.crt"], [options.tls.key, "server.key"]] as const) {
+      copyFileSync(from, join(dataDir, to))
+      chmodSync(join(dataDir, to), 0o600)
+      if (bins.owner) chownSync(join(dataDir, to), bins.owner.uid, bins.owner.gid)
+    }
+    writeFileSync(join(dataDir, "pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+    tlsSettings.push("-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key")
+  }
   const port = await freePort()
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres${options.tls ? "?sslmode=require" : ""}`
   const args = [
     "-D",
     dataDir,
@@ -129,6 +157,7 @@ const spawnLocal = async (bins: LocalPostgres, options: PgServerOptions): Promis
     dir,
     "-c",
     "listen_addresses=127.0.0.1",
+    ...tlsSettings,
     ...serverSettings(options)
   ]
   const server = await superviseServer({
@@ -152,6 +181,7 @@ const spawnLocal = async (bins: LocalPostgres, options: PgServerOptions): Promis
 }
 
 const startContainer = async (options: PgServerOptions): Promise<PgServerHandle> => {
+  if (options.tls) throw new Error("a TLS Postgres needs the local binaries (apt-get install postgresql)")
   const container = await startFixedPortContainer({
     image: "postgres:16-alpine",
     containerPort: 5432,

@@ -5,10 +5,11 @@
  * the port survives stop/start.
  */
 import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { connect as connectTls } from "node:tls"
 import { startFixedPortContainer } from "./containers.ts"
 import { freePort } from "./ports.ts"
 import { findBinary, isRunning, superviseServer } from "./processes.ts"
@@ -23,6 +24,18 @@ export interface RedisServerOptions {
   readonly appendfsync?: "always" | "everysec" | "no"
   /** `maxmemory-policy noeviction` even without a `maxmemory` (set later with CONFIG SET). */
   readonly noeviction?: boolean
+  /**
+   * Serve TLS only (`--port 0 --tls-port`): the URL is `rediss://`. `authClients` "yes": clients must
+   * present a certificate the CA signed. Local redis-server only.
+   */
+  readonly tls?: {
+    readonly cert: string
+    readonly key: string
+    readonly ca: string
+    readonly authClients: "yes" | "no" | "optional"
+    /** The client certificate the readiness PING presents (needed when `authClients` is "yes"). */
+    readonly client?: { readonly cert: string; readonly key: string }
+  }
 }
 
 export interface RedisServerHandle {
@@ -42,9 +55,21 @@ export interface RedisServerHandle {
 }
 
 /** One raw PING over TCP; resolves on +PONG, rejects otherwise (refused, -LOADING, timeout). */
-export const pingRedis = (host: string, port: number, timeoutMs = 1_000): Promise<void> =>
+export const pingRedis = (
+  host: string,
+  port: number,
+  timeoutMs = 1_000,
+  tls?: RedisServerOptions["tls"]
+): Promise<void> =>
   new Promise((resolve, reject) => {
-    const socket = connect({ host, port })
+    const socket = tls
+      ? connectTls({
+        host,
+        port,
+        ca: readFileSync(tls.ca),
+        ...(tls.client ? { cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key) } : {})
+      })
+      : connect({ host, port })
     let reply = ""
     const done = (error?: Error) => {
       socket.destroy()
@@ -53,7 +78,7 @@ export const pingRedis = (host: string, port: number, timeoutMs = 1_000): Promis
     }
     socket.setTimeout(timeoutMs, () => done(new Error(`no PING reply from ${host}:${port}`)))
     socket.once("error", done)
-    socket.once("connect", () => socket.write("PING\r\n"))
+    socket.once(tls ? "secureConnect" : "connect", () => socket.write("PING\r\n"))
     socket.on("data", (chunk) => {
       reply += chunk.toString("utf8")
       if (!reply.includes("\r\n")) return
@@ -74,8 +99,22 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
   const dir = mkdtempSync(join(tmpdir(), "outbox-redis-"))
   const port = await freePort()
   const args = [
-    "--port",
-    String(port),
+    ...(options.tls
+      ? [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        options.tls.cert,
+        "--tls-key-file",
+        options.tls.key,
+        "--tls-ca-cert-file",
+        options.tls.ca,
+        "--tls-auth-clients",
+        options.tls.authClients
+      ]
+      : ["--port", String(port)]),
     "--bind",
     "127.0.0.1",
     "--save",
@@ -100,7 +139,7 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
       return child
     },
     ready: (child) =>
-      pollUntil(`redis-server on port ${port}`, () => pingRedis("127.0.0.1", port), {
+      pollUntil(`redis-server on port ${port}`, () => pingRedis("127.0.0.1", port, 1_000, options.tls), {
         timeoutMs: 30_000,
         intervalMs: 50,
         abort: () =>
@@ -114,7 +153,7 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
   })
   return {
     kind: "spawned",
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     port,
     stop: () => server.signal("SIGTERM"),
     kill: () => server.signal("SIGKILL"),
@@ -125,6 +164,7 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
 }
 
 const startContainer = async (options: RedisServerOptions): Promise<RedisServerHandle> => {
+  if (options.tls) throw new Error("a TLS redis-server needs the local binary (apt-get install redis-server)")
   const container = await startFixedPortContainer({
     image: "redis:7-alpine",
     containerPort: 6379,

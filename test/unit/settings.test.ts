@@ -60,6 +60,30 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
     { RELAY_STREAM_PREFIX: "{outbox}:" },
     "Invalid RELAY_STREAM_PREFIX=\"{outbox}:\": expected up to 100 characters without spaces or braces"
   ],
+  [
+    { RELAY_DATABASE_TLS_CA_FILE: "/nonexistent/ca.pem" },
+    "Invalid RELAY_DATABASE_TLS_CA_FILE=\"/nonexistent/ca.pem\": cannot read it (ENOENT)"
+  ],
+  [
+    { RELAY_DATABASE_URL: "postgres://app@db/app?sslmode=disable", RELAY_DATABASE_TLS_CA_FILE: "package.json" },
+    "Invalid RELAY_DATABASE_TLS_CA_FILE=\"package.json\": not a PEM file (no -----BEGIN line)"
+  ],
+  [
+    { RELAY_DATABASE_URL: "postgres://app@db/app?sslrootcert=/nonexistent/root.crt" },
+    "Invalid RELAY_DATABASE_URL: sslrootcert=\"/nonexistent/root.crt\": cannot read it (ENOENT)"
+  ],
+  [
+    { RELAY_REDIS_URL: "rediss://cache:6380", RELAY_REDIS_TLS_CA_FILE: "/nonexistent/ca.pem" },
+    "Invalid RELAY_REDIS_TLS_CA_FILE=\"/nonexistent/ca.pem\": cannot read it (ENOENT)"
+  ],
+  [
+    { RELAY_REDIS_URL: "redis://cache:6379", RELAY_REDIS_TLS_CERT_FILE: "/etc/ssl/client.pem" },
+    "Invalid RELAY_REDIS_TLS_CERT_FILE: it needs a rediss:// RELAY_REDIS_URL (TLS)"
+  ],
+  [
+    { RELAY_REDIS_URL: "rediss://cache:6380", RELAY_REDIS_TLS_KEY_FILE: "/nonexistent/client.key" },
+    "Invalid RELAY_REDIS_TLS_KEY_FILE=\"/nonexistent/client.key\": cannot read it (ENOENT)"
+  ],
   [{ RELAY_BATCH_SIZE: "lots" }, "Invalid RELAY_BATCH_SIZE=\"lots\": expected an integer from 1 to 10000"],
   [{ RELAY_BATCH_SIZE: "0" }, "Invalid RELAY_BATCH_SIZE=\"0\": expected an integer from 1 to 10000"],
   [{ RELAY_BATCH_SIZE: "1e3" }, "Invalid RELAY_BATCH_SIZE=\"1e3\": expected an integer from 1 to 10000"],
