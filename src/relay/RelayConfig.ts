@@ -286,10 +286,9 @@ export const settings = {
     names: ["RELAY_VACUUM_THRESHOLD"],
     default: "10000",
     accepts: "an integer from 0 to 1000000000",
-    description: "Every 10 s, when `outbox_events` holds more dead tuples than this (rows the relay deleted or " +
-      "updated), the relay runs `VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs (which " +
-      "come at most once a minute by default). 0 leaves it to autovacuum. Needs the table's owner, the database " +
-      "owner or a superuser (else logged once and left to autovacuum).",
+    description: "Every 10 s, when `outbox_events` holds more dead tuples than this, the relay runs " +
+      "`VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs. 0 leaves it to autovacuum. Needs " +
+      "the table's owner (else logged once and left to autovacuum).",
     config: integer(0, 1_000_000_000)
   } satisfies Setting<number>,
   streamMaxLen: {
@@ -608,7 +607,9 @@ export const settingsTable = (): string => {
       : s.names[0] === "RELAY_LISTEN_DATABASE_URL"
       ? s.default
       : `\`${s.default}\``
-    return `| ${names} | ${fallback} | ${s.accepts.replaceAll("|", "\\|")} | ${s.description} |`
+    // The durations' forms are said once under the table; error lines still spell them out.
+    const accepts = s.accepts.replace(durationAccepts, "a duration").replaceAll("|", "\\|")
+    return `| ${names} | ${fallback} | ${accepts} | ${s.description} |`
   })
   return ["| Variable | Default | Accepts | What it does |", "|---|---|---|---|", ...rows].join("\n")
 }
