@@ -55,6 +55,16 @@ const integer = (minimum: number, maximum: number) => (name: string): Config.Con
     name
   )
 
+/** A decimal number from `minimum` to `maximum` ("0.9", ".9", "1"). */
+const decimal = (minimum: number, maximum: number) => (name: string): Config.Config<number> =>
+  Config.schema(
+    Schema.Trim.check(Schema.isPattern(/^(\d+(\.\d*)?|\.\d+)$/)).pipe(
+      Schema.decodeTo(Schema.NumberFromString),
+      Schema.check(Schema.isBetween({ minimum, maximum }))
+    ),
+    name
+  )
+
 /** A bare number of milliseconds ("500"). */
 const Millis = Schema.String.check(Schema.isPattern(/^\d+$/)).pipe(
   Schema.decodeTo(Schema.NumberFromString),
@@ -263,6 +273,30 @@ export const settings = {
     accepts: "an integer from 0 (no trimming) to 2147483647",
     description: "When above 0, every XADD trims its stream with `MAXLEN ~ n`.",
     config: integer(0, 2_147_483_647)
+  } satisfies Setting<number>,
+  streamTrim: {
+    names: ["RELAY_STREAM_TRIM"],
+    default: "none",
+    accepts: "none or acked",
+    description: "`acked`: also trim each stream below what all its consumer groups acknowledged " +
+      "([production: trimming](docs/production.md#consumer-safe-trimming)).",
+    config: oneOf(["none", "acked"] as const)
+  } satisfies Setting<"none" | "acked">,
+  redisMaxMemoryRatio: {
+    names: ["RELAY_REDIS_MAX_MEMORY_RATIO"],
+    default: "0.9",
+    accepts: "a number from 0 to 1 (0 or 1: off)",
+    description: "Pause claiming while Redis `used_memory` is above this share of `maxmemory` " +
+      "([production: backpressure](docs/production.md#redis-memory-backpressure)).",
+    config: decimal(0, 1)
+  } satisfies Setting<number>,
+  redisMinReplicas: {
+    names: ["RELAY_REDIS_MIN_REPLICAS"],
+    default: "0",
+    accepts: "an integer from 0 to 16",
+    description: "Commit a batch only once this many replicas have it (`WAIT`) " +
+      "([production: replicas](docs/production.md#waiting-for-replicas)).",
+    config: integer(0, 16)
   } satisfies Setting<number>,
   retryBaseDelay: {
     names: ["RELAY_RETRY_BASE_DELAY"],

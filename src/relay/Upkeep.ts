@@ -1,6 +1,6 @@
 /**
- * The relay's periodic chores, beside the lanes: the backlog and Redis memory gauges (every
- * `RELAY_METRICS_INTERVAL`), and every 10 seconds the purge of retained published rows
+ * The relay's periodic chores, beside the lanes: the backlog gauges (every `RELAY_METRICS_INTERVAL`;
+ * Redis memory is read by `Backpressure`), and every 10 seconds the purge of retained published rows
  * (`RELAY_RETENTION`) and a vacuum of the outbox table when claims and purges left many dead tuples
  * (`RELAY_VACUUM_THRESHOLD`), so claims stay fast between autovacuum runs (docs/design.md, Table health).
  */
@@ -9,7 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import { LeaseBoard } from "./2-SlotLeases.js"
-import { StreamPublisher } from "./4-Publish.js"
+import type { StreamPublisher } from "./4-Publish.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -29,17 +29,6 @@ const refreshOutboxGauges = Effect.gen(function*() {
   yield* Metric.update(Metrics.oldestPendingSeconds, stats.oldestPendingSeconds)
   yield* Metric.update(Metrics.deadLetters, stats.dead)
 }).pipe(Effect.ignore)
-
-/** Redis memory and its limit, so alerts need no redis_exporter. */
-const refreshRedisGauges = Effect.gen(function*() {
-  const publisher = yield* StreamPublisher
-  const memory = yield* publisher.memory
-  if (Number.isFinite(memory.usedMemory)) yield* Metric.update(Metrics.redisUsedMemoryBytes, memory.usedMemory)
-  if (Number.isFinite(memory.maxmemory)) yield* Metric.update(Metrics.redisMaxmemoryBytes, memory.maxmemory)
-}).pipe(Effect.ignore)
-
-// Postgres and Redis apart: one of them down leaves the other's gauges fresh.
-const refreshGauges = Effect.andThen(refreshOutboxGauges, refreshRedisGauges)
 
 /** Purges retained rows, then vacuums when needed; stops trying to vacuum once refused. */
 const makeTableUpkeep = Effect.gen(function*() {
@@ -76,7 +65,7 @@ export const Upkeep: Layer.Layer<
 > = Layer.effectDiscard(
   Effect.gen(function*() {
     const config = yield* RelayConfig
-    yield* Effect.forkScoped(Effect.repeat(refreshGauges, Schedule.spaced(config.metricsInterval)))
+    yield* Effect.forkScoped(Effect.repeat(refreshOutboxGauges, Schedule.spaced(config.metricsInterval)))
     const tableUpkeep = yield* makeTableUpkeep
     yield* Effect.forkScoped(Effect.repeat(tableUpkeep, tableUpkeepEvery))
   })
