@@ -23,6 +23,8 @@ export interface RedisServerOptions {
   readonly appendfsync?: "always" | "everysec" | "no"
   /** `maxmemory-policy noeviction` even without a `maxmemory` (set later with CONFIG SET). */
   readonly noeviction?: boolean
+  /** Start as a replica of the Redis on this local port (`--replicaof 127.0.0.1 <port>`). */
+  readonly replicaOf?: number
 }
 
 export interface RedisServerHandle {
@@ -67,7 +69,8 @@ const configArgs = (options: RedisServerOptions): Array<string> => [
   options.appendonly ? "yes" : "no",
   ...(options.appendfsync ? ["--appendfsync", options.appendfsync] : []),
   ...(options.maxmemory ? ["--maxmemory", options.maxmemory] : []),
-  ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : [])
+  ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : []),
+  ...(options.replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(options.replicaOf)])
 ]
 
 const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {
