@@ -92,3 +92,8 @@ export const redisMaxmemoryBytes = Metric.gauge("outbox_redis_maxmemory_bytes", 
 export const redisBackpressure = Metric.gauge("outbox_redis_backpressure", {
   description: "1 while claiming is paused because Redis memory is above RELAY_REDIS_MAX_MEMORY_RATIO of maxmemory"
 })
+
+export const streamEntriesTrimmed = Metric.counter("outbox_stream_entries_trimmed_total", {
+  description: "Stream entries removed by RELAY_STREAM_TRIM=acked (every consumer group had acknowledged them)",
+  incremental: true
+})
