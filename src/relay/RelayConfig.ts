@@ -201,9 +201,8 @@ export const settings = {
     names: ["RELAY_CONCURRENCY"],
     default: "2",
     accepts: "an integer from 1 to 16",
-    description: "Claim lanes in this process, at most. The first always relays; the others join only while there is " +
-      "a backlog and leave once it is gone. Each lane has its own connection and slots, so order per aggregate " +
-      "holds ([design: helper lanes](docs/design.md#helper-lanes)).",
+    description: "Claim lanes in this process, at most; the others join the first only while there is a backlog, " +
+      "and order per aggregate holds ([design](docs/design.md#helper-lanes)).",
     config: integer(1, 16)
   } satisfies Setting<number>,
   pollInterval: {
@@ -217,8 +216,8 @@ export const settings = {
     names: ["RELAY_BUSY_PAUSE"],
     default: "0",
     accepts: `${durationAccepts}, at most 1 second`,
-    description: "While a lane stays busy and a claim comes back less than full, wait this long before the next " +
-      "claim: bigger batches, less relay CPU per event, up to this much more latency under load. 0: claim at once.",
+    description: "While a lane stays busy, wait this long after a claim that was not full: bigger batches, less " +
+      "relay CPU per event, up to this much more latency. 0: claim at once.",
     config: duration(Duration.zero, Duration.seconds(1))
   } satisfies Setting<Duration.Duration>,
   listenCheckInterval: {
@@ -261,10 +260,8 @@ export const settings = {
     names: ["RELAY_VACUUM_THRESHOLD"],
     default: "10000",
     accepts: "an integer from 0 to 1000000000",
-    description: "Every 10 s, when `outbox_events` holds more dead tuples than this (rows the relay deleted or " +
-      "updated), the relay runs `VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs (which " +
-      "come at most once a minute by default). 0 leaves it to autovacuum. Needs the table's owner, the database " +
-      "owner or a superuser (else logged once and left to autovacuum).",
+    description: "Every 10 s, `VACUUM (SKIP_LOCKED)` the outbox table when it holds more dead tuples than this; " +
+      "0 leaves it to autovacuum ([design](docs/design.md#table-health-retention-and-vacuum)).",
     config: integer(0, 1_000_000_000)
   } satisfies Setting<number>,
   streamMaxLen: {
@@ -278,8 +275,8 @@ export const settings = {
     names: ["RELAY_STREAM_TRIM"],
     default: "none",
     accepts: "none or acked",
-    description: "`acked`: also trim each stream below what all its consumer groups acknowledged " +
-      "([production: trimming](docs/production.md#consumer-safe-trimming)).",
+    description: "`acked`: also trim streams below what every consumer group acknowledged " +
+      "([more](docs/production.md#consumer-safe-trimming)).",
     config: oneOf(["none", "acked"] as const)
   } satisfies Setting<"none" | "acked">,
   redisMaxMemoryRatio: {
@@ -287,15 +284,15 @@ export const settings = {
     default: "0.9",
     accepts: "a number from 0 to 1 (0 or 1: off)",
     description: "Pause claiming while Redis `used_memory` is above this share of `maxmemory` " +
-      "([production: backpressure](docs/production.md#redis-memory-backpressure)).",
+      "([more](docs/production.md#redis-memory-backpressure)).",
     config: decimal(0, 1)
   } satisfies Setting<number>,
   redisMinReplicas: {
     names: ["RELAY_REDIS_MIN_REPLICAS"],
     default: "0",
     accepts: "an integer from 0 to 16",
-    description: "Commit a batch only once this many replicas have it (`WAIT`) " +
-      "([production: replicas](docs/production.md#waiting-for-replicas)).",
+    description: "Commit a batch once this many replicas have it (`WAIT`) " +
+      "([more](docs/production.md#waiting-for-replicas)).",
     config: integer(0, 16)
   } satisfies Setting<number>,
   retryBaseDelay: {
@@ -359,9 +356,8 @@ export const settings = {
     names: ["RELAY_ADMIN_TOKEN"],
     default: "",
     accepts: "at least 16 characters, no spaces",
-    description: "Bearer token of the admin API's mutating endpoints (dead-letter replay and purge, outbox replay) " +
-      "and the dashboard's replay button; unset, they answer 403 " +
-      "([operations: API](docs/operations.md#http-api)).",
+    description: "Bearer token of the admin API's mutating endpoints and the dashboard's replay button; unset, " +
+      "they answer 403 ([operations: API](docs/operations.md#http-api)).",
     config: optionalToken(16),
     secret: true
   } satisfies Setting<Redacted.Redacted<string> | undefined>,
@@ -369,8 +365,7 @@ export const settings = {
     names: ["RELAY_METRICS_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
-    description: "How often the backlog gauges (pending rows, oldest pending age, highest attempts, dead rows) are " +
-      "read from Postgres, and Redis memory from `INFO memory`.",
+    description: "How often the backlog gauges are read from Postgres, and Redis memory from `INFO memory`.",
     config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   logLevel: {
@@ -398,10 +393,8 @@ export const settings = {
     names: ["RELAY_HEAP_TUNING"],
     default: "true",
     accepts: "true or false",
-    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with " +
-      "`--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining " +
-      "([design: memory](docs/design.md#memory-and-heap-tuning)). Skipped when you pass heap flags yourself " +
-      "(command line or `NODE_OPTIONS`).",
+    description: "Whether `run` restarts itself once at start with a bounded heap (`--max-old-space-size=1024 " +
+      "--max-semi-space-size=4`) unless you pass heap flags ([design](docs/design.md#memory-and-heap-tuning)).",
     config: boolean
   } satisfies Setting<boolean>,
   otlpEndpoint: {
