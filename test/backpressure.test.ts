@@ -1,17 +1,17 @@
 /**
  * Redis memory backpressure against a Redis of its own with a small `maxmemory` (noeviction): past
  * RELAY_REDIS_MAX_MEMORY_RATIO the relay stops claiming (rows wait in Postgres, no OOM retry loop),
- * readiness and a gauge say why, and once a consumer frees memory it resumes; every event arrives
+ * `/readyz` and a gauge on `/metrics` say why, and once a consumer frees memory it resumes; every event arrives
  * once.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Metric } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
-import { Health } from "../src/relay/Health.js"
 import * as Metrics from "../src/relay/Metrics.js"
+import { freePort } from "./support/ports.js"
 import { startRedisServer } from "./support/redisServer.js"
-import { insertEvents, pendingCount, relayLayer, testEnv } from "./support/relayHarness.js"
+import { daemonLayer, insertEvents, pendingCount, testEnv } from "./support/relayHarness.js"
 import { eventually, sleep } from "./support/wait.js"
 
 const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
@@ -37,17 +37,27 @@ describe("redis memory backpressure", () => {
     () =>
       Effect.gen(function*() {
         const server = yield* redisServer
+        const port = yield* promise(freePort)
         const t = yield* testEnv("backpressure", {
           RELAY_REDIS_URL: server.url,
           RELAY_REDIS_MAX_MEMORY_RATIO: "0.5",
           RELAY_METRICS_INTERVAL: "100 millis",
           RELAY_BATCH_SIZE: "50",
-          RELAY_POLL_INTERVAL: "200 millis"
+          RELAY_POLL_INTERVAL: "200 millis",
+          RELAY_HTTP_PORT: String(port)
         })
         const redis = yield* redisClient(server.url)
         const stream = `${t.prefix}orders`
-        const context = yield* Layer.build(relayLayer(t.env))
-        const health = Context.get(context, Health)
+        yield* Layer.build(daemonLayer(t.env))
+        const readiness = promise(async () => {
+          const response = await fetch(`http://127.0.0.1:${port}/readyz`)
+          const body = (await response.json()) as Record<string, { ok: boolean; error?: string }>
+          return { status: response.status, body }
+        })
+        const gauge = promise(async () => {
+          const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+          return /^outbox_redis_backpressure (\d+)/m.exec(metrics)?.[1]
+        })
         const paused = Effect.map(Metric.value(Metrics.redisBackpressure), (state) => state.value === 1)
 
         // Produce 1 KB events, 200 at a time, until the relay pauses (at 4 MB of the 8 MB).
@@ -63,11 +73,12 @@ describe("redis memory backpressure", () => {
           yield* produce(200)
           yield* promise(() => sleep(50))
         }
-        const snapshot = yield* health.snapshot
-        assert.isFalse(snapshot.redisMemory.ok)
-        assert.match(snapshot.redisMemory.error ?? "", /above 50% of maxmemory 8\.0 MB; claiming paused/)
         // Postgres and Redis are reachable: the relay stays ready, the detail says why it waits.
-        assert.isTrue(snapshot.ready)
+        const { body, status } = yield* readiness
+        assert.strictEqual(status, 200)
+        assert.isFalse(body.redisMemory!.ok)
+        assert.match(body.redisMemory!.error ?? "", /above 50% of maxmemory 8\.0 MB; claiming paused/)
+        assert.strictEqual(yield* gauge, "1")
 
         // More events while paused: they stay in Postgres, the stream does not grow, no batch fails.
         yield* produce(500)
@@ -86,7 +97,8 @@ describe("redis memory backpressure", () => {
         const left = yield* promise(() => eventually(() => pendingCount(t.sql), (n) => n === 0, 15_000))
         assert.strictEqual(left, 0)
         assert.isFalse(yield* paused)
-        assert.isTrue((yield* health.snapshot).redisMemory.ok)
+        assert.isTrue((yield* readiness).body.redisMemory!.ok)
+        assert.strictEqual(yield* gauge, "0")
         seen.push(...(yield* promise(() => eventIds(redis, stream))))
         assert.strictEqual(new Set(seen).size, seen.length, "an event was published twice")
         assert.deepStrictEqual([...seen].sort(), [...produced].sort())
