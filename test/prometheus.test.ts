@@ -143,6 +143,7 @@ describe("Prometheus scraping the relay and a consumer", () => {
       "OutboxEventRetriedOften",
       "OutboxListenDown",
       "OutboxOldestPendingHigh",
+      "OutboxRedisBackpressure",
       "OutboxRedisMemoryHigh",
       "OutboxRelayDown",
       "OutboxRelayNotReady",

@@ -7,6 +7,10 @@
  * pipeline (one write, one round trip). No auto-pipelining: it holds every command for a turn of the
  * event loop and builds a pipeline around it, which a relay sending one command at a time only pays for.
  *
+ * With `RELAY_REDIS_MIN_REPLICAS` above 0, a `WAIT` follows the script calls in the same pipeline and
+ * fewer replicas acknowledging in time fails the batch like any transient error: it rolls back and is
+ * retried, and the markers keep the retry from adding anything twice.
+ *
  * The connection refuses to queue commands while disconnected (`enableOfflineQueue: false`): a batch
  * fails fast with `RedisUnavailable` and the relay's retry schedule decides when to try again.
  */
@@ -113,8 +117,12 @@ const make = Effect.gen(function*() {
     readonly rows: ReadonlyArray<OutboxRow>
   }
 
+  const minReplicas = config.redisMinReplicas
+  // Half the command timeout, so a replica that does not answer fails the WAIT, not the connection.
+  const replicaWaitMs = Math.max(1, Math.floor(Duration.toMillis(config.redisCommandTimeout) / 2))
+
   const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
-    if (calls.length === 1) {
+    if (calls.length === 1 && minReplicas === 0) {
       const { forgotten, rows, stream } = calls[0]!
       return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows)).then((reply) => [reply])
     }
@@ -122,12 +130,24 @@ const make = Effect.gen(function*() {
     for (const { forgotten, rows, stream } of calls) {
       pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows))
     }
-    return pipeline.exec().then((results) =>
-      (results ?? []).map(([error, reply]) => {
+    // WAIT in the same round trip: it returns once the replicas have every write sent before it.
+    if (minReplicas > 0) pipeline.wait(minReplicas, replicaWaitMs)
+    return pipeline.exec().then((results) => {
+      const replies = (results ?? []).map(([error, reply]) => {
         if (error) throw error
-        return reply as Array<string>
+        return reply
       })
-    )
+      if (minReplicas > 0) {
+        const acknowledged = Number(replies.pop())
+        if (!(acknowledged >= minReplicas)) {
+          throw new Error(
+            `only ${acknowledged} of ${minReplicas} replicas acknowledged the batch within ${replicaWaitMs} ms ` +
+              "(RELAY_REDIS_MIN_REPLICAS)"
+          )
+        }
+      }
+      return replies as Array<Array<string>>
+    })
   }
 
   const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {

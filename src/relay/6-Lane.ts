@@ -4,7 +4,8 @@
  *
  * While it keeps finding rows it marks itself awake so producers skip NOTIFY, and before it sleeps it
  * hands over (`Handover`) so no committed row waits for the poll. It rebalances its slot leases
- * between batches, never while a batch is in flight. Lane 0 relays for ever; the others are helpers
+ * between batches, never while a batch is in flight. While Redis memory is high (`Backpressure`) it
+ * claims nothing: rows wait in Postgres. Lane 0 relays for ever; the others are helpers
  * that join only for a backlog (`HelperLanes`).
  */
 import * as Clock from "effect/Clock"
@@ -19,6 +20,7 @@ import { Batch } from "./5-Batch.js"
 import { WakeRegistry } from "./7-WakeRegistry.js"
 import { handOver, markAwake } from "./8-Handover.js"
 import { firstLaneRebalanced, helpOnce, type LaneCrew, signalBacklog } from "./9-HelperLanes.js"
+import { Backpressure } from "./Backpressure.js"
 import { RelayConfig } from "./RelayConfig.js"
 
 /** One lane's own services: its claim session and slots, its row in outbox_relay_wake, its batches. */
@@ -32,6 +34,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
   Effect.gen(function*() {
     const config = yield* RelayConfig
     const batch = yield* Batch
+    const backpressure = yield* Backpressure
     const leases = yield* SlotLeases
     const registry = yield* WakeRegistry
     const wakeups = yield* (yield* Wakeups).subscribe
@@ -69,10 +72,20 @@ export const runLane = (lane: number, crew: LaneCrew) =>
       )
     })
 
+    /** Commits what is open, then waits (leases kept balanced) until Redis memory allows claiming again. */
+    const waitForMemory = Effect.gen(function*() {
+      yield* batch.settle
+      while (backpressure.paused()) {
+        yield* backpressure.awaitResume(leaseCheck)
+        yield* maybeRebalance
+      }
+    })
+
     /** Claims until a claim comes back empty and no producer relies on this lane being awake. */
     const drainCycle = Effect.gen(function*() {
       let busyClaims = 0
       while (true) {
+        if (backpressure.paused()) yield* waitForMemory
         yield* maybeRebalance
         const result = yield* batch.next
         if (lane === 0 && result.claimed >= config.batchSize) signalBacklog(crew)

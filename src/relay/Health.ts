@@ -4,7 +4,8 @@
  * every second so readiness turns green again while the relay sleeps.
  *
  * Ready means "Postgres and Redis reachable". A broken LISTEN connection does not make the relay
- * unready (the slow poll still delivers); it is shown as a detail.
+ * unready (the slow poll still delivers); it is shown as a detail. So is Redis memory backpressure
+ * (`redisMemory`, see `Backpressure`): the relay waits on purpose, restarting it would not help.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -26,16 +27,18 @@ export interface HealthSnapshot {
   readonly postgres: Component
   readonly redis: Component
   readonly listen: Component
+  readonly redisMemory: Component
 }
 
-export type ComponentName = "postgres" | "redis" | "listen"
+export type ComponentName = "postgres" | "redis" | "listen" | "redisMemory"
 
 /** The state: every component unknown until the first report. */
 const make = Effect.gen(function*() {
   const state = yield* Ref.make<Record<ComponentName, Component>>({
     postgres: { ok: false, error: "not checked yet" },
     redis: { ok: false, error: "not checked yet" },
-    listen: { ok: false, error: "not connected yet" }
+    listen: { ok: false, error: "not connected yet" },
+    redisMemory: { ok: true }
   })
   const snapshot = Ref.get(state).pipe(
     Effect.map((s): HealthSnapshot => ({ ready: s.postgres.ok && s.redis.ok, ...s }))

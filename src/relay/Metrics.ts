@@ -88,3 +88,12 @@ export const redisUsedMemoryBytes = Metric.gauge("outbox_redis_used_memory_bytes
 export const redisMaxmemoryBytes = Metric.gauge("outbox_redis_maxmemory_bytes", {
   description: "Redis maxmemory (INFO memory); 0 means no limit"
 })
+
+export const redisBackpressure = Metric.gauge("outbox_redis_backpressure", {
+  description: "1 while claiming is paused because Redis memory is above RELAY_REDIS_MAX_MEMORY_RATIO of maxmemory"
+})
+
+export const streamEntriesTrimmed = Metric.counter("outbox_stream_entries_trimmed_total", {
+  description: "Stream entries removed by RELAY_STREAM_TRIM=acked (every consumer group had acknowledged them)",
+  incremental: true
+})

@@ -14,13 +14,15 @@ import { StreamPublisher } from "./4-Publish.js"
 import { runLane } from "./6-Lane.js"
 import { makeCrew } from "./9-HelperLanes.js"
 import { AdminServer } from "./Admin.js"
+import { Backpressure } from "./Backpressure.js"
 import { Database } from "./Database.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { Upkeep } from "./Upkeep.js"
 
 /** What every lane shares: the pooled database statements, Redis, health, the lease board. */
-export const RelayServices = Health.layer.pipe(
+export const RelayServices = Backpressure.layer.pipe(
+  Layer.provideMerge(Health.layer),
   Layer.provideMerge(Layer.mergeAll(Database.layer, StreamPublisher.layer, LeaseBoard.layer))
 )
 

@@ -56,6 +56,16 @@ const integer = (minimum: number, maximum: number) => (name: string): Config.Con
     name
   )
 
+/** A decimal number from `minimum` to `maximum` ("0.9", ".9", "1"). */
+const decimal = (minimum: number, maximum: number) => (name: string): Config.Config<number> =>
+  Config.schema(
+    Schema.Trim.check(Schema.isPattern(/^(\d+(\.\d*)?|\.\d+)$/)).pipe(
+      Schema.decodeTo(Schema.NumberFromString),
+      Schema.check(Schema.isBetween({ minimum, maximum }))
+    ),
+    name
+  )
+
 /** A bare number of milliseconds ("500"). */
 const Millis = Schema.String.check(Schema.isPattern(/^\d+$/)).pipe(
   Schema.decodeTo(Schema.NumberFromString),
@@ -226,9 +236,8 @@ export const settings = {
     names: ["RELAY_CONCURRENCY"],
     default: "2",
     accepts: "an integer from 1 to 16",
-    description: "Claim lanes in this process, at most. The first always relays; the others join only while there is " +
-      "a backlog and leave once it is gone. Each lane has its own connection and slots, so order per aggregate " +
-      "holds ([design: helper lanes](docs/design.md#helper-lanes)).",
+    description: "Claim lanes in this process, at most; the others join the first only while there is a backlog, " +
+      "and order per aggregate holds ([design](docs/design.md#helper-lanes)).",
     config: integer(1, 16)
   } satisfies Setting<number>,
   pollInterval: {
@@ -242,8 +251,8 @@ export const settings = {
     names: ["RELAY_BUSY_PAUSE"],
     default: "0",
     accepts: `${durationAccepts}, at most 1 second`,
-    description: "While a lane stays busy and a claim comes back less than full, wait this long before the next " +
-      "claim: bigger batches, less relay CPU per event, up to this much more latency under load. 0: claim at once.",
+    description: "While a lane stays busy, wait this long after a claim that was not full: bigger batches, less " +
+      "relay CPU per event, up to this much more latency. 0: claim at once.",
     config: duration(Duration.zero, Duration.seconds(1))
   } satisfies Setting<Duration.Duration>,
   listenCheckInterval: {
@@ -286,9 +295,8 @@ export const settings = {
     names: ["RELAY_VACUUM_THRESHOLD"],
     default: "10000",
     accepts: "an integer from 0 to 1000000000",
-    description: "Every 10 s, when `outbox_events` holds more dead tuples than this, the relay runs " +
-      "`VACUUM (SKIP_LOCKED)` on it, so claims stay fast between autovacuum runs. 0 leaves it to autovacuum. Needs " +
-      "the table's owner (else logged once and left to autovacuum).",
+    description: "Every 10 s, `VACUUM (SKIP_LOCKED)` the outbox table when it holds more dead tuples than this; " +
+      "0 leaves it to autovacuum ([design](docs/design.md#table-health-retention-and-vacuum)).",
     config: integer(0, 1_000_000_000)
   } satisfies Setting<number>,
   streamMaxLen: {
@@ -297,6 +305,30 @@ export const settings = {
     accepts: "an integer from 0 (no trimming) to 2147483647",
     description: "When above 0, every XADD trims its stream with `MAXLEN ~ n`.",
     config: integer(0, 2_147_483_647)
+  } satisfies Setting<number>,
+  streamTrim: {
+    names: ["RELAY_STREAM_TRIM"],
+    default: "none",
+    accepts: "none or acked",
+    description: "`acked`: also trim streams below what every consumer group acknowledged " +
+      "([more](docs/production.md#consumer-safe-trimming)).",
+    config: oneOf(["none", "acked"] as const)
+  } satisfies Setting<"none" | "acked">,
+  redisMaxMemoryRatio: {
+    names: ["RELAY_REDIS_MAX_MEMORY_RATIO"],
+    default: "0.9",
+    accepts: "a number from 0 to 1 (0 or 1: off)",
+    description: "Pause claiming while Redis `used_memory` is above this share of `maxmemory` " +
+      "([more](docs/production.md#redis-memory-backpressure)).",
+    config: decimal(0, 1)
+  } satisfies Setting<number>,
+  redisMinReplicas: {
+    names: ["RELAY_REDIS_MIN_REPLICAS"],
+    default: "0",
+    accepts: "an integer from 0 to 16",
+    description: "Commit a batch once this many replicas have it (`WAIT`) " +
+      "([more](docs/production.md#waiting-for-replicas)).",
+    config: integer(0, 16)
   } satisfies Setting<number>,
   retryBaseDelay: {
     names: ["RELAY_RETRY_BASE_DELAY"],
@@ -359,9 +391,8 @@ export const settings = {
     names: ["RELAY_ADMIN_TOKEN"],
     default: "",
     accepts: "at least 16 characters, no spaces",
-    description: "Bearer token of the admin API's mutating endpoints (dead-letter replay and purge, outbox replay) " +
-      "and the dashboard's replay button; unset, they answer 403 " +
-      "([operations: API](docs/operations.md#http-api)).",
+    description: "Bearer token of the admin API's mutating endpoints and the dashboard's replay button; unset, " +
+      "they answer 403 ([operations: API](docs/operations.md#http-api)).",
     config: optionalToken(16),
     secret: true
   } satisfies Setting<Redacted.Redacted<string> | undefined>,
@@ -369,8 +400,7 @@ export const settings = {
     names: ["RELAY_METRICS_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
-    description: "How often the backlog gauges (pending rows, oldest pending age, highest attempts, dead rows) are " +
-      "read from Postgres, and Redis memory from `INFO memory`.",
+    description: "How often the backlog gauges are read from Postgres, and Redis memory from `INFO memory`.",
     config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   logLevel: {
@@ -398,10 +428,8 @@ export const settings = {
     names: ["RELAY_HEAP_TUNING"],
     default: "true",
     accepts: "true or false",
-    description: "Whether `run` restarts itself once at start (same pid, `process.execve`, Node 22.15+) with " +
-      "`--max-old-space-size=1024 --max-semi-space-size=4`, which bounds the heap's growth while draining " +
-      "([design: memory](docs/design.md#memory-and-heap-tuning)). Skipped when you pass heap flags yourself " +
-      "(command line or `NODE_OPTIONS`).",
+    description: "Whether `run` restarts itself once at start with a bounded heap (`--max-old-space-size=1024 " +
+      "--max-semi-space-size=4`) unless you pass heap flags ([design](docs/design.md#memory-and-heap-tuning)).",
     config: boolean
   } satisfies Setting<boolean>,
   otlpEndpoint: {

@@ -1,20 +1,21 @@
 /**
- * The relay's periodic chores, beside the lanes: the backlog and Redis memory gauges (every
- * `RELAY_METRICS_INTERVAL`), and every 10 seconds the purge of retained published rows
+ * The relay's periodic chores, beside the lanes: the backlog gauges (every `RELAY_METRICS_INTERVAL`;
+ * Redis memory is read by `Backpressure`), and every 10 seconds the purge of retained published rows
  * (`RELAY_RETENTION`) and a vacuum of the outbox table when claims and purges left many dead tuples
- * (`RELAY_VACUUM_THRESHOLD`), so claims stay fast between autovacuum runs (docs/design.md, Table health).
+ * (`RELAY_VACUUM_THRESHOLD`), so claims stay fast between autovacuum runs (docs/design.md, Table health),
+ * and with `RELAY_STREAM_TRIM=acked` the trim of what every consumer group acknowledged (`StreamTrim`).
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import { LeaseBoard } from "./2-SlotLeases.js"
-import { StreamPublisher } from "./4-Publish.js"
 import { Database } from "./Database.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
+import { makeAckedTrim } from "./StreamTrim.js"
 
-/** How often retained rows are purged and the table is checked for vacuum. */
+/** How often retained rows are purged, the table is checked for vacuum and acknowledged entries are trimmed. */
 const tableUpkeepEvery = Schedule.spaced("10 seconds")
 
 /** Reads the backlog, oldest pending age, max attempts, dead letters and owned slots into their gauges. */
@@ -29,17 +30,6 @@ const refreshOutboxGauges = Effect.gen(function*() {
   yield* Metric.update(Metrics.oldestPendingSeconds, stats.oldestPendingSeconds)
   yield* Metric.update(Metrics.deadLetters, stats.dead)
 }).pipe(Effect.ignore)
-
-/** Redis memory and its limit, so alerts need no redis_exporter. */
-const refreshRedisGauges = Effect.gen(function*() {
-  const publisher = yield* StreamPublisher
-  const memory = yield* publisher.memory
-  if (Number.isFinite(memory.usedMemory)) yield* Metric.update(Metrics.redisUsedMemoryBytes, memory.usedMemory)
-  if (Number.isFinite(memory.maxmemory)) yield* Metric.update(Metrics.redisMaxmemoryBytes, memory.maxmemory)
-}).pipe(Effect.ignore)
-
-// Postgres and Redis apart: one of them down leaves the other's gauges fresh.
-const refreshGauges = Effect.andThen(refreshOutboxGauges, refreshRedisGauges)
 
 /** Purges retained rows, then vacuums when needed; stops trying to vacuum once refused. */
 const makeTableUpkeep = Effect.gen(function*() {
@@ -72,12 +62,15 @@ const makeTableUpkeep = Effect.gen(function*() {
 export const Upkeep: Layer.Layer<
   never,
   never,
-  RelayConfig | Database | LeaseBoard | StreamPublisher
+  RelayConfig | Database | LeaseBoard
 > = Layer.effectDiscard(
   Effect.gen(function*() {
     const config = yield* RelayConfig
-    yield* Effect.forkScoped(Effect.repeat(refreshGauges, Schedule.spaced(config.metricsInterval)))
+    yield* Effect.forkScoped(Effect.repeat(refreshOutboxGauges, Schedule.spaced(config.metricsInterval)))
     const tableUpkeep = yield* makeTableUpkeep
     yield* Effect.forkScoped(Effect.repeat(tableUpkeep, tableUpkeepEvery))
+    if (config.streamTrim === "acked") {
+      yield* Effect.forkScoped(Effect.repeat(yield* makeAckedTrim, tableUpkeepEvery))
+    }
   })
 )

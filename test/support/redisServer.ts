@@ -36,6 +36,8 @@ export interface RedisServerOptions {
     /** The client certificate the readiness PING presents (needed when `authClients` is "yes"). */
     readonly client?: { readonly cert: string; readonly key: string }
   }
+  /** Start as a replica of the Redis on this local port (`--replicaof 127.0.0.1 <port>`). */
+  readonly replicaOf?: number
 }
 
 export interface RedisServerHandle {
@@ -92,7 +94,8 @@ const configArgs = (options: RedisServerOptions): Array<string> => [
   options.appendonly ? "yes" : "no",
   ...(options.appendfsync ? ["--appendfsync", options.appendfsync] : []),
   ...(options.maxmemory ? ["--maxmemory", options.maxmemory] : []),
-  ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : [])
+  ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : []),
+  ...(options.replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(options.replicaOf)])
 ]
 
 const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {

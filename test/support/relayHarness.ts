@@ -6,7 +6,7 @@ import { Effect, Layer } from "effect"
 import { Redis } from "ioredis"
 import postgres from "postgres"
 import { inject } from "vitest"
-import { RelayLoop } from "../../src/relay/Relay.js"
+import { RelayDaemon, RelayLoop } from "../../src/relay/Relay.js"
 import { RelayConfig } from "../../src/relay/RelayConfig.js"
 import { loggerLayer } from "../../src/shared/Logging.js"
 import { createTestDatabase, uniquePrefix } from "./db.ts"
@@ -67,6 +67,13 @@ export const relayLayer = (env: Record<string, string>) =>
   RelayLoop.pipe(
     Layer.provide(RelayConfig.layerFrom(env)),
     // Failures the tests provoke on purpose would drown the output; RELAY_LOG_LEVEL=debug shows them.
+    Layer.provide(loggerLayer({ logLevel: (process.env.RELAY_LOG_LEVEL as "error") ?? "error", logFormat: "pretty" }))
+  )
+
+/** `relayLayer` plus the admin HTTP server (`/readyz`, `/metrics`) on `RELAY_HTTP_PORT`. */
+export const daemonLayer = (env: Record<string, string>) =>
+  RelayDaemon.pipe(
+    Layer.provide(RelayConfig.layerFrom(env)),
     Layer.provide(loggerLayer({ logLevel: (process.env.RELAY_LOG_LEVEL as "error") ?? "error", logFormat: "pretty" }))
   )
 

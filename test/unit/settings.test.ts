@@ -113,6 +113,19 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
     `Invalid RELAY_RETENTION="-1": expected ${duration}; 0 deletes rows as they are published`
   ],
   [{ RELAY_VACUUM_THRESHOLD: "-5" }, "Invalid RELAY_VACUUM_THRESHOLD=\"-5\": expected an integer from 0 to 1000000000"],
+  [{ RELAY_STREAM_TRIM: "consumers" }, "Invalid RELAY_STREAM_TRIM=\"consumers\": expected none or acked"],
+  [
+    { RELAY_REDIS_MAX_MEMORY_RATIO: "90%" },
+    "Invalid RELAY_REDIS_MAX_MEMORY_RATIO=\"90%\": expected a number from 0 to 1 (0 or 1: off)"
+  ],
+  [
+    { RELAY_REDIS_MAX_MEMORY_RATIO: "1.5" },
+    "Invalid RELAY_REDIS_MAX_MEMORY_RATIO=\"1.5\": expected a number from 0 to 1 (0 or 1: off)"
+  ],
+  [
+    { RELAY_REDIS_MIN_REPLICAS: "-1" },
+    "Invalid RELAY_REDIS_MIN_REPLICAS=\"-1\": expected an integer from 0 to 16"
+  ],
   [
     { RELAY_STREAM_MAXLEN: "2147483648" },
     "Invalid RELAY_STREAM_MAXLEN=\"2147483648\": expected an integer from 0 (no trimming) to 2147483647"
@@ -197,6 +210,9 @@ describe("settings", () => {
       assert.isTrue(config.migrate)
       assert.isTrue(config.heapTuning)
       assert.strictEqual(config.otlpEndpoint, undefined, "no tracing")
+      assert.strictEqual(config.redisMaxMemoryRatio, 0.9)
+      assert.strictEqual(config.redisMinReplicas, 0)
+      assert.strictEqual(config.streamTrim, "none")
     }))
 
   it.effect("accepts values as operators write them", () =>
@@ -206,6 +222,8 @@ describe("settings", () => {
         RELAY_LISTEN_DATABASE_URL: "postgresql://listener@db:5433/app",
         RELAY_REDIS_URL: "rediss://cache:6380",
         RELAY_BATCH_SIZE: " 250 ",
+        RELAY_REDIS_MAX_MEMORY_RATIO: " .75 ",
+        RELAY_STREAM_TRIM: "Acked",
         RELAY_POLL_INTERVAL: "500",
         RELAY_BUSY_PAUSE: "1 second",
         RELAY_LISTEN_CHECK_INTERVAL: " 2 seconds ",
@@ -221,6 +239,8 @@ describe("settings", () => {
       assert.strictEqual(Redacted.value(config.listenDatabaseUrl), "postgresql://listener@db:5433/app")
       assert.strictEqual(Redacted.value(config.redisUrl), "rediss://cache:6380")
       assert.strictEqual(config.batchSize, 250)
+      assert.strictEqual(config.redisMaxMemoryRatio, 0.75)
+      assert.strictEqual(config.streamTrim, "acked")
       assert.isTrue(Duration.equals(config.pollInterval, Duration.millis(500)), "a bare number is milliseconds")
       assert.isTrue(Duration.equals(config.busyPause, Duration.seconds(1)))
       assert.isTrue(Duration.equals(config.listenCheckInterval, Duration.seconds(2)))
