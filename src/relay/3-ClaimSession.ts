@@ -240,7 +240,8 @@ const make = Effect.gen(function*() {
       }
       const [{ epochs: bumped }] = yield* run("rebalance", (sql) =>
         sql.unsafe<[{ epochs: string }]>(sqlText.bumpEpochs, [arrayParam(kept)], { prepare: true }))
-      for (const pair of bumped.split(",")) {
+      // A slot missing from the table (not possible after migration 0007) stays unleased in our view.
+      for (const pair of bumped === "" ? [] : bumped.split(",")) {
         const [slot, epoch] = pair.split(":")
         owned.add(Number(slot))
         epochs.set(Number(slot), epoch!)
