@@ -4,17 +4,26 @@
 -- KEYS[2]  the stream's in-flight marker hash ("{<stream>}:inflight": its hash tag puts it in the
 --          stream's cluster slot), event_id -> entry id of events added but not yet acknowledged
 --          in Postgres
+-- KEYS[3]  the stream's fence ("{<stream>}:fence", same cluster slot): outbox slot -> the highest lease
+--          epoch a call for this stream has carried for that slot
 -- ARGV[1]  MAXLEN for approximate trimming ("0": no trimming)
 -- ARGV[2]  TTL of the marker hash in milliseconds (refreshed on every call)
--- ARGV[3]  k: how many markers to drop before adding anything (events of earlier batches whose
+-- ARGV[3]  f: how many (slot, epoch) pairs follow: the outbox slots of this call's events and the
+--          epoch each was leased with (sql/0007_slot_epochs.sql)
+-- ARGV[4..3+2f] slot, epoch, slot, epoch, ...
+-- ARGV[4+2f] k: how many markers to drop before adding anything (events of earlier batches whose
 --          deletion has committed since; the relay sends them with its next call instead of an HDEL
 --          of their own)
--- ARGV[4..3+k] their event ids
--- ARGV[4+k..] the envelope's values of each event, ENVELOPE_FIELD_COUNT per event, in the field order of
+-- ARGV[5+2f..4+2f+k] their event ids
+-- ARGV[5+2f+k..] the envelope's values of each event, ENVELOPE_FIELD_COUNT per event, in the field order of
 --          src/shared/Envelope.ts
 --
 -- Template: the relay renders ENVELOPE_FIELD_COUNT (the number of envelope fields) and ENVELOPE_XADD_ARGS
 -- (`'event_id', ARGV[b], 'event_type', ARGV[b + 1], ...`) from that one field list when it loads this file.
+--
+-- Fencing: when a pair's epoch is older than the fence's, the slot has been leased again since (the
+-- caller lost its lease while paused): the call fails with "FENCED ..." before it changes anything.
+-- Otherwise the newer epochs are recorded. The fence has no TTL: it must outlive any pause.
 --
 -- Returns one string per event: the new entry id; "=<entry id>" when the event was already added by
 -- an earlier attempt whose acknowledgement in Postgres never happened (crash between XADD and
@@ -31,15 +40,37 @@
 
 local stream = KEYS[1]
 local inflight = KEYS[2]
+local fence = KEYS[3]
 local maxlen = tonumber(ARGV[1])
 local transient = { 'OOM', 'READONLY', 'LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN',
                     'NOREPLICAS', 'MISCONF', 'NOTBUSY' }
-local forget = tonumber(ARGV[3])
-local chunk = 200
-for from = 4, 3 + forget, chunk do
-  redis.call('HDEL', inflight, unpack(ARGV, from, math.min(3 + forget, from + chunk - 1)))
+local fenced = tonumber(ARGV[3])
+if fenced > 0 then
+  local slots = {}
+  for i = 1, fenced do slots[i] = ARGV[2 + 2 * i] end
+  local seen = redis.call('HMGET', fence, unpack(slots))
+  local newer = {}
+  for i = 1, fenced do
+    local have = tonumber(seen[i])
+    local mine = tonumber(ARGV[3 + 2 * i])
+    if have and have > mine then
+      return redis.error_reply('FENCED slot ' .. slots[i] .. ' was leased again (epoch ' .. have ..
+        ', this call ' .. mine .. ')')
+    end
+    if not have or have < mine then
+      newer[#newer + 1] = slots[i]
+      newer[#newer + 1] = ARGV[3 + 2 * i]
+    end
+  end
+  if #newer > 0 then redis.call('HSET', fence, unpack(newer)) end
 end
-local base = 4 + forget  -- ARGV index of the first event's first value
+local at = 4 + 2 * fenced  -- ARGV index of k
+local forget = tonumber(ARGV[at])
+local chunk = 200
+for from = at + 1, at + forget, chunk do
+  redis.call('HDEL', inflight, unpack(ARGV, from, math.min(at + forget, from + chunk - 1)))
+end
+local base = at + 1 + forget  -- ARGV index of the first event's first value
 local fields = ENVELOPE_FIELD_COUNT
 local count = (#ARGV - base + 1) / fields
 local out = {}

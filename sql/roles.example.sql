@@ -22,6 +22,9 @@ GRANT EXECUTE ON FUNCTION
   public.outbox_relay_wake_publish()
   TO outbox_relay;
 
+-- Slot lease epochs (fencing tokens): each lease bumps its slot's epoch (sql/0007_slot_epochs.sql).
+GRANT SELECT, UPDATE ON public.outbox_slot_epochs TO outbox_relay;
+
 -- Nothing else: advisory locks (slot leases), LISTEN/NOTIFY and pg_stat_activity rows of its own
 -- sessions are open to every role. Without ownership the relay cannot VACUUM outbox_events: it logs
 -- that once and leaves it to autovacuum.

@@ -211,6 +211,16 @@ CREATE TABLE public.outbox_relay_wake (
 );
 
 --
+-- Name: outbox_slot_epochs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.outbox_slot_epochs (
+    slot smallint NOT NULL,
+    epoch bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT outbox_slot_epochs_slot_check CHECK (((slot >= 0) AND (slot <= 63)))
+);
+
+--
 -- Name: outbox_events outbox_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -230,6 +240,13 @@ ALTER TABLE ONLY public.outbox_inbox
 
 ALTER TABLE ONLY public.outbox_relay_wake
     ADD CONSTRAINT outbox_relay_wake_pkey PRIMARY KEY (relay_id);
+
+--
+-- Name: outbox_slot_epochs outbox_slot_epochs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.outbox_slot_epochs
+    ADD CONSTRAINT outbox_slot_epochs_pkey PRIMARY KEY (slot);
 
 --
 -- Name: outbox_events_dead; Type: INDEX; Schema: public; Owner: -

@@ -23,8 +23,12 @@ const row = (n: number, topic: string): OutboxRow => ({
   schema_version: 1,
   occurred_at: "2026-01-01T00:00:00.000000Z",
   created_at: "2026-01-01 00:00:00+00",
-  attempts: 0
+  attempts: 0,
+  slot: n % 3
 })
+
+// These tests are about markers: every slot's lease epoch is 1 (fencing has tests of its own).
+const epochs: ReadonlyMap<number, string> = new Map([[0, "1"], [1, "1"], [2, "1"]])
 
 describe("StreamPublisher", () => {
   it.live("publishes a re-claimed batch once, and forgets markers after the commit", () =>
@@ -34,10 +38,10 @@ describe("StreamPublisher", () => {
       const publisher = Context.get(context, StreamPublisher)
       const rows = Array.from({ length: 10 }, (_, i) => row(i + 1, i % 2 === 0 ? "a" : "b"))
 
-      const first = yield* publisher.publish(rows.slice(0, 6))
+      const first = yield* publisher.publish(rows.slice(0, 6), epochs)
       assert.isTrue(first.every((o) => o._tag === "Published" && !o.duplicate))
       // The relay "crashed" before COMMIT: the rows come back, with more behind them.
-      const second = yield* publisher.publish(rows)
+      const second = yield* publisher.publish(rows, epochs)
       assert.deepStrictEqual(
         second.map((o) => o._tag === "Published" && o.duplicate),
         [true, true, true, true, true, true, false, false, false, false]
@@ -68,11 +72,11 @@ describe("StreamPublisher", () => {
       const markers = (topic: string) => Effect.promise(() => t.redis.hkeys(inflightKey(`${t.prefix}${topic}`)))
       const first = [row(1, "a"), row(2, "a"), row(3, "b")]
       const second = [row(4, "a"), row(5, "a")]
-      yield* publisher.publish(first)
+      yield* publisher.publish(first, epochs)
       yield* publisher.forgetLater(first)
       // Queued, not sent: the markers are still there until the stream's next call.
       assert.strictEqual((yield* markers("a")).length, 2)
-      yield* publisher.publish(second)
+      yield* publisher.publish(second, epochs)
       assert.deepStrictEqual(
         (yield* markers("a")).sort(),
         second.map((r) => r.event_id),
@@ -81,7 +85,7 @@ describe("StreamPublisher", () => {
       assert.deepStrictEqual(yield* markers("b"), [first[2]!.event_id], "stream b had no call since")
       // A batch published again after its markers were dropped would be added twice: only committed
       // batches are forgotten, and a re-claim of an uncommitted one still finds its markers.
-      const again = yield* publisher.publish(second)
+      const again = yield* publisher.publish(second, epochs)
       assert.isTrue(again.every((o) => o._tag === "Published" && o.duplicate))
       yield* publisher.forgetLater(second)
       yield* publisher.flushForgotten
@@ -97,7 +101,7 @@ describe("StreamPublisher", () => {
       const context = yield* Layer.build(StreamPublisher.layer.pipe(Layer.provide(RelayConfig.layerFrom(t.env))))
       const publisher = Context.get(context, StreamPublisher)
       for (let batch = 0; batch < 10; batch++) {
-        yield* publisher.publish(Array.from({ length: 100 }, (_, i) => row(batch * 100 + i + 1, "trimmed")))
+        yield* publisher.publish(Array.from({ length: 100 }, (_, i) => row(batch * 100 + i + 1, "trimmed")), epochs)
       }
       const length = yield* Effect.promise(() => t.redis.xlen(`${t.prefix}trimmed`))
       assert.isAtMost(length, 300)

@@ -39,6 +39,8 @@ const make = Effect.gen(function*() {
   let client: Client | undefined
   // Slots leased by the connection's session; gone with it.
   let owned = new Set<number>()
+  // The epoch (fencing token, sql/0007_slot_epochs.sql) each owned slot was leased with.
+  let epochs = new Map<number, string>()
   // The backend pid of the session holding `owned`. postgres.js reconnects silently after a
   // session ends while idle (pg_terminate_backend, a Postgres restart), and a new session holds
   // neither our leases nor our transaction: every claim and commit checks it is still this one.
@@ -67,6 +69,7 @@ const make = Effect.gen(function*() {
     deferred = undefined
     emptyOpen = false
     owned = new Set()
+    epochs = new Map()
     sessionPid = undefined
     return current ? Effect.promise(() => current.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
   })
@@ -201,6 +204,7 @@ const make = Effect.gen(function*() {
           )
         }
         owned = new Set()
+        epochs = new Map()
         sessionPid = pid
         // A new session has no prepared claim either: the next claim prepares it again.
         preparedOn = undefined
@@ -212,7 +216,14 @@ const make = Effect.gen(function*() {
     slots.length === 0
       ? Effect.void
       : run("release", (sql) => sql.unsafe(sqlText.releaseSlots, [arrayParam(slots)], { prepare: true })).pipe(
-        Effect.tap(() => Effect.sync(() => slots.forEach((slot) => owned.delete(slot)))),
+        Effect.tap(() =>
+          Effect.sync(() =>
+            slots.forEach((slot) => {
+              owned.delete(slot)
+              epochs.delete(slot)
+            })
+          )
+        ),
         Effect.asVoid
       )
 
@@ -223,8 +234,17 @@ const make = Effect.gen(function*() {
       const slots = leased === "" ? [] : leased.split(",").map(Number)
       // Each lock is tried in turn, so more may be held than wanted: give the rest back at once.
       yield* release(slots.slice(wanted))
-      for (const slot of slots.slice(0, wanted)) {
-        owned.add(slot)
+      const kept = slots.slice(0, wanted)
+      if (kept.length === 0) {
+        return
+      }
+      const [{ epochs: bumped }] = yield* run("rebalance", (sql) =>
+        sql.unsafe<[{ epochs: string }]>(sqlText.bumpEpochs, [arrayParam(kept)], { prepare: true }))
+      // A slot missing from the table (not possible after migration 0007) stays unleased in our view.
+      for (const pair of bumped === "" ? [] : bumped.split(",")) {
+        const [slot, epoch] = pair.split(":")
+        owned.add(Number(slot))
+        epochs.set(Number(slot), epoch!)
       }
     })
 
@@ -232,6 +252,8 @@ const make = Effect.gen(function*() {
     claimBatch,
     settle,
     owned: () => owned,
+    epochs: () => epochs,
+    dropLeases: discardConnection,
     liveRelays,
     lease,
     release: (slots) => Effect.andThen(settle, release(slots))
@@ -251,6 +273,13 @@ export class ClaimSession extends Context.Service<ClaimSession, {
   readonly settle: Effect.Effect<void, DatabaseUnavailable>
   /** The slots this session leases now (empty after the connection was replaced). */
   readonly owned: () => ReadonlySet<number>
+  /** The epoch each owned slot was leased with (its fencing token in Redis). */
+  readonly epochs: () => ReadonlyMap<number, string>
+  /**
+   * Drops the connection and so every lease and the open claim (rolled back by Postgres): for a lane
+   * Redis fenced off, whose leases another relay has taken over since.
+   */
+  readonly dropLeases: Effect.Effect<void>
   /**
    * Settles, then counts the relays (lanes) whose heartbeat is younger than `windowMs`. Notices a new
    * session (first use, or a silent reconnect): it owns no slots until it leases again.

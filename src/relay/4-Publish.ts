@@ -21,9 +21,9 @@ import * as Layer from "effect/Layer"
 import type { Redis } from "ioredis"
 import { readFileSync } from "node:fs"
 import { envelopeEntry, envelopeFields, pushEnvelopeValues } from "../shared/Envelope.js"
-import { describe, RedisUnavailable } from "../shared/Errors.js"
+import { describe, LeaseFenced, RedisUnavailable } from "../shared/Errors.js"
 import { makeRedisClient } from "../shared/RedisClient.js"
-import { deadLetterKey, inflightKey, streamKey } from "../shared/RedisKeys.js"
+import { deadLetterKey, fenceKey, inflightKey, streamKey } from "../shared/RedisKeys.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { RelayConfig } from "./RelayConfig.js"
 
@@ -47,12 +47,17 @@ export type PublishOutcome =
 const markerTtl = Duration.hours(1)
 
 interface ScriptRedis extends Redis {
-  outboxPublish(stream: string, inflight: string, ...args: Array<string | number>): Promise<Array<string>>
+  outboxPublish(
+    stream: string,
+    inflight: string,
+    fence: string,
+    ...args: Array<string | number>
+  ): Promise<Array<string>>
   pipeline(): ScriptPipeline
 }
 
 interface ScriptPipeline extends ReturnType<Redis["pipeline"]> {
-  outboxPublish(stream: string, inflight: string, ...args: Array<string | number>): ScriptPipeline
+  outboxPublish(stream: string, inflight: string, fence: string, ...args: Array<string | number>): ScriptPipeline
 }
 
 /** Opens the Redis connection (closed with the scope) and defines the publish script on it. */
@@ -86,7 +91,7 @@ const make = Effect.gen(function*() {
         commandTimeout: config.redisCommandTimeout,
         tls: config.redisTls
       })
-      client.defineCommand("outboxPublish", { numberOfKeys: 2, lua: publishScript })
+      client.defineCommand("outboxPublish", { numberOfKeys: 3, lua: publishScript })
       return client as ScriptRedis
     }),
     (client) =>
@@ -103,9 +108,16 @@ const make = Effect.gen(function*() {
   const maxLen = String(config.streamMaxLen)
   const ttl = String(Duration.toMillis(markerTtl))
 
-  /** The script's arguments for one stream: its queued markers to drop, then its rows. */
-  const scriptArgs = (forgotten: ReadonlyArray<string>, rows: ReadonlyArray<OutboxRow>) => {
-    const args: Array<string | number> = [maxLen, ttl, String(forgotten.length), ...forgotten]
+  /**
+   * The script's arguments for one stream: the lease epoch of each slot its rows belong to (an unknown
+   * one as 0, which any fence refuses), its queued markers to drop, then its rows.
+   */
+  const scriptArgs = ({ epochs, forgotten, rows }: ScriptCall) => {
+    const slots = new Set<number>()
+    for (const row of rows) slots.add(row.slot)
+    const args: Array<string | number> = [maxLen, ttl, String(slots.size)]
+    for (const slot of slots) args.push(String(slot), epochs.get(slot) ?? "0")
+    args.push(String(forgotten.length), ...forgotten)
     for (const row of rows) pushEnvelopeValues(args, row)
     return args
   }
@@ -115,6 +127,7 @@ const make = Effect.gen(function*() {
     readonly stream: string
     readonly forgotten: ReadonlyArray<string>
     readonly rows: ReadonlyArray<OutboxRow>
+    readonly epochs: ReadonlyMap<number, string>
   }
 
   const minReplicas = config.redisMinReplicas
@@ -123,12 +136,13 @@ const make = Effect.gen(function*() {
 
   const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
     if (calls.length === 1 && minReplicas === 0) {
-      const { forgotten, rows, stream } = calls[0]!
-      return redis.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows)).then((reply) => [reply])
+      const call = calls[0]!
+      return redis.outboxPublish(call.stream, inflightKey(call.stream), fenceKey(call.stream), ...scriptArgs(call))
+        .then((reply) => [reply])
     }
     const pipeline = redis.pipeline()
-    for (const { forgotten, rows, stream } of calls) {
-      pipeline.outboxPublish(stream, inflightKey(stream), ...scriptArgs(forgotten, rows))
+    for (const call of calls) {
+      pipeline.outboxPublish(call.stream, inflightKey(call.stream), fenceKey(call.stream), ...scriptArgs(call))
     }
     // WAIT in the same round trip: it returns once the replicas have every write sent before it.
     if (minReplicas > 0) pipeline.wait(minReplicas, replicaWaitMs)
@@ -150,14 +164,21 @@ const make = Effect.gen(function*() {
     })
   }
 
-  const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>) {
+  const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>, epochs: ReadonlyMap<number, string>) {
     const groups = groupByStream(config.streamPrefix, rows)
     const calls = groups.map(([stream, group]): ScriptCall => ({
       stream,
       forgotten: takeQueued(stream),
-      rows: group.rows
+      rows: group.rows,
+      epochs
     }))
-    const replies = yield* Effect.tryPromise({ try: () => callScripts(calls), catch: fail("publish") }).pipe(
+    const replies = yield* Effect.tryPromise({
+      try: () => callScripts(calls),
+      catch: (cause): RedisUnavailable | LeaseFenced =>
+        cause instanceof Error && cause.message.startsWith("FENCED ")
+          ? new LeaseFenced({ message: cause.message.slice("FENCED ".length) })
+          : fail("publish")(cause)
+    }).pipe(
       // Whether or not a script got as far as dropping its stream's markers, dropping them again
       // is harmless: they go back in the queue.
       Effect.tapError(() => Effect.sync(() => calls.forEach(({ forgotten, stream }) => queue(stream, forgotten))))
@@ -219,10 +240,14 @@ const make = Effect.gen(function*() {
 })
 
 export class StreamPublisher extends Context.Service<StreamPublisher, {
-  /** Publishes rows (in id order); one outcome per row, same order. */
+  /**
+   * Publishes rows (in id order); one outcome per row, same order. `epochs` are the lease epochs of
+   * the rows' slots: when Redis has seen a newer one for any of them, nothing is added (`LeaseFenced`).
+   */
   readonly publish: (
-    rows: ReadonlyArray<OutboxRow>
-  ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable>
+    rows: ReadonlyArray<OutboxRow>,
+    epochs: ReadonlyMap<number, string>
+  ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable | LeaseFenced>
   /**
    * Queues the markers of rows whose deletion committed: the next `publish` call for their stream
    * drops them before it adds anything (no command of their own), or `flushForgotten` does.

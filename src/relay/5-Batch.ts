@@ -69,7 +69,7 @@ const make = Effect.gen(function*() {
       else dead.push({ row, reason })
     }
     const publishStarted = yield* Clock.currentTimeMillis
-    const outcomes = yield* publisher.publish(publishable).pipe(
+    const outcomes = yield* publisher.publish(publishable, session.epochs()).pipe(
       Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
     )
     const publishEnded = yield* Clock.currentTimeMillis
@@ -113,7 +113,21 @@ const make = Effect.gen(function*() {
       span.attribute("outbox.dead_lettered", dead.length)
     }
     return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
-  }).pipe(Effect.scoped, Effect.uninterruptible)
+  }).pipe(
+    Effect.scoped,
+    // Another relay leases these slots now (this one was paused past the end of its session): the
+    // claim is rolled back with the scope; drop what is left of the session and lease again.
+    Effect.catchTag("LeaseFenced", (error) =>
+      Effect.gen(function*() {
+        yield* session.dropLeases
+        yield* Metric.update(Metrics.batchFailures, 1)
+        yield* Effect.logWarning("slot leases lost: Redis fenced the batch off; rolled back, leasing again").pipe(
+          Effect.annotateLogs({ reason: error.message })
+        )
+        return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+      })),
+    Effect.uninterruptible
+  )
 
   const reportDead = (dead: ReadonlyArray<DeadLetter>) =>
     Effect.gen(function*() {

@@ -29,6 +29,8 @@ export interface OutboxRow {
   readonly occurred_at: string
   readonly created_at: string
   readonly attempts: number
+  /** The row's slot (sql/0004_slots.sql), whose lease epoch fences its publish. */
+  readonly slot: number
 }
 
 /** A row that can never be published, with the reason. */

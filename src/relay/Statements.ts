@@ -23,7 +23,8 @@ const returningColumns = `
   o.schema_version,
   to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
   o.created_at::text AS created_at,
-  o.attempts`
+  o.attempts,
+  o.slot::int AS slot`
 
 /**
  * Advisory lock key of the wake-up hand-over ('outbox' in hex); the trigger in
@@ -218,6 +219,16 @@ export const statements = (schema: string) => {
     tryLeaseSlots: `
       SELECT coalesce(string_agg(s::text, ','), '') AS slots FROM unnest($1::text::int[]) AS s
       WHERE pg_try_advisory_lock(hashtext(${slotLockClass(schema)}), s)`,
+    /**
+     * Bumps the epochs (fencing tokens) of slots $1, just leased by this session; returns them as
+     * `slot:epoch,...`. Run under the leases, so each new owner of a slot gets a higher epoch.
+     */
+    bumpEpochs: `
+      WITH bumped AS (
+        UPDATE ${quoteIdent(schema)}.outbox_slot_epochs SET epoch = epoch + 1
+        WHERE slot = ANY($1::text::int[]) RETURNING slot, epoch
+      )
+      SELECT coalesce(string_agg(slot || ':' || epoch, ','), '') AS epochs FROM bumped`,
     /** Gives slots $1 back. */
     releaseSlots: `
       SELECT count(*) FILTER (WHERE pg_advisory_unlock(hashtext(${slotLockClass(schema)}), s))::int AS released

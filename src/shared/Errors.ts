@@ -2,6 +2,8 @@
  * The relay's typed failures. The class says what happens next:
  * - `DatabaseUnavailable` and `RedisUnavailable` are transient: the batch is rolled back and retried
  *   with backoff, forever; nothing is dead-lettered because a server was down.
+ * - `LeaseFenced`: Redis refused a batch whose slot leases were taken over (the relay was paused past
+ *   the end of its session); the batch is rolled back and the lane drops its leases and leases again.
  * - `MigrationFailed` stops `migrate` (and `run`) with a clear message.
  * A permanent problem with one event is not an error here: it is an outcome of the batch
  * (see `StreamPublisher.PublishOutcome`) and sends that event to the dead-letter store.
@@ -17,6 +19,11 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
 /** Redis could not be reached, timed out, or refused writes for now (OOM, LOADING, READONLY...). */
 export class RedisUnavailable extends Schema.TaggedError<RedisUnavailable>()("RedisUnavailable", {
   operation: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The publish script refused a batch: a slot's lease epoch is older than one Redis has seen. */
+export class LeaseFenced extends Schema.TaggedError<LeaseFenced>()("LeaseFenced", {
   message: Schema.String
 }) {}
 

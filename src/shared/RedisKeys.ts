@@ -18,5 +18,11 @@ export const streamKey = (prefix: string, topic: string): string => `${prefix}${
 /** Events of `stream` added but not yet acknowledged in Postgres (dedupe of re-published batches). */
 export const inflightKey = (stream: string): string => `{${stream}}:inflight`
 
+/**
+ * The highest slot-lease epoch a publish for `stream` carried, per outbox slot: the fence that stops a
+ * relay that lost its leases while paused from adding entries late (lua/publish.lua).
+ */
+export const fenceKey = (stream: string): string => `{${stream}}:fence`
+
 /** The dead-letter mirror of `stream`, for people and alerts (Postgres holds the record). */
 export const deadLetterKey = (stream: string): string => `${stream}:dlq`

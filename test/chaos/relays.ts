@@ -28,6 +28,8 @@ export interface RelayFleet {
   readonly startAll: (timeoutMs: number) => Promise<void>
   /** SIGKILLs the relay of `seat`, waits for its exit; restarts it after `restartAfterMs`. */
   readonly killAndRestart: (seat: number, restartAfterMs: number) => Promise<void>
+  /** Sends `signal` to the relay of `seat` (SIGSTOP / SIGCONT to freeze and resume it). */
+  readonly signal: (seat: number, signal: NodeJS.Signals) => void
   /** Makes sure every seat has a running relay (restarting any that is down). */
   readonly ensureRunning: () => void
   /** SIGTERMs every relay (no restarts afterwards) and returns their exit codes. */
@@ -164,8 +166,11 @@ export const makeRelayFleet = (size: number, env: Record<string, string>): Relay
       }
     }))
 
+  const signal = (index: number, name: NodeJS.Signals) => seats[index]!.handle?.kill(name)
+
   return {
     readiness,
+    signal,
     startAll,
     killAndRestart,
     ensureRunning,

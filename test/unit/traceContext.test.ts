@@ -139,7 +139,8 @@ describe("relay batch links", () => {
     schema_version: 1,
     occurred_at: "",
     created_at: "",
-    attempts: 0
+    attempts: 0,
+    slot: 0
   })
 
   it("link each row's producer span, skip rows without one, and cap the links", () => {
