@@ -12,7 +12,7 @@ import { ClaimSession } from "../src/relay/3-ClaimSession.js"
 import { StreamPublisher } from "../src/relay/4-Publish.js"
 import { RelayConfig } from "../src/relay/RelayConfig.js"
 import { fenceKey } from "../src/shared/RedisKeys.js"
-import { insertEvents, readStream, testEnv } from "./support/relayHarness.js"
+import { insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./support/relayHarness.js"
 
 /** One lane's stages (session, leases, publisher), as a relay process has them. */
 const lane = (env: Record<string, string>) =>
@@ -89,5 +89,21 @@ describe("fencing", () => {
       // A drops what is left of its session and leases again; it gets no slot B holds.
       yield* a.session.dropLeases
       assert.strictEqual((yield* a.leases.rebalance).owned.length, 0)
+    }).pipe(Effect.scoped))
+
+  it.live("a database restored from a backup does not leave the relay fenced off", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("fence-restore", { RELAY_POLL_INTERVAL: "1 minute" })
+      const stream = `${t.prefix}orders`
+      // Redis saw high epochs (a minute ago) for every slot; the restored table starts again from 0.
+      const earlier = String(Date.now() - 60_000)
+      yield* Effect.promise(() =>
+        t.redis.hset(fenceKey(stream), ...Array.from({ length: 64 }, (_, slot) => [String(slot), earlier]).flat())
+      )
+      yield* Effect.promise(() => t.sql`UPDATE outbox_slot_epochs SET epoch = 0`)
+      yield* Layer.build(relayLayer(t.env))
+      yield* Effect.promise(() => insertEvents(t.sql, [{ topic: "orders", aggregate_id: "after-restore" }]))
+      const entries = yield* Effect.promise(() => streamWithAtLeast(t.redis, stream, 1, 5_000))
+      assert.strictEqual(entries.length, 1)
     }).pipe(Effect.scoped))
 })

@@ -221,11 +221,14 @@ export const statements = (schema: string) => {
       WHERE pg_try_advisory_lock(hashtext(${slotLockClass(schema)}), s)`,
     /**
      * Bumps the epochs (fencing tokens) of slots $1, just leased by this session; returns them as
-     * `slot:epoch,...`. Run under the leases, so each new owner of a slot gets a higher epoch.
+     * `slot:epoch,...`. Run under the leases, so each new owner of a slot gets a higher epoch. At least
+     * the clock in milliseconds: a database restored from a backup, or recreated, must not hand out
+     * epochs below those Redis already saw (every batch would be fenced off until they caught up).
      */
     bumpEpochs: `
       WITH bumped AS (
-        UPDATE ${quoteIdent(schema)}.outbox_slot_epochs SET epoch = epoch + 1
+        UPDATE ${quoteIdent(schema)}.outbox_slot_epochs
+        SET epoch = greatest(epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
         WHERE slot = ANY($1::text::int[]) RETURNING slot, epoch
       )
       SELECT coalesce(string_agg(slot || ':' || epoch, ','), '') AS epochs FROM bumped`,
