@@ -34,9 +34,13 @@ export interface ReplayResult {
 const fail = (operation: string) => (cause: unknown) =>
   new ConsumerRedisUnavailable({ operation, message: describe(cause) })
 
+/** Who wrote a dead letter: the relay's carry `outbox_id` and no group. */
+export const deadLetterSource = (fields: Readonly<Record<string, string>>): "consumer" | "relay" =>
+  fields.outbox_id !== undefined && fields.group === undefined ? "relay" : "consumer"
+
 const toEntry = ([id, flat]: [string, Array<string>]): DeadLetterEntry => {
   const fields = fieldsToRecord(flat)
-  return { id, fields, source: fields.outbox_id !== undefined && fields.group === undefined ? "relay" : "consumer" }
+  return { id, fields, source: deadLetterSource(fields) }
 }
 
 /** The oldest `count` dead letters of `stream` (after `afterId`, exclusive, when given). */

@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import type { RelaySettings } from "../relay/RelayConfig.js"
 import type * as Actions from "./CliActions.js"
 import type { OperationError } from "./Errors.js"
+import { streamIdPattern, uuidPattern } from "./Model.js"
 import type { Operations } from "./Operations.js"
 
 /** An action: the exit code it returns, given the settings, over an `Operations` on them. */
@@ -47,17 +48,14 @@ const count = (defaultCount: number, what: string) =>
 const all = (what: string) => Flag.Boolean("all").pipe(Flag.withDefault(false), Flag.withDescription(what))
 
 const entryIds = Flag.String("id").pipe(
-  Flag.filter((id) => /^\d{1,20}-\d{1,20}$/.test(id), () => "an entry id such as 1700000000000-0"),
+  Flag.filter((id) => streamIdPattern.test(id), () => "an entry id such as 1700000000000-0"),
   Flag.withMetavar("ID"),
   Flag.atLeast(0),
   Flag.withDescription("A dead letter's entry id (as `dlq list` shows it); repeat for several")
 )
 
 const eventIds = Flag.String("id").pipe(
-  Flag.filter(
-    (id) => /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(id),
-    () => "an event id (UUID)"
-  ),
+  Flag.filter((id) => uuidPattern.test(id), () => "an event id (UUID)"),
   Flag.withMetavar("EVENT_ID"),
   Flag.atLeast(0),
   Flag.withDescription("A dead row's event id (as `outbox dead list` shows it); repeat for several")

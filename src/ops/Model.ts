@@ -7,8 +7,14 @@ import * as Schema from "effect/Schema"
 const Count = Schema.Number.annotate({ description: "A count" })
 const Seconds = Schema.Number.annotate({ description: "Seconds" })
 
-/** A stream entry id: `<ms>-<seq>`, or `<ms>` for the first entry of that millisecond. */
-export const StreamId = Schema.String.check(Schema.isPattern(/^\d{1,20}(-\d{1,20})?$/, {
+/** `<ms>-<seq>`, or `<ms>` for the first entry of that millisecond. */
+export const streamIdPattern = /^\d{1,20}(-\d{1,20})?$/
+
+/** An event id. */
+export const uuidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
+
+/** A stream entry id. */
+export const StreamId = Schema.String.check(Schema.isPattern(streamIdPattern, {
   message: "a stream entry id, like 1700000000000-0"
 })).annotate({ description: "A stream entry id, like 1700000000000-0" })
 
@@ -201,10 +207,7 @@ export type DeadRow = typeof DeadRow.Type
 export const DeadRowPage = Schema.Struct({ rows: Schema.Array(DeadRow) })
 export type DeadRowPage = typeof DeadRowPage.Type
 
-const Uuid = Schema.String.check(Schema.isPattern(
-  /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
-  { message: "an event id (UUID)" }
-))
+const Uuid = Schema.String.check(Schema.isPattern(uuidPattern, { message: "an event id (UUID)" }))
 
 /** Dead outbox rows to replay: the given event ids, or every one (of `topic`, when given). */
 export const DeadRowSelection = Schema.Union([

@@ -17,16 +17,7 @@ import type { DeadRow, DeadRowPage, DeadRowReplay, DeadRowSelection, OutboxOverv
 const queries = (schema: string) => {
   const table = `${quoteIdent(schema)}.outbox_events`
   return {
-    counts: `
-      SELECT
-        (SELECT count(*) FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL)::float8 AS backlog,
-        coalesce(extract(epoch FROM now() - (
-          SELECT created_at FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL ORDER BY id LIMIT 1)),
-          0)::float8 AS oldest_pending_seconds,
-        coalesce((SELECT max(attempts) FROM ${table} WHERE dead_at IS NULL AND published_at IS NULL), 0)::float8
-          AS max_pending_attempts,
-        (SELECT count(*) FROM ${table} WHERE dead_at IS NOT NULL)::float8 AS dead,
-        (SELECT count(*) FROM ${table} WHERE published_at IS NOT NULL)::float8 AS retained`,
+    retained: `SELECT count(*)::float8 AS retained FROM ${table} WHERE published_at IS NOT NULL`,
     deadByTopic: `
       SELECT topic, coalesce(last_error, '') AS reason, count(*)::float8 AS count
       FROM ${table} WHERE dead_at IS NOT NULL
@@ -75,15 +66,17 @@ const json = (text: string) => {
 /** The statements over `client`, for one schema. */
 export const makeOutboxInspector = (client: Client, schema: string, timeout: Duration.Duration) => {
   const sql = queries(schema)
-  const replaySql = statements(schema).replayDead
+  // The backlog gauges' statement: the overview and /metrics count the same way.
+  const { replayDead: replaySql, stats: statsSql } = statements(schema)
   const query = <A>(operation: string, text: string, params: ReadonlyArray<unknown> = []) =>
     runQuery(operation, timeout, () => client.unsafe<Array<A>>(text, params as never)).pipe(
       Effect.mapError(unavailable)
     )
 
   const overview = Effect.gen(function*() {
-    const [[counts], deadByTopic, lanes, slotRows] = yield* Effect.all([
-      query<Record<string, number>>("counts", sql.counts),
+    const [[counts], [retained], deadByTopic, lanes, slotRows] = yield* Effect.all([
+      query<Record<string, number>>("stats", statsSql),
+      query<{ retained: number }>("retained", sql.retained),
       query<{ topic: string; reason: string; count: number }>("deadByTopic", sql.deadByTopic),
       query<{ relay_id: string; awake: boolean; seen_at: string; heartbeat_age: number; host: string | null }>(
         "lanes",
@@ -116,12 +109,12 @@ export const makeOutboxInspector = (client: Client, schema: string, timeout: Dur
       else relayOf(row.host, row.relay_id.split("-")[0]!).lanes.push(lane)
     }
     return {
-      backlog: counts!.backlog!,
+      backlog: counts!.pending!,
       oldestPendingSeconds: counts!.oldest_pending_seconds!,
-      maxPendingAttempts: counts!.max_pending_attempts!,
+      maxPendingAttempts: counts!.max_attempts!,
       dead: counts!.dead!,
       deadByTopic: deadByTopic.map((r) => ({ topic: r.topic, reason: r.reason, count: r.count })),
-      retained: counts!.retained!,
+      retained: retained!.retained,
       relays: [...relays.values()].sort((a, b) => a.id.localeCompare(b.id)),
       staleLanes
     } satisfies OutboxOverview

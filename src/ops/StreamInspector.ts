@@ -9,7 +9,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
-import { replayDeadLetters } from "../consumer/DeadLetters.js"
+import { deadLetterSource, replayDeadLetters } from "../consumer/DeadLetters.js"
 import { envelopeFields } from "../shared/Envelope.js"
 import { describe } from "../shared/Errors.js"
 import { deadLetterKey, defaultTopicPattern } from "../shared/RedisKeys.js"
@@ -353,13 +353,9 @@ export const readPending = (
     } satisfies PendingPage
   })
 
-/** A dead letter's source: the relay's carry `outbox_id` and no group (see DeadLetters.ts). */
-const sourceOf = (entry: Entry): "consumer" | "relay" =>
-  entry.metadata.outbox_id !== undefined && entry.metadata.group === undefined ? "relay" : "consumer"
-
 const deadLetterMessage = (id: string, flat: ReadonlyArray<string>): DeadLetterMessage => {
   const entry = decodeEntry(id, flat)
-  return { ...entry, source: sourceOf(entry), reason: entry.metadata.reason ?? null }
+  return { ...entry, source: deadLetterSource(entry.metadata), reason: entry.metadata.reason ?? null }
 }
 
 export const deadLetterSummary = (redis: Redis, prefix: string, name: string) =>
