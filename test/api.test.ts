@@ -209,7 +209,7 @@ describe("admin API", () => {
     await insertEvents(t.sql, [{ topic: "users", aggregate_id: "dlq-probe" }])
     const users = `${t.prefix}users`
     await streamWithAtLeast(t.redis, users, 1)
-    const dlq = `${users}:dlq`
+    const dlq = `{${users}}:dlq`
     const envelope = (n: number) => [
       "event_id",
       `00000000-0000-4000-8000-00000000000${n}`,

@@ -154,7 +154,7 @@ describe("bad input", () => {
         )
       )
       assert.match(dead[0]!.last_error, /over RELAY_MAX_PAYLOAD_BYTES/)
-      const mirrored = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders:dlq`, 1))
+      const mirrored = yield* promise(() => streamWithAtLeast(t.redis, `{${t.prefix}orders}:dlq`, 1))
       assert.strictEqual(mirrored[0]!.fields.payload, "", "the mirror leaves the oversized payload in Postgres")
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
       yield* promise(() => insertEvents(t.sql, [{ topic: "orders", payload: { seq: 4 } }]))

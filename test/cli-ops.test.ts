@@ -112,8 +112,8 @@ describe("operations commands", () => {
     await t.redis.xgroup("CREATE", orders, "billing", "0")
     await t.redis.xreadgroup("GROUP", "billing", "c-1", "COUNT", 2, "STREAMS", orders, ">")
     // Two dead letters from consumers.
-    await t.redis.xadd(`${orders}:dlq`, "*", ...consumerDeadLetter("o-dead-1", "handler failed 5 times"))
-    await t.redis.xadd(`${orders}:dlq`, "*", ...consumerDeadLetter("o-dead-2", "payload does not match the schema"))
+    await t.redis.xadd(`{${orders}}:dlq`, "*", ...consumerDeadLetter("o-dead-1", "handler failed 5 times"))
+    await t.redis.xadd(`{${orders}}:dlq`, "*", ...consumerDeadLetter("o-dead-2", "payload does not match the schema"))
     // A dead outbox row: dead in the same transaction that inserted it, so the relay never sees it pending.
     deadEventId = await t.sql.begin(async (tx) => {
       const [row] = await tx<Array<{ event_id: string }>>`
@@ -164,14 +164,14 @@ describe("operations commands", () => {
     const list = await cli(t, ["streams"])
     expect(list.code, list.stderr).toBe(0)
     expect(list.stdout).toMatch(new RegExp(`^${orders} +5 +1 +2 `, "m"))
-    expect(list.stdout).toMatch(new RegExp(`^${orders}:dlq +2 +0 +- `, "m"))
+    expect(list.stdout).toMatch(new RegExp(`^\\{${orders}\\}:dlq +2 +0 +- `, "m"))
     expect(list.stdout).toMatch(new RegExp(`^${payments} +1 +0 +0 `, "m"))
 
     const json = await cli(t, ["streams", "--json"])
     const fromCli = JSON.parse(json.stdout) as StreamList
     const fromApi = await (await fetch(`${api}/api/streams`)).json()
     expect(withoutClocks(fromCli)).toEqual(withoutClocks(fromApi))
-    expect(fromCli.streams.map((s) => s.key)).toEqual([orders, `${orders}:dlq`, payments])
+    expect(fromCli.streams.map((s) => s.key)).toEqual([orders, `{${orders}}:dlq`, payments])
 
     const one = await cli(t, ["streams", orders])
     expect(one.code, one.stderr).toBe(0)
@@ -247,15 +247,15 @@ describe("operations commands", () => {
     // An id that is not there: reported, exit 1; the other one stays.
     const missing = await cli(t, ["dlq", "purge", orders, "--id", "1-1", "--id", second!.id])
     expect(missing.code).toBe(1)
-    expect(missing.stdout).toBe(`1 purged from ${orders}:dlq`)
+    expect(missing.stdout).toBe(`1 purged from {${orders}}:dlq`)
     expect(missing.stderr).toBe("not found: 1-1")
-    expect(await t.redis.xlen(`${orders}:dlq`)).toBe(0)
+    expect(await t.redis.xlen(`{${orders}}:dlq`)).toBe(0)
 
-    await t.redis.xadd(`${orders}:dlq`, "*", ...consumerDeadLetter("o-dead-3", "boom"))
+    await t.redis.xadd(`{${orders}}:dlq`, "*", ...consumerDeadLetter("o-dead-3", "boom"))
     const all = await cli(t, ["dlq", "purge", orders, "--all", "--json"])
     expect(all.code).toBe(0)
     expect(JSON.parse(all.stdout) as PurgeResult).toEqual({ purged: 1, notFound: [] })
-    expect(await t.redis.exists(`${orders}:dlq`)).toBe(0)
+    expect(await t.redis.exists(`{${orders}}:dlq`)).toBe(0)
   })
 
   it("outbox dead list and replay: the dead row goes back to pending and the relay publishes it", async () => {

@@ -174,7 +174,7 @@ describe("dashboard in a browser", () => {
       const [entry] = await readStream(redis, stream)
       const envelope = Object.entries(entry!.fields).flat()
       await redis.xadd(
-        `${stream}:dlq`,
+        `{${stream}}:dlq`,
         "*",
         ...envelope,
         ...["reason", "handler failed", "delivery_count", "5", "dead_at", new Date().toISOString()],
@@ -188,13 +188,13 @@ describe("dashboard in a browser", () => {
       nextToken = "not-the-token-at-all"
       await page.locator(`${row} button.replay`).click()
       await waitForText(page, "#notice", (text) => text.startsWith("Replay refused (401)"))
-      expect(await redis.xlen(`${stream}:dlq`)).toBe(1)
+      expect(await redis.xlen(`{${stream}}:dlq`)).toBe(1)
 
       // The right one: the dead letter is back in the stream and gone from the dead-letter stream.
       nextToken = token
       await page.locator(`${row} button.replay`).click()
       await waitForText(page, "#notice", (text) => text.startsWith("Replayed 1 dead letter"))
-      expect(await redis.xlen(`${stream}:dlq`)).toBe(0)
+      expect(await redis.xlen(`{${stream}}:dlq`)).toBe(0)
       const replayed = (await readStream(redis, stream)).filter((e) => e.fields.event_id === entry!.fields.event_id)
       expect(replayed).toHaveLength(2)
       await waitForText(page, `${row} .dead`, (text) => text === "0")

@@ -162,7 +162,7 @@ describe("faults", () => {
         assert.isNotNull(d.dead_at)
       }
       // Mirrored for people and alerts, with the reason.
-      const mirrored = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders:dlq`, 1))
+      const mirrored = yield* promise(() => streamWithAtLeast(t.redis, `{${t.prefix}orders}:dlq`, 1))
       assert.strictEqual(mirrored.length, 1)
       assert.match(mirrored[0]!.fields.reason!, /RELAY_MAX_PAYLOAD_BYTES/)
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
@@ -170,6 +170,6 @@ describe("faults", () => {
       yield* promise(() => insertEvents(t.sql, [{ topic: "orders", payload: { seq: 7 } }]))
       const later = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}orders`, 4))
       assert.strictEqual(later.length, 4)
-      assert.strictEqual((yield* promise(() => readStream(t.redis, `${t.prefix}orders:dlq`))).length, 1)
+      assert.strictEqual((yield* promise(() => readStream(t.redis, `{${t.prefix}orders}:dlq`))).length, 1)
     }).pipe(Effect.scoped))
 })

@@ -129,7 +129,7 @@ describe("TLS and least privilege", () => {
         retries: 0,
         blockMs: 200,
         handler: (event) => {
-          // One poison event: dead-lettered by the consumer (XADD to :dlq, which its ACL allows).
+          // One poison event: dead-lettered by the consumer (XADD to its dead letters, which its ACL allows).
           if ((event.payload as { seq: number }).seq === 13) throw new Error("poison")
           received.push(event)
         }
@@ -146,7 +146,7 @@ describe("TLS and least privilege", () => {
           ])
         }
         for (const seqs of byAggregate.values()) expect(seqs).toEqual([...seqs].sort((a, b) => a - b))
-        expect(await eventually(() => admin.xlen("outbox:orders:dlq"), (n) => n === 1)).toBe(1)
+        expect(await eventually(() => admin.xlen("{outbox:orders}:dlq"), (n) => n === 1)).toBe(1)
       } finally {
         await consumer.stop()
       }

@@ -1,7 +1,8 @@
 /**
- * Dead letters of a stream (`<stream>:dlq`): list them, and replay them back to their stream.
+ * Dead letters of a stream (`{<stream>}:dlq`, in the stream's cluster slot): list them, and replay
+ * them back to their stream.
  *
- * Two writers fill a `:dlq` stream: consumers (a message that failed `maxDeliveries` times or can
+ * Two writers fill a dead-letter stream: consumers (a message that failed `maxDeliveries` times or can
  * never be decoded; fields: the envelope plus `reason`, `delivery_count`, `dead_at`, `group`,
  * `consumer`, `entry_id`) and the relay (an event that could not be published; it carries
  * `outbox_id`, and its record is the dead row in Postgres, replayed with `Database.replayDead`).
@@ -10,14 +11,14 @@
  * group of the stream, so groups that had handled it get it again: dedupe by `event_id` (the inbox does).
  */
 import * as Effect from "effect/Effect"
-import type { Redis } from "ioredis"
 import { describe } from "../shared/Errors.js"
+import type { RedisConnection } from "../shared/RedisClient.js"
 import { deadLetterKey } from "../shared/RedisKeys.js"
 import { envelopeFields, fieldsToRecord } from "./Envelope.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
 
 export interface DeadLetterEntry {
-  /** Entry id in the `:dlq` stream. */
+  /** Entry id in the dead-letter stream. */
   readonly id: string
   readonly fields: Record<string, string>
   /** "consumer" (replayable here) or "relay" (replay from Postgres). */
@@ -45,7 +46,7 @@ const toEntry = ([id, flat]: [string, Array<string>]): DeadLetterEntry => {
 
 /** The oldest `count` dead letters of `stream` (after `afterId`, exclusive, when given). */
 export const listDeadLetters = (
-  redis: Redis,
+  redis: RedisConnection,
   stream: string,
   options: { readonly count?: number; readonly afterId?: string } = {}
 ) =>
@@ -62,10 +63,10 @@ export const listDeadLetters = (
   }).pipe(Effect.map((entries) => entries.map(toEntry)))
 
 /** Number of dead letters of `stream`. */
-export const countDeadLetters = (redis: Redis, stream: string) =>
+export const countDeadLetters = (redis: RedisConnection, stream: string) =>
   Effect.tryPromise({ try: () => redis.xlen(deadLetterKey(stream)), catch: fail("xlen dlq") })
 
-const replayOne = (redis: Redis, stream: string, entry: DeadLetterEntry) =>
+const replayOne = (redis: RedisConnection, stream: string, entry: DeadLetterEntry) =>
   Effect.tryPromise({
     try: async () => {
       const fields = envelopeFields.flatMap((name) =>
@@ -84,7 +85,7 @@ const replayOne = (redis: Redis, stream: string, entry: DeadLetterEntry) =>
  * not found are skipped with a reason.
  */
 export const replayDeadLetters = Effect.fnUntraced(function*(
-  redis: Redis,
+  redis: RedisConnection,
   stream: string,
   which: ReadonlyArray<string> | "all"
 ) {
@@ -125,11 +126,11 @@ export const replayDeadLetters = Effect.fnUntraced(function*(
 
 /** `listDeadLetters` for code without Effect. */
 export const listDeadLettersAsync = (
-  redis: Redis,
+  redis: RedisConnection,
   stream: string,
   options: { readonly count?: number; readonly afterId?: string } = {}
 ) => Effect.runPromise(listDeadLetters(redis, stream, options))
 
 /** `replayDeadLetters` for code without Effect. */
-export const replayDeadLettersAsync = (redis: Redis, stream: string, which: ReadonlyArray<string> | "all") =>
+export const replayDeadLettersAsync = (redis: RedisConnection, stream: string, which: ReadonlyArray<string> | "all") =>
   Effect.runPromise(replayDeadLetters(redis, stream, which))

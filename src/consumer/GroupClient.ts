@@ -16,9 +16,8 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import type { Redis } from "ioredis"
 import { describe } from "../shared/Errors.js"
-import { makeRedisClient } from "../shared/RedisClient.js"
+import { makeRedisClient, type RedisConnection } from "../shared/RedisClient.js"
 import { deadLetterKey } from "../shared/RedisKeys.js"
 import type { RawEntry } from "./Envelope.js"
 import { ConsumerRedisUnavailable } from "./Errors.js"
@@ -48,7 +47,7 @@ export interface Delivery extends RawEntry {
   readonly deliveryCount: number
 }
 
-interface RenewRedis extends Redis {
+type RenewRedis = RedisConnection & {
   consumerRenew(stream: string, group: string, consumer: string, ...ids: Array<string>): Promise<Array<string>>
 }
 
@@ -121,7 +120,8 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
             // The command connection gathers the XACKs of many handlers finishing in one tick.
             autoPipelining: timeout !== undefined,
             resendUnanswered: false,
-            tls: options.tls
+            tls: options.tls,
+            cluster: options.cluster
           })
         ),
         (client) =>

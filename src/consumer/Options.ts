@@ -15,6 +15,7 @@ import type * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
+import { parseRedisUrl } from "../shared/RedisClient.js"
 import { defaultHandlerRetry } from "../shared/Retry.js"
 import { readPem, type RedisTls } from "../shared/Tls.js"
 import type { ConsumedEvent } from "./Envelope.js"
@@ -70,8 +71,10 @@ export interface CatalogConsumerOptions<Events extends AnyEvent, H extends Catal
 
 /** What every consumer takes, whatever its handlers. */
 export interface ConsumerSettings {
-  /** redis:// or rediss:// URL. */
+  /** redis:// or rediss:// URL; for a cluster, its seed nodes: `redis://host1:port1,host2:port2`. */
   readonly redisUrl: string | Redacted.Redacted<string>
+  /** The URL's hosts are seed nodes of a Redis Cluster. Default false. */
+  readonly cluster?: boolean
   /**
    * For a `rediss://` URL: the CA to verify Redis with and a client certificate and key. Each a file
    * path, or the PEM itself (a Buffer, or a string starting with `-----BEGIN`); files are read once at start.
@@ -150,6 +153,7 @@ const resolveTls = (tls: ConsumerTls | undefined, redisUrl: string) =>
 /** The options with every default filled in and every duration in milliseconds. */
 export interface ResolvedOptions {
   readonly redisUrl: Redacted.Redacted<string>
+  readonly cluster: boolean
   readonly tls: RedisTls | undefined
   readonly stream: string
   readonly group: string
@@ -230,8 +234,20 @@ export const resolveOptions = Effect.fnUntraced(function*(
     })
   }
   const redisUrl = typeof options.redisUrl === "string" ? Redacted.make(options.redisUrl) : options.redisUrl
+  const target = parseRedisUrl(Redacted.value(redisUrl))
+  const cluster = options.cluster ?? false
+  if (typeof target === "string") {
+    return yield* new ConsumerOptionsInvalid({ option: "redisUrl", message: `redisUrl: ${target}` })
+  }
+  if (target.hosts.length > 1 && !cluster) {
+    return yield* new ConsumerOptionsInvalid({
+      option: "redisUrl",
+      message: "redisUrl has several hosts (a cluster's seeds): set cluster: true"
+    })
+  }
   return {
     redisUrl,
+    cluster,
     tls: yield* resolveTls(options.tls, Redacted.value(redisUrl)),
     stream: options.stream,
     group: options.group,

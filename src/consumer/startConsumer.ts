@@ -57,7 +57,10 @@ export interface InboxOptions {
 }
 
 export interface BaseConsumerOptions {
+  /** redis:// or rediss:// URL; for a cluster, its seed nodes: `redis://host1:port1,host2:port2`. */
   readonly redisUrl: string
+  /** The URL's hosts are seed nodes of a Redis Cluster. Default false. */
+  readonly cluster?: boolean
   /** For a `rediss://` URL: CA, client certificate and key, as file paths or PEM (see `ConsumerTls`). */
   readonly tls?: ConsumerTls
   /** Stream key: `RELAY_STREAM_PREFIX` + topic, e.g. "outbox:orders". */
@@ -71,7 +74,7 @@ export interface BaseConsumerOptions {
   readonly orderByAggregate?: boolean
   /** Only when the group is created: "beginning" (default) or "new". */
   readonly startFrom?: StartFrom
-  /** A message delivered this many times without success goes to `<stream>:dlq`. Default 5. */
+  /** A message delivered this many times without success goes to `{<stream>}:dlq`. Default 5. */
   readonly maxDeliveries?: number
   /** Retries within one delivery (jittered exponential backoff from `retryDelayMs`). Default 3. */
   readonly retries?: number
@@ -272,6 +275,7 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     Consumer,
     makeConsumer({
       redisUrl: options.redisUrl,
+      ...(options.cluster === undefined ? {} : { cluster: options.cluster }),
       ...(options.tls === undefined ? {} : { tls: options.tls }),
       stream: options.stream,
       group: options.group,

@@ -86,7 +86,8 @@ export const tail = (settings: RelaySettings, options: TailOptions, json: boolea
   const connection = {
     redisUrl: settings.redisUrl,
     connectTimeoutMs: Math.ceil(Duration.toMillis(settings.redisCommandTimeout)),
-    tls: settings.redisTls
+    tls: settings.redisTls,
+    cluster: settings.redisCluster
   }
   return followStream(options, connection, print).pipe(Effect.as(0))
 }

@@ -3,6 +3,7 @@
  * function per document, each returning lines. `--json` prints the documents themselves instead
  * (CliActions.ts); nothing here talks to a server.
  */
+import { deadLetterKey, streamOfDeadLetterKey } from "../shared/RedisKeys.js"
 import type { CliStatus } from "./CliStatus.js"
 import type {
   DeadLetterPage,
@@ -103,8 +104,8 @@ const outboxLines = (outbox: OutboxOverview): Array<string> => {
 const streamRows = (streams: ReadonlyArray<StreamDetails>): Array<Array<string>> => {
   const main = streams.filter((s) => !s.deadLetter)
   const mainKeys = new Set(main.map((s) => s.key))
-  // A stream whose every event the relay dead-lettered has only its `:dlq`.
-  const orphans = streams.filter((s) => s.deadLetter && !mainKeys.has(s.key.slice(0, -":dlq".length)))
+  // A stream whose every event the relay dead-lettered has only its dead-letter stream.
+  const orphans = streams.filter((s) => s.deadLetter && !mainKeys.has(streamOfDeadLetterKey(s.key)!))
   const rows: Array<Array<string>> = []
   for (const stream of main) {
     if (stream.groups.length === 0) {
@@ -121,7 +122,7 @@ const streamRows = (streams: ReadonlyArray<StreamDetails>): Array<Array<string>>
       ])
     }
   }
-  for (const dlq of orphans) rows.push([dlq.key.slice(0, -":dlq".length), "-", "-", "-", "-", String(dlq.length)])
+  for (const dlq of orphans) rows.push([streamOfDeadLetterKey(dlq.key)!, "-", "-", "-", "-", String(dlq.length)])
   return rows.sort((a, b) => a[0]!.localeCompare(b[0]!))
 }
 
@@ -212,7 +213,7 @@ export const renderReplay = (stream: string, result: ReplayResult) => ({
 })
 
 export const renderPurge = (stream: string, result: PurgeResult) => ({
-  out: [`${result.purged} purged from ${stream}:dlq`],
+  out: [`${result.purged} purged from ${deadLetterKey(stream)}`],
   err: result.notFound.map((id) => `not found: ${id}`)
 })
 

@@ -67,7 +67,8 @@ export class Operations extends Context.Service<Operations, {
           makeRedisClient(config.redisUrl, {
             name: "outbox-relay-admin",
             commandTimeout: config.redisCommandTimeout,
-            tls: config.redisTls
+            tls: config.redisTls,
+            cluster: config.redisCluster
           })
         ),
         (client) => Effect.sync(() => client.disconnect())

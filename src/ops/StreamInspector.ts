@@ -3,16 +3,17 @@
  * entries, pending entries and dead letters, and the two mutations (replay, purge) of dead letters.
  *
  * A stream name from outside (a URL, a command line) is only used after `resolveStream` checked it is
- * `<prefix><topic>` or `<prefix><topic>:dlq` with a topic the outbox table could hold, and that the key
+ * `<prefix><topic>` or `{<prefix><topic>}:dlq` with a topic the outbox table could hold, and that the key
  * is a stream: no request can read another key. Every argument goes to Redis as its own bulk string
  * (no command text is ever built), so no value can become a command or an option.
  */
 import * as Effect from "effect/Effect"
-import type { Redis } from "ioredis"
+import { Cluster } from "ioredis"
 import { deadLetterSource, replayDeadLetters } from "../consumer/DeadLetters.js"
 import { envelopeFields } from "../shared/Envelope.js"
 import { describe } from "../shared/Errors.js"
-import { deadLetterKey, defaultTopicPattern } from "../shared/RedisKeys.js"
+import { primaries, type RedisConnection } from "../shared/RedisClient.js"
+import { deadLetterKey, defaultTopicPattern, streamOfDeadLetterKey } from "../shared/RedisKeys.js"
 import { BadInput, NotFound, Unavailable } from "./Errors.js"
 import type {
   DeadLetterMessage,
@@ -30,7 +31,6 @@ import type {
   StreamSummary
 } from "./Model.js"
 
-const dlqSuffix = ":dlq"
 const topicPattern = new RegExp(defaultTopicPattern)
 
 /** How many dead letters `deadLetterSummary` reads at most to count them by reason. */
@@ -39,7 +39,7 @@ export const reasonScanLimit = 50_000
 const unavailable = (operation: string) => (cause: unknown) =>
   new Unavailable({ error: `Redis ${operation} failed: ${describe(cause)}` })
 
-const call = <A>(redis: Redis, operation: string, ...args: Array<string | number>) =>
+const call = <A>(redis: RedisConnection, operation: string, ...args: Array<string | number>) =>
   Effect.tryPromise({
     try: () => redis.call(...(args as [string, ...Array<string | number>])) as Promise<A>,
     catch: unavailable(operation)
@@ -47,11 +47,11 @@ const call = <A>(redis: Redis, operation: string, ...args: Array<string | number
 
 /** Where a key sits under the prefix: its topic and whether it is a dead-letter stream; undefined if outside. */
 export const classifyKey = (prefix: string, key: string): { topic: string; deadLetter: boolean } | undefined => {
-  if (!key.startsWith(prefix)) return undefined
-  const rest = key.slice(prefix.length)
-  const deadLetter = rest.endsWith(dlqSuffix)
-  const topic = deadLetter ? rest.slice(0, -dlqSuffix.length) : rest
-  return topicPattern.test(topic) ? { topic, deadLetter } : undefined
+  const stream = streamOfDeadLetterKey(key)
+  const main = stream ?? key
+  if (!main.startsWith(prefix)) return undefined
+  const topic = main.slice(prefix.length)
+  return topicPattern.test(topic) ? { topic, deadLetter: stream !== undefined } : undefined
 }
 
 const notFound = (prefix: string, name: string) =>
@@ -59,7 +59,7 @@ const notFound = (prefix: string, name: string) =>
 
 /** `name` if it is a stream under the prefix (a dead-letter stream when `allowDeadLetter`), else NotFound. */
 export const resolveStream = (
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   name: string,
   options: { readonly allowDeadLetter?: boolean; readonly orDeadLetters?: boolean } = {}
@@ -80,28 +80,40 @@ export const resolveStream = (
 /** Escapes glob characters so SCAN MATCH takes the prefix literally. */
 const globEscape = (text: string) => text.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
 
-/** Every stream key under the prefix (SCAN, never KEYS), sorted. */
-export const scanStreams = (redis: Redis, prefix: string) =>
+/**
+ * Every stream key under the prefix and every dead-letter stream of one (SCAN, never KEYS), sorted by
+ * stream; on a cluster, of every master.
+ */
+export const scanStreams = (redis: RedisConnection, prefix: string) =>
   Effect.gen(function*() {
     const keys = new Set<string>()
-    let cursor = "0"
-    do {
-      const [next, batch] = yield* call<[string, Array<string>]>(
-        redis,
-        "SCAN",
-        "SCAN",
-        cursor,
-        "MATCH",
-        `${globEscape(prefix)}*`,
-        "COUNT",
-        1000,
-        "TYPE",
-        "stream"
-      )
-      for (const key of batch) if (classifyKey(prefix, key)) keys.add(key)
-      cursor = next
-    } while (cursor !== "0")
-    return [...keys].sort()
+    for (const node of primaries(redis)) {
+      for (const pattern of [`${globEscape(prefix)}*`, `{${globEscape(prefix)}*}:dlq`]) {
+        let cursor = "0"
+        do {
+          const [next, batch] = yield* call<[string, Array<string>]>(
+            node,
+            "SCAN",
+            "SCAN",
+            cursor,
+            "MATCH",
+            pattern,
+            "COUNT",
+            1000,
+            "TYPE",
+            "stream"
+          )
+          for (const key of batch) if (classifyKey(prefix, key)) keys.add(key)
+          cursor = next
+        } while (cursor !== "0")
+      }
+    }
+    // Each dead-letter stream right after its stream.
+    const order = (key: string) => {
+      const stream = streamOfDeadLetterKey(key)
+      return stream === undefined ? `${key}\u0000` : `${stream}\u0001`
+    }
+    return [...keys].sort((a, b) => order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0)
   })
 
 /** A flat `[name, value, ...]` reply as a record. */
@@ -121,11 +133,23 @@ const idMillis = (id: string) => Number(id.split("-")[0])
 
 const ageSeconds = (id: string, now: number) => Math.max(0, (now - idMillis(id)) / 1000)
 
-/** Runs commands in one pipeline; a failed command yields its error as the value. */
-const pipeline = (redis: Redis, operation: string, commands: ReadonlyArray<ReadonlyArray<string | number>>) =>
+/**
+ * Runs commands in one pipeline; a failed command yields its error as the value. On a cluster the keys
+ * may be on several masters, so each command goes on its own (all at once).
+ */
+const pipeline = (
+  redis: RedisConnection,
+  operation: string,
+  commands: ReadonlyArray<ReadonlyArray<string | number>>
+) =>
   Effect.tryPromise({
     try: async () => {
       if (commands.length === 0) return []
+      if (redis instanceof Cluster) {
+        return Promise.all(
+          commands.map((c) => redis.call(...(c as [string, ...Array<string | number>])).catch((error: Error) => error))
+        )
+      }
       const replies = await redis.pipeline(commands.map((c) => ["call", ...c]) as never).exec()
       if (!replies) throw new Error("pipeline aborted")
       return replies.map(([error, value]) => (error ? error : value) as unknown)
@@ -160,7 +184,7 @@ const summarize = (
 }
 
 /** Summaries of the given keys, two pipelined round trips whatever their number; vanished keys are left out. */
-const summaries = (redis: Redis, prefix: string, keys: ReadonlyArray<string>) =>
+const summaries = (redis: RedisConnection, prefix: string, keys: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const replies = yield* pipeline(
       redis,
@@ -178,13 +202,13 @@ const summaries = (redis: Redis, prefix: string, keys: ReadonlyArray<string>) =>
     })
   })
 
-export const listStreams = (redis: Redis, prefix: string) =>
+export const listStreams = (redis: RedisConnection, prefix: string) =>
   Effect.gen(function*() {
     const keys = yield* scanStreams(redis, prefix)
     return { prefix, streams: yield* summaries(redis, prefix, keys) } satisfies StreamList
   })
 
-const groupsOf = (redis: Redis, key: string) =>
+const groupsOf = (redis: RedisConnection, key: string) =>
   Effect.gen(function*() {
     const raw = yield* call<Array<Array<unknown>>>(redis, "XINFO GROUPS", "XINFO", "GROUPS", key)
     const groups = raw.map(pairs)
@@ -216,7 +240,7 @@ const groupsOf = (redis: Redis, key: string) =>
     })
   })
 
-export const streamDetails = (redis: Redis, prefix: string, name: string) =>
+export const streamDetails = (redis: RedisConnection, prefix: string, name: string) =>
   Effect.gen(function*() {
     const key = yield* resolveStream(redis, prefix, name, { allowDeadLetter: true })
     const [summary] = yield* summaries(redis, prefix, [key])
@@ -269,7 +293,7 @@ export const decodeEntry = (id: string, flat: ReadonlyArray<string>): Entry => {
 
 /** Entries of `key` between `start` and `end` (XRANGE bounds), oldest first, or newest first when `reverse`. */
 const readRange = (
-  redis: Redis,
+  redis: RedisConnection,
   key: string,
   options: { readonly start?: string; readonly end?: string; readonly count: number; readonly reverse: boolean }
 ) =>
@@ -293,7 +317,7 @@ const readRange = (
   })
 
 export const readEntries = (
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   name: string,
   options: { readonly start?: string; readonly end?: string; readonly count: number; readonly reverse: boolean }
@@ -308,7 +332,7 @@ export const readEntries = (
 const isNoGroup = (error: Unavailable) => error.error.includes("NOGROUP")
 
 export const readPending = (
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   name: string,
   options: {
@@ -358,7 +382,7 @@ const deadLetterMessage = (id: string, flat: ReadonlyArray<string>): DeadLetterM
   return { ...entry, source: deadLetterSource(entry.metadata), reason: entry.metadata.reason ?? null }
 }
 
-export const deadLetterSummary = (redis: Redis, prefix: string, name: string) =>
+export const deadLetterSummary = (redis: RedisConnection, prefix: string, name: string) =>
   Effect.gen(function*() {
     const key = yield* resolveStream(redis, prefix, name, { orDeadLetters: true })
     const dlq = deadLetterKey(key)
@@ -402,7 +426,7 @@ export const deadLetterSummary = (redis: Redis, prefix: string, name: string) =>
   })
 
 export const readDeadLetters = (
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   name: string,
   options: { readonly start?: string; readonly count: number }
@@ -418,7 +442,7 @@ export const readDeadLetters = (
   })
 
 /** Replays consumers' dead letters to their stream (see DeadLetters.ts); the relay's are skipped with why. */
-export const replayDeadLetterSelection = (redis: Redis, prefix: string, name: string, selection: Selection) =>
+export const replayDeadLetterSelection = (redis: RedisConnection, prefix: string, name: string, selection: Selection) =>
   Effect.gen(function*() {
     const key = yield* resolveStream(redis, prefix, name, { orDeadLetters: true })
     const result = yield* replayDeadLetters(redis, key, "all" in selection ? "all" : selection.ids).pipe(
@@ -428,7 +452,7 @@ export const replayDeadLetterSelection = (redis: Redis, prefix: string, name: st
   })
 
 /** Deletes dead letters: the given ids (unknown ones reported), or the whole dead-letter stream. */
-export const purgeDeadLetters = (redis: Redis, prefix: string, name: string, selection: Selection) =>
+export const purgeDeadLetters = (redis: RedisConnection, prefix: string, name: string, selection: Selection) =>
   Effect.gen(function*() {
     const key = yield* resolveStream(redis, prefix, name, { orDeadLetters: true })
     const dlq = deadLetterKey(key)

@@ -9,9 +9,8 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
-import type { Redis } from "ioredis"
 import { describe } from "../shared/Errors.js"
-import { makeRedisClient } from "../shared/RedisClient.js"
+import { makeRedisClient, type RedisConnection } from "../shared/RedisClient.js"
 import type { RedisTls } from "../shared/Tls.js"
 import { NotFound, Unavailable } from "./Errors.js"
 import type { Entry } from "./Model.js"
@@ -28,18 +27,27 @@ export interface TailOptions {
 /** Entries read per XREAD: a backlog after the group's position is printed in pages of this size. */
 const readBatch = 100
 
+/** Where the blocking reads go. */
+export interface TailConnection {
+  readonly redisUrl: Redacted.Redacted<string>
+  readonly connectTimeoutMs: number
+  readonly tls: RedisTls | undefined
+  readonly cluster: boolean
+}
+
 /** A connection for blocking reads: no command timeout, no reconnect (a drop ends the tail with why). */
-const blockingClient = (url: Redacted.Redacted<string>, connectTimeout: number, tls: RedisTls | undefined) =>
+const blockingClient = (connection: TailConnection) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        const client = makeRedisClient(url, {
+        const client = makeRedisClient(connection.redisUrl, {
           name: "outbox-relay-tail",
           commandTimeout: undefined,
-          connectTimeout,
+          connectTimeout: connection.connectTimeoutMs,
           resendUnanswered: false,
           reconnect: false,
-          tls
+          tls: connection.tls,
+          cluster: connection.cluster
         })
         // ioredis rejects with "Connection is closed"; the reason came with its error event.
         let reason: unknown
@@ -57,7 +65,7 @@ const blockingClient = (url: Redacted.Redacted<string>, connectTimeout: number, 
 
 type XReadReply = Array<[string, Array<[string, Array<string>]>]> | null
 
-const readAfter = (redis: Redis, key: string, after: string) =>
+const readAfter = (redis: RedisConnection, key: string, after: string) =>
   Effect.tryPromise({
     try: () => redis.call("XREAD", "COUNT", readBatch, "BLOCK", 0, "STREAMS", key, after) as Promise<XReadReply>,
     catch: (cause) => new Unavailable({ error: `Redis XREAD failed: ${describe(cause)}` })
@@ -88,15 +96,11 @@ const startingPoint = Effect.fn("Tail.startingPoint")(
 /** Prints entries with `print` until interrupted; fails only when a server does (or the stream is unknown). */
 export const tail = Effect.fn("Tail.tail")(function*(
   options: TailOptions,
-  connection: {
-    readonly redisUrl: Redacted.Redacted<string>
-    readonly connectTimeoutMs: number
-    readonly tls: RedisTls | undefined
-  },
+  connection: TailConnection,
   print: (entry: Entry) => Effect.Effect<void>
 ) {
   const start = yield* startingPoint(options, print)
-  const redis = yield* blockingClient(connection.redisUrl, connection.connectTimeoutMs, connection.tls)
+  const redis = yield* blockingClient(connection)
   let after = start.after
   while (true) {
     const reply = yield* readAfter(redis, start.key, after)

@@ -4,7 +4,8 @@
  * One script call per stream adds that stream's events in id order with an in-flight marker per
  * event (`lua/publish.lua`), so a batch published twice (crash between XADD and COMMIT) adds each
  * event once. A batch with one stream is one call; the calls for several streams go out as one
- * pipeline (one write, one round trip). No auto-pipelining: it holds every command for a turn of the
+ * pipeline (one write, one round trip); on a Redis Cluster, where those streams may live on several
+ * masters, each call goes on its own, all at once. No auto-pipelining: it holds every command for a turn of the
  * event loop and builds a pipeline around it, which a relay sending one command at a time only pays for.
  *
  * With `RELAY_REDIS_MIN_REPLICAS` above 0, a `WAIT` follows the script calls in the same pipeline and
@@ -18,11 +19,10 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { Redis } from "ioredis"
 import { readFileSync } from "node:fs"
 import { envelopeEntry, envelopeFields, pushEnvelopeValues } from "../shared/Envelope.js"
 import { describe, LeaseFenced, RedisUnavailable } from "../shared/Errors.js"
-import { makeRedisClient } from "../shared/RedisClient.js"
+import { makeRedisClient, primaries, type RedisConnection } from "../shared/RedisClient.js"
 import { deadLetterKey, fenceKey, inflightKey, streamKey } from "../shared/RedisKeys.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -46,17 +46,16 @@ export type PublishOutcome =
 /** How long markers of a crashed relay may linger before Redis drops them. */
 const markerTtl = Duration.hours(1)
 
-interface ScriptRedis extends Redis {
+type ScriptRedis = RedisConnection & {
   outboxPublish(
     stream: string,
     inflight: string,
     fence: string,
     ...args: Array<string | number>
   ): Promise<Array<string>>
-  pipeline(): ScriptPipeline
 }
 
-interface ScriptPipeline extends ReturnType<Redis["pipeline"]> {
+interface ScriptPipeline extends ReturnType<RedisConnection["pipeline"]> {
   outboxPublish(stream: string, inflight: string, fence: string, ...args: Array<string | number>): ScriptPipeline
 }
 
@@ -77,7 +76,7 @@ const make = Effect.gen(function*() {
     queued.delete(stream)
     return ids
   }
-  const hdelQueued = (client: Redis): Promise<unknown> => {
+  const hdelQueued = (client: RedisConnection): Promise<unknown> => {
     const all = queued
     queued = new Map()
     return Promise.all(
@@ -89,7 +88,8 @@ const make = Effect.gen(function*() {
       const client = makeRedisClient(config.redisUrl, {
         name: "outbox-relay",
         commandTimeout: config.redisCommandTimeout,
-        tls: config.redisTls
+        tls: config.redisTls,
+        cluster: config.redisCluster
       })
       client.defineCommand("outboxPublish", { numberOfKeys: 3, lua: publishScript })
       return client as ScriptRedis
@@ -134,13 +134,12 @@ const make = Effect.gen(function*() {
   // Half the command timeout, so a replica that does not answer fails the WAIT, not the connection.
   const replicaWaitMs = Math.max(1, Math.floor(Duration.toMillis(config.redisCommandTimeout) / 2))
 
-  const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
-    if (calls.length === 1 && minReplicas === 0) {
-      const call = calls[0]!
-      return redis.outboxPublish(call.stream, inflightKey(call.stream), fenceKey(call.stream), ...scriptArgs(call))
-        .then((reply) => [reply])
-    }
-    const pipeline = redis.pipeline()
+  const callOne = (call: ScriptCall) =>
+    redis.outboxPublish(call.stream, inflightKey(call.stream), fenceKey(call.stream), ...scriptArgs(call))
+
+  /** The calls in one pipeline, with the WAIT when replicas are awaited. */
+  const callPipelined = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
+    const pipeline = redis.pipeline() as ScriptPipeline
     for (const call of calls) {
       pipeline.outboxPublish(call.stream, inflightKey(call.stream), fenceKey(call.stream), ...scriptArgs(call))
     }
@@ -162,6 +161,15 @@ const make = Effect.gen(function*() {
       }
       return replies as Array<Array<string>>
     })
+  }
+
+  const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
+    if (calls.length === 1 && minReplicas === 0) return callOne(calls[0]!).then((reply) => [reply])
+    if (!config.redisCluster) return callPipelined(calls)
+    // A cluster pipeline must stay on one master: one call per stream (with its own WAIT on that master).
+    return Promise.all(
+      calls.map((call) => minReplicas === 0 ? callOne(call) : callPipelined([call]).then((r) => r[0]!))
+    )
   }
 
   const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>, epochs: ReadonlyMap<number, string>) {
@@ -232,9 +240,14 @@ const make = Effect.gen(function*() {
 
   const ping = Effect.tryPromise({ try: () => redis.ping(), catch: fail("ping") }).pipe(Effect.asVoid)
 
-  const memory = Effect.tryPromise({ try: () => redis.info("memory"), catch: fail("info") }).pipe(
-    Effect.map(parseMemoryInfo)
-  )
+  const memory = Effect.tryPromise({
+    try: async () => {
+      const nodes = primaries(redis)
+      if (nodes.length === 0) throw new Error("no cluster master known yet")
+      return fullest((await Promise.all(nodes.map((node) => node.info("memory")))).map(parseMemoryInfo))
+    },
+    catch: fail("info")
+  })
 
   return StreamPublisher.of({ publish, forgetLater, flushForgotten, mirrorDeadLetters, ping, memory })
 })
@@ -258,7 +271,7 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
   /** Mirrors dead letters to `<stream>:dlq`. */
   readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
   readonly ping: Effect.Effect<void, RedisUnavailable>
-  /** Redis memory from `INFO memory`, for the metrics. */
+  /** Redis memory from `INFO memory`, for the metrics; on a cluster, the fullest master's. */
   readonly memory: Effect.Effect<RedisMemory, RedisUnavailable>
 }>()("outbox-relay/StreamPublisher") {
   static readonly layer = Layer.effect(this, make)
@@ -297,4 +310,10 @@ const groupByStream = (prefix: string, rows: ReadonlyArray<OutboxRow>): Array<[s
     group.indexes.push(index)
   })
   return [...groups].map(([topic, group]) => [streamKey(prefix, topic), group])
+}
+
+/** The memory of the master closest to its limit (a cluster pauses claiming when any master is full). */
+export const fullest = (nodes: ReadonlyArray<RedisMemory>): RedisMemory => {
+  const ratio = (m: RedisMemory) => m.maxmemory > 0 ? m.usedMemory / m.maxmemory : 0
+  return nodes.reduce((worst, node) => ratio(node) > ratio(worst) ? node : worst)
 }

@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
+import { parseRedisUrl, type RedisTarget } from "../shared/RedisClient.js"
 import { defaultTopicPattern } from "../shared/RedisKeys.js"
 import { readPem, type RedisTls, sslModeConflict, sslRootCert } from "../shared/Tls.js"
 import { falseWords, trueWords } from "./BooleanWords.js"
@@ -86,6 +87,13 @@ const isUrlOf = (protocols: ReadonlyArray<string>) => (text: string) =>
 /** A connection URL, kept as written (trimmed) and redacted: it may carry a password. */
 const url = (protocols: ReadonlyArray<string>) => (name: string): Config.Config<Redacted.Redacted<string>> =>
   Config.schema(Schema.Redacted(Schema.Trim.check(Schema.makeFilter(isUrlOf(protocols)))), name)
+
+/** A Redis URL (several hosts allowed: a cluster's seeds), kept as written (trimmed) and redacted. */
+const redisUrl = (name: string): Config.Config<Redacted.Redacted<string>> =>
+  Config.schema(
+    Schema.Redacted(Schema.Trim.check(Schema.makeFilter((text: string) => typeof parseRedisUrl(text) !== "string"))),
+    name
+  )
 
 /** A URL that carries no secret, trimmed; empty means none. */
 const optionalUrl = (protocols: ReadonlyArray<string>) => (name: string): Config.Config<string | undefined> =>
@@ -176,11 +184,18 @@ export const settings = {
   redisUrl: {
     names: ["RELAY_REDIS_URL", "REDIS_URL"],
     default: "redis://127.0.0.1:6379",
-    accepts: "a redis:// or rediss:// URL",
+    accepts: "a redis:// or rediss:// URL (a cluster's seeds: `redis://host1:port1,host2:port2`)",
     description: "Redis receiving the streams (falls back to `REDIS_URL`).",
-    config: url(["redis:", "rediss:"]),
+    config: redisUrl,
     secret: true
   } satisfies Setting<Redacted.Redacted<string>>,
+  redisCluster: {
+    names: ["RELAY_REDIS_CLUSTER"],
+    default: "false",
+    accepts: "true or false",
+    description: "The URL's hosts are seed nodes of a Redis Cluster ([more](docs/production.md#redis-cluster)).",
+    config: boolean
+  } satisfies Setting<boolean>,
   databaseTlsCaFile: {
     names: ["RELAY_DATABASE_TLS_CA_FILE"],
     default: "",
@@ -538,6 +553,19 @@ export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = keeping
     }
   }
   const result = { ...(out as Omit<RelaySettings, keyof TlsMaterial>), ...yield* readTlsFiles(out) } as RelaySettings
+  const redisTarget = parseRedisUrl(Redacted.value(result.redisUrl)) as RedisTarget
+  if (redisTarget.hosts.length > 1 && !result.redisCluster) {
+    return yield* new ConfigInvalid({
+      variable: "RELAY_REDIS_URL",
+      message: "Invalid RELAY_REDIS_URL=<redacted>: several hosts are a cluster's seeds; set RELAY_REDIS_CLUSTER=true"
+    })
+  }
+  if (redisTarget.db !== 0 && result.redisCluster) {
+    return yield* new ConfigInvalid({
+      variable: "RELAY_REDIS_URL",
+      message: "Invalid RELAY_REDIS_URL=<redacted>: a Redis Cluster has only database 0"
+    })
+  }
   if (Duration.isGreaterThan(result.retryBaseDelay, result.retryMaxDelay)) {
     return yield* new ConfigInvalid({
       variable: "RELAY_RETRY_BASE_DELAY",

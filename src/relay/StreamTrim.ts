@@ -8,17 +8,16 @@
  */
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
-import type { Redis } from "ioredis"
 import { readFileSync } from "node:fs"
 import { scanStreams } from "../ops/StreamInspector.js"
 import { describe } from "../shared/Errors.js"
-import { makeRedisClient } from "../shared/RedisClient.js"
+import { makeRedisClient, type RedisConnection } from "../shared/RedisClient.js"
 import * as Metrics from "./Metrics.js"
 import { RelayConfig } from "./RelayConfig.js"
 
 const trimScript = readFileSync(new URL("../../lua/trim-acked.lua", import.meta.url), "utf8")
 
-interface TrimRedis extends Redis {
+type TrimRedis = RedisConnection & {
   outboxTrimAcked(stream: string): Promise<number>
 }
 
@@ -32,7 +31,9 @@ export const makeAckedTrim = Effect.gen(function*() {
     Effect.sync(() => {
       const client = makeRedisClient(config.redisUrl, {
         name: "outbox-relay-trim",
-        commandTimeout: config.redisCommandTimeout
+        commandTimeout: config.redisCommandTimeout,
+        tls: config.redisTls,
+        cluster: config.redisCluster
       })
       client.defineCommand("outboxTrimAcked", { numberOfKeys: 1, lua: trimScript })
       return client as TrimRedis

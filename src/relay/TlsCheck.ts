@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { describe } from "../shared/Errors.js"
-import { makeRedisClient } from "../shared/RedisClient.js"
+import { firstHostUrl, makeRedisClient } from "../shared/RedisClient.js"
 import { postgresTarget } from "../shared/Tls.js"
 import { makePostgresClient, withTimeout } from "./Database.js"
 import type { RelaySettings } from "./RelayConfig.js"
@@ -36,10 +36,13 @@ const address = (url: string) => {
   return `${parsed.hostname}:${parsed.port || (parsed.protocol.startsWith("redis") ? "6379" : "5432")}`
 }
 
-/** The first failure of one connection attempt to Redis, or undefined when PING answered. */
+/**
+ * The first failure of one connection attempt to Redis, or undefined when PING answered; to a cluster's
+ * first seed alone (every node has the same certificate setup, and a single connection reports why).
+ */
 const tryRedis = (settings: RelaySettings) =>
   Effect.promise(async () => {
-    const client = makeRedisClient(settings.redisUrl, {
+    const client = makeRedisClient(firstHostUrl(Redacted.value(settings.redisUrl)), {
       name: "outbox-relay-tls-check",
       commandTimeout: settings.redisCommandTimeout,
       reconnect: false,
@@ -91,7 +94,7 @@ export const checkTls = Effect.fn("TlsCheck.checkTls")(function*(
     const problem = certificateProblem(yield* tryRedis(settings))
     if (problem !== undefined) {
       return yield* new TlsRejected({
-        message: `Redis at ${address(redisUrl)}: TLS certificate did not verify (${problem}); ` +
+        message: `Redis at ${address(firstHostUrl(redisUrl))}: TLS certificate did not verify (${problem}); ` +
           "check RELAY_REDIS_TLS_CA_FILE, RELAY_REDIS_TLS_CERT_FILE and RELAY_REDIS_TLS_KEY_FILE"
       })
     }

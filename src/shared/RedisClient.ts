@@ -2,10 +2,14 @@
  * The one ioredis factory of the relay and the consumer. Every client fails fast while disconnected
  * (`enableOfflineQueue: false`, no per-request retries) and reconnects in the background: the caller's
  * own retry schedule decides when to try again, so nothing waits in a hidden queue.
+ *
+ * With `cluster`, the URL's hosts are seed nodes of a Redis Cluster: ioredis follows MOVED and ASK
+ * redirections and TRYAGAIN during a resharding itself (they are routing, not failures), while a
+ * connection that drops (a failover) fails its commands at once, as on a single Redis.
  */
 import * as Duration from "effect/Duration"
 import * as Redacted from "effect/Redacted"
-import { Redis } from "ioredis"
+import { Cluster, Redis } from "ioredis"
 import { redisReconnectDelay } from "./Retry.js"
 import { type RedisTls, redisTlsOptions } from "./Tls.js"
 
@@ -27,10 +31,70 @@ export interface RedisClientOptions {
   readonly reconnect?: boolean
   /** CA and client certificate for a `rediss://` URL (ignored for `redis://`). */
   readonly tls?: RedisTls | undefined
+  /** The URL's hosts are seed nodes of a Redis Cluster. Default false. */
+  readonly cluster?: boolean
+}
+
+/** A single Redis or a Redis Cluster: the commands the relay and the consumer send are the same. */
+export type RedisConnection = Redis | Cluster
+
+/** A `redis://` or `rediss://` URL split into what ioredis takes; several hosts for a cluster's seeds. */
+export interface RedisTarget {
+  readonly tls: boolean
+  readonly username: string | undefined
+  readonly password: string | undefined
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  readonly db: number
+}
+
+const hostPort = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]@/]+))(?::(\d{1,5}))?$/
+
+/**
+ * Parses `redis[s]://[user[:password]@]host[:port][,host[:port]...][/db]`; a reason string when it
+ * is not one (the URL class cannot read a host list).
+ */
+export const parseRedisUrl = (text: string): RedisTarget | string => {
+  const match = /^(rediss?):\/\/(?:([^@/]*)@)?([^/?#]*)(?:\/(\d*))?$/.exec(text.trim())
+  if (!match) return "not a redis:// or rediss:// URL"
+  const [, scheme, auth, hostList, db] = match
+  const hosts: Array<{ host: string; port: number }> = []
+  for (const item of hostList!.split(",")) {
+    const parts = hostPort.exec(item)
+    const port = Number(parts?.[3] ?? 6379)
+    if (!parts || !(port >= 1 && port <= 65535)) return `bad host ${JSON.stringify(item)}`
+    hosts.push({ host: parts[1] ?? parts[2]!, port })
+  }
+  const colon = auth?.indexOf(":") ?? -1
+  const decode = (part: string | undefined) => part === undefined || part === "" ? undefined : decodeURIComponent(part)
+  return {
+    tls: scheme === "rediss",
+    username: decode(colon < 0 ? auth : auth!.slice(0, colon)),
+    password: decode(colon < 0 ? undefined : auth!.slice(colon + 1)),
+    hosts,
+    db: db ? Number(db) : 0
+  }
+}
+
+/** The URL of the first host of `text` alone (a cluster's first seed), credentials and database kept. */
+export const firstHostUrl = (text: string): string => {
+  const target = parseRedisUrl(text)
+  if (typeof target === "string") return text
+  const { host, port } = target.hosts[0]!
+  const auth = target.username === undefined && target.password === undefined
+    ? ""
+    : `${encodeURIComponent(target.username ?? "")}${
+      target.password === undefined ? "" : `:${encodeURIComponent(target.password)}`
+    }@`
+  return `${target.tls ? "rediss" : "redis"}://${auth}${host.includes(":") ? `[${host}]` : host}:${port}/${target.db}`
 }
 
 /** A lazily connecting ioredis client; call `connect()` (failures also surface on every command). */
-export const makeRedisClient = (url: Redacted.Redacted<string> | string, options: RedisClientOptions): Redis => {
+export function makeRedisClient(
+  url: Redacted.Redacted<string> | string,
+  options: RedisClientOptions & { readonly cluster?: false }
+): Redis
+export function makeRedisClient(url: Redacted.Redacted<string> | string, options: RedisClientOptions): RedisConnection
+export function makeRedisClient(url: Redacted.Redacted<string> | string, options: RedisClientOptions): RedisConnection {
   const timeoutMs = options.commandTimeout === undefined
     ? undefined
     : Math.ceil(Duration.toMillis(Duration.fromInputUnsafe(options.commandTimeout)))
@@ -39,6 +103,7 @@ export const makeRedisClient = (url: Redacted.Redacted<string> | string, options
     : timeoutMs ?? 5_000
   const text = Redacted.isRedacted(url) ? Redacted.value(url) : url
   const tls = redisTlsOptions(text, options.tls)
+  if (options.cluster === true) return makeCluster(text, options, { timeoutMs, connectMs, tls })
   const client = new Redis(text, {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -55,3 +120,43 @@ export const makeRedisClient = (url: Redacted.Redacted<string> | string, options
   client.on("error", () => {})
   return client
 }
+
+const makeCluster = (
+  text: string,
+  options: RedisClientOptions,
+  resolved: {
+    readonly timeoutMs: number | undefined
+    readonly connectMs: number
+    readonly tls: ReturnType<typeof redisTlsOptions>
+  }
+): Cluster => {
+  const target = parseRedisUrl(text)
+  if (typeof target === "string") throw new Error(`Redis URL: ${target}`)
+  const client = new Cluster([...target.hosts], {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableAutoPipelining: options.autoPipelining ?? false,
+    clusterRetryStrategy: options.reconnect === false ? () => null : redisReconnectDelay,
+    // A dropped node connection fails its commands now; the caller retries once the slots are known again.
+    retryDelayOnFailover: 0,
+    slotsRefreshTimeout: resolved.connectMs,
+    redisOptions: {
+      ...(target.username === undefined ? {} : { username: target.username }),
+      ...(target.password === undefined ? {} : { password: target.password }),
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: options.resendUnanswered ?? true,
+      connectionName: options.name,
+      ...(resolved.timeoutMs === undefined ? {} : { commandTimeout: resolved.timeoutMs }),
+      connectTimeout: resolved.connectMs,
+      ...(resolved.tls === undefined ? {} : { tls: resolved.tls })
+    }
+  })
+  client.on("error", () => {})
+  // Node errors reach the cluster's "node error" event; they also surface on the commands.
+  client.on("node error", () => {})
+  return client
+}
+
+/** The masters of a cluster (each one connection of the cluster client), or the one Redis itself. */
+export const primaries = (redis: RedisConnection): ReadonlyArray<Redis> =>
+  redis instanceof Cluster ? redis.nodes("master") : [redis]

@@ -1,9 +1,10 @@
 /**
- * Every Redis key name the relay uses, built in one place.
+ * Every Redis key name the relay and the consumer use, built in one place.
  *
- * Cluster note: the in-flight marker hash wraps the stream key in a hash tag, `{<stream>}:inflight`,
- * so it hashes to the stream's own slot and one script can touch both. Topics and the prefix may
- * not contain braces (checked by the table and the config), so the stream key itself has no tag.
+ * Cluster: every other key of a stream wraps the stream key in a hash tag (`{<stream>}:inflight`,
+ * `{<stream>}:fence`, `{<stream>}:dlq`), so it hashes to the stream's own slot and one script or MULTI
+ * can touch both. Topics and the prefix may not contain braces (checked by the table and the config),
+ * so the stream key itself has no tag and its slot is the hash of the whole key.
  */
 
 /**
@@ -24,5 +25,12 @@ export const inflightKey = (stream: string): string => `{${stream}}:inflight`
  */
 export const fenceKey = (stream: string): string => `{${stream}}:fence`
 
-/** The dead-letter mirror of `stream`, for people and alerts (Postgres holds the record). */
-export const deadLetterKey = (stream: string): string => `${stream}:dlq`
+/**
+ * The dead letters of `stream`: those consumers gave up on, and the relay's mirror of the rows it
+ * dead-lettered (Postgres holds those).
+ */
+export const deadLetterKey = (stream: string): string => `{${stream}}:dlq`
+
+/** The stream whose dead letters `key` holds, or undefined when `key` is not a dead-letter key. */
+export const streamOfDeadLetterKey = (key: string): string | undefined =>
+  key.startsWith("{") && key.endsWith("}:dlq") && key.indexOf("}") === key.length - 5 ? key.slice(1, -5) : undefined

@@ -318,7 +318,7 @@ const run = async (t0: number, note: (text: string) => void) => {
   try {
     for (const key of await scanKeys(reader, "*")) {
       const type = await reader.type(key)
-      if (key.startsWith(PREFIX) && key.endsWith(":dlq")) {
+      if (key.startsWith(`{${PREFIX}`) && key.endsWith("}:dlq")) {
         keys.dlq!.push(key)
         dlqEntries += type === "stream" ? await reader.xlen(key) : 1
       } else if (key.startsWith(PREFIX) && type === "stream") {

@@ -135,7 +135,7 @@ describe("frozen relays", () => {
         let entries: Array<StreamEntry> = []
         try {
           for (const key of await scanKeys(reader, `${PREFIX}*`)) {
-            if ((await reader.type(key)) === "stream" && !key.endsWith(":dlq")) {
+            if ((await reader.type(key)) === "stream") {
               entries = entries.concat(await readWholeStream(reader, key))
             }
           }

@@ -1,6 +1,6 @@
 /**
  * The Effect consumer against real Redis: what a user relies on. Every message is handled and
- * acknowledged; a failing handler is retried; a message that keeps failing ends in `<stream>:dlq`
+ * acknowledged; a failing handler is retried; a message that keeps failing ends in `{<stream>}:dlq`
  * with its reason; two consumers of one group never handle the same message twice; order per
  * aggregate holds when asked; stopping lets running handlers finish.
  */
@@ -57,7 +57,7 @@ describe("Consumer", () => {
       yield* promise(() => eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0 && attempts >= 3))
       assert.strictEqual(attempts, 3)
       assert.strictEqual(yield* promise(() => pendingCount(redis, stream, "g")), 0)
-      assert.strictEqual(yield* promise(() => redis.exists(`${stream}:dlq`)), 0)
+      assert.strictEqual(yield* promise(() => redis.exists(`{${stream}}:dlq`)), 0)
     }).pipe(Effect.scoped))
 
   it.live("dead-letters a message that fails on every delivery, after maxDeliveries, with its reason", () =>
@@ -83,7 +83,7 @@ describe("Consumer", () => {
             : Effect.void
       }))
       const dlq = yield* promise(() =>
-        eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0, 15_000)
+        eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0, 15_000)
       )
       assert.strictEqual(dlq.length, 1)
       const fields = Object.fromEntries(
@@ -154,7 +154,7 @@ describe("Consumer", () => {
         handler: (event) => Effect.sync(() => void totals.push(event.payload.total))
       }))
       const dlq = yield* promise(() =>
-        eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length >= 2)
+        eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length >= 2)
       )
       yield* promise(() => eventually(() => totals.length, (n) => n >= 2))
       assert.deepStrictEqual(totals.sort(), [1, 3])

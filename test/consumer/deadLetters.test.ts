@@ -46,7 +46,7 @@ describe("dead letters", () => {
       // A relay-mirrored dead letter in the same DLQ: listed, but replayed from Postgres, not from here.
       yield* promise(() =>
         redis.xadd(
-          `${stream}:dlq`,
+          `{${stream}}:dlq`,
           "*",
           "event_id",
           "e-relay",
@@ -68,7 +68,7 @@ describe("dead letters", () => {
         payloadSchema: Schema.Struct({ total: Schema.Number }),
         handler: () => Effect.void
       }))
-      yield* promise(() => eventually(() => redis.xlen(`${stream}:dlq`), (n) => n === 2))
+      yield* promise(() => eventually(() => redis.xlen(`{${stream}}:dlq`), (n) => n === 2))
       yield* Context.get(strict, Consumer).stop
 
       const listed = yield* promise(() => dlq(url, prefix, "list", stream, "--json"))
@@ -98,7 +98,7 @@ describe("dead letters", () => {
       assert.strictEqual(entries.length, 2)
       const [original, copy] = entries.map(([, fields]) => fields)
       assert.deepStrictEqual(copy, original, "the replayed entry carries the original envelope")
-      assert.strictEqual(yield* promise(() => redis.xlen(`${stream}:dlq`)), 1)
+      assert.strictEqual(yield* promise(() => redis.xlen(`{${stream}}:dlq`)), 1)
 
       // An unknown id is reported (exit 1); bad usage (exit 2) is covered by test/unit/cli.test.ts.
       const unknown = yield* promise(() => dlq(url, prefix, "replay", stream, "--id", "1-1"))

@@ -73,7 +73,7 @@ describe("consumer metrics", () => {
       expect(sample(text, "outbox_consumer_reclaimed_total", labels)).toBe(1)
       expect(sample(text, "outbox_consumer_handler_seconds_count", labels)).toBe(8)
       expect(sample(text, "outbox_consumer_handler_seconds_bucket", { ...labels, le: "+Inf" })).toBe(8)
-      expect(await redis.xlen(`${stream}:dlq`)).toBe(1)
+      expect(await redis.xlen(`{${stream}}:dlq`)).toBe(1)
 
       // The same series from the metrics server, and the group's state once the poller read it.
       expect(consumer.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/)

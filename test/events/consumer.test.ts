@@ -91,7 +91,7 @@ describe("typed events end to end", () => {
         assert.strictEqual(shipped[0]!.getTime(), shippedAt.getTime())
         assert.deepInclude(consumer.stats(), { acked: 3, skipped: 1, deadLettered: 1, failed: 0 })
 
-        const dlq = yield* promise(() => readStream(t.redis, `${stream}:dlq`))
+        const dlq = yield* promise(() => readStream(t.redis, `{${stream}}:dlq`))
         assert.strictEqual(dlq.length, 1)
         assert.strictEqual(dlq[0]!.fields.event_id, ids.bad)
         assert.strictEqual(
@@ -145,7 +145,7 @@ describe("typed events end to end", () => {
         )
         assert.deepInclude(stats, { acked: 1, deadLettered: 1, skipped: 0 })
         assert.deepStrictEqual(totals, [1])
-        const dlq = yield* promise(() => readStream(t.redis, `${stream}:dlq`))
+        const dlq = yield* promise(() => readStream(t.redis, `{${stream}}:dlq`))
         assert.deepStrictEqual(dlq.map((entry) => [entry.fields.event_id, entry.fields.reason]), [
           [shippedId, `no handler for event type "OrderShipped"`]
         ])

@@ -38,6 +38,8 @@ export interface RedisServerOptions {
   }
   /** Start as a replica of the Redis on this local port (`--replicaof 127.0.0.1 <port>`). */
   readonly replicaOf?: number
+  /** A Redis Cluster node (`--cluster-enabled yes`, its nodes.conf in its own dir). Local redis-server only. */
+  readonly cluster?: boolean
 }
 
 export interface RedisServerHandle {
@@ -95,7 +97,10 @@ const configArgs = (options: RedisServerOptions): Array<string> => [
   ...(options.appendfsync ? ["--appendfsync", options.appendfsync] : []),
   ...(options.maxmemory ? ["--maxmemory", options.maxmemory] : []),
   ...(options.maxmemory || options.noeviction ? ["--maxmemory-policy", "noeviction"] : []),
-  ...(options.replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(options.replicaOf)])
+  ...(options.replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(options.replicaOf)]),
+  ...(options.cluster
+    ? ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+    : [])
 ]
 
 const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {
@@ -167,7 +172,9 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
 }
 
 const startContainer = async (options: RedisServerOptions): Promise<RedisServerHandle> => {
-  if (options.tls) throw new Error("a TLS redis-server needs the local binary (apt-get install redis-server)")
+  if (options.tls || options.cluster) {
+    throw new Error("a TLS or cluster redis-server needs the local binary (apt-get install redis-server)")
+  }
   const container = await startFixedPortContainer({
     image: "redis:7-alpine",
     containerPort: 6379,

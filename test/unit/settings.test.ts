@@ -7,8 +7,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Layer, Redacted } from "effect"
 import { loadSettings, RelayConfig, settings } from "../../src/relay/RelayConfig.js"
+import { parseRedisUrl } from "../../src/shared/RedisClient.js"
 
 const databaseUrl = "postgres://app:hunter2secret@127.0.0.1:5432/app"
+const redisAccepts = "a redis:// or rediss:// URL (a cluster's seeds: `redis://host1:port1,host2:port2`)"
 
 /** The settings `env` gives, over a valid database URL unless `env` sets its own. */
 const load = (env: Record<string, string | undefined>) =>
@@ -40,9 +42,29 @@ const badValues: Array<[Record<string, string | undefined>, string]> = [
   ],
   [
     { RELAY_REDIS_URL: "http://cache:6379" },
-    "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"
+    `Invalid RELAY_REDIS_URL=<redacted>: expected ${redisAccepts}`
   ],
-  [{ REDIS_URL: "ftp://nope" }, "Invalid REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"],
+  [
+    { REDIS_URL: "ftp://nope" },
+    `Invalid REDIS_URL=<redacted>: expected ${redisAccepts}`
+  ],
+  [
+    { RELAY_REDIS_URL: "redis://a:7000,:7001" },
+    `Invalid RELAY_REDIS_URL=<redacted>: expected ${redisAccepts}`
+  ],
+  [
+    { RELAY_REDIS_URL: "redis://a:70000" },
+    `Invalid RELAY_REDIS_URL=<redacted>: expected ${redisAccepts}`
+  ],
+  [
+    { RELAY_REDIS_URL: "redis://a:7000,b:7001" },
+    "Invalid RELAY_REDIS_URL=<redacted>: several hosts are a cluster's seeds; set RELAY_REDIS_CLUSTER=true"
+  ],
+  [
+    { RELAY_REDIS_URL: "redis://a:7000/2", RELAY_REDIS_CLUSTER: "true" },
+    "Invalid RELAY_REDIS_URL=<redacted>: a Redis Cluster has only database 0"
+  ],
+  [{ RELAY_REDIS_CLUSTER: "maybe" }, "Invalid RELAY_REDIS_CLUSTER=\"maybe\": expected true or false"],
   [
     { RELAY_SCHEMA: "1bad" },
     "Invalid RELAY_SCHEMA=\"1bad\": expected a Postgres schema name (letters, digits, _; starting with a letter or _)"
@@ -269,6 +291,21 @@ describe("settings", () => {
       })
       assert.strictEqual(Redacted.value(both.databaseUrl), databaseUrl)
       assert.strictEqual(Redacted.value(both.redisUrl), "redis://a:1")
+    }))
+
+  it.effect("takes a cluster's seed nodes, with credentials and IPv6 hosts", () =>
+    Effect.gen(function*() {
+      const url = "rediss://relay:p%40ss@a.example:7000,[::1]:7001,b.example"
+      const config = yield* load({ RELAY_REDIS_URL: url, RELAY_REDIS_CLUSTER: "yes" })
+      assert.isTrue(config.redisCluster)
+      assert.deepStrictEqual(parseRedisUrl(Redacted.value(config.redisUrl)), {
+        tls: true,
+        username: "relay",
+        password: "p@ss",
+        hosts: [{ host: "a.example", port: 7000 }, { host: "::1", port: 7001 }, { host: "b.example", port: 6379 }],
+        db: 0
+      })
+      assert.isFalse((yield* load({})).redisCluster)
     }))
 
   it.effect("names both variables when the database URL is missing", () =>
