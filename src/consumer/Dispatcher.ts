@@ -37,6 +37,8 @@ export interface HandlerWatch {
 export interface Dispatcher<R> {
   /** Queues a delivery in its track; false when the entry is already held (nothing done). */
   readonly dispatch: (delivery: Delivery) => Effect.Effect<boolean>
+  /** `dispatch` for each delivery, in order, as one effect (a read's batch). */
+  readonly dispatchAll: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
   /** Entry ids held now. */
   readonly held: () => ReadonlyArray<string>
   readonly heldCount: () => number
@@ -150,25 +152,29 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       ) as Effect.Effect<void, never, R>
     }
 
-    const dispatch = (delivery: Delivery): Effect.Effect<boolean> =>
-      Effect.sync(() => {
-        if (closed || held.has(delivery.id)) return false
-        held.set(delivery.id, true)
-        if (++inFlight > roomLimit) room.closeUnsafe()
-        if (!options.orderByAggregate) {
-          Queue.offerUnsafe(ready, { key: "", items: [delivery] })
-          return true
-        }
-        const key = aggregateOf(delivery.fields)
-        const track = tracks.get(key)
-        if (track !== undefined) {
-          track.items.push(delivery)
-        } else {
-          const fresh = { key, items: [delivery] }
-          tracks.set(key, fresh)
-          Queue.offerUnsafe(ready, fresh)
-        }
+    const dispatchUnsafe = (delivery: Delivery): boolean => {
+      if (closed || held.has(delivery.id)) return false
+      held.set(delivery.id, true)
+      if (++inFlight > roomLimit) room.closeUnsafe()
+      if (!options.orderByAggregate) {
+        Queue.offerUnsafe(ready, { key: "", items: [delivery] })
         return true
+      }
+      const key = aggregateOf(delivery.fields)
+      const track = tracks.get(key)
+      if (track !== undefined) {
+        track.items.push(delivery)
+      } else {
+        const fresh = { key, items: [delivery] }
+        tracks.set(key, fresh)
+        Queue.offerUnsafe(ready, fresh)
+      }
+      return true
+    }
+    const dispatch = (delivery: Delivery) => Effect.sync(() => dispatchUnsafe(delivery))
+    const dispatchAll = (deliveries: ReadonlyArray<Delivery>) =>
+      Effect.sync(() => {
+        for (const delivery of deliveries) dispatchUnsafe(delivery)
       })
 
     const start = Effect.gen(function*() {
@@ -196,6 +202,7 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
     const fibers = () => [...workers].flatMap((worker) => worker.fiber ? [worker.fiber] : [])
     return {
       dispatch,
+      dispatchAll,
       held: () => [...held.keys()],
       heldCount: () => held.size,
       finish,
