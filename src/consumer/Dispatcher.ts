@@ -65,8 +65,11 @@ export interface DispatcherOptions<R> {
   readonly maxInFlight: number
   readonly batchSize: number
   readonly handlerTimeoutMillis: number
-  /** Handles one delivery, setting `watch.deadline` while its handler runs. Never fails. */
-  readonly process: (delivery: Delivery, watch: HandlerWatch) => Effect.Effect<void, never, R>
+  /**
+   * Handles one delivery, setting `watch.deadline` while its handler runs. Never fails. Undefined when
+   * it settled the delivery synchronously (nothing left to run).
+   */
+  readonly process: (delivery: Delivery, watch: HandlerWatch) => Effect.Effect<void, never, R> | undefined
   /** Settles a delivery whose handler was interrupted for overrunning its deadline. */
   readonly timedOut: (delivery: Delivery) => Effect.Effect<void>
 }
@@ -120,10 +123,14 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       let current: Delivery | undefined
       return Effect.gen(function*() {
         while (true) {
-          track = yield* Queue.take(ready)
+          // A track already queued is taken without suspending: with synchronous handlers a worker goes
+          // through a read's batch in one go (at most `maxInFlight` entries) instead of one wake-up each.
+          const next = Queue.takeUnsafe(ready)
+          track = next === undefined ? yield* Queue.take(ready) : next._tag === "Success" ? next.value : yield* next
           while (track.items.length > 0 && !closed) {
             current = track.items[0]!
-            yield* options.process(current, worker.watch)
+            const rest = options.process(current, worker.watch)
+            if (rest !== undefined) yield* rest
             current = undefined
             track.items.shift()
           }
