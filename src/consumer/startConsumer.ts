@@ -167,6 +167,15 @@ export interface ConsumerHandle {
   readonly metricsUrl: string | undefined
 }
 
+/** A handler's context; a class, so the lazy `signal` getter is not made again for every call. */
+class CallContext<Tx> implements HandlerContext<Tx> {
+  controller: AbortController | undefined = undefined
+  constructor(readonly sql: Tx) {}
+  get signal() {
+    return (this.controller ??= new AbortController()).signal
+  }
+}
+
 /**
  * Calls a handler: undefined when it returned without a promise (no promise, no AbortController, no
  * effect), else the effect that awaits it or fails with what it threw. The signal is made only when
@@ -177,13 +186,7 @@ const callHandler = <Tx, P>(
   event: ConsumedEvent<P>,
   sql: Tx
 ): Effect.Effect<void, unknown> | undefined => {
-  let controller: AbortController | undefined
-  const context: HandlerContext<Tx> = {
-    get signal() {
-      return (controller ??= new AbortController()).signal
-    },
-    sql
-  }
+  const context = new CallContext(sql)
   let result: Promise<void> | void
   try {
     result = handler(event, context)
@@ -194,7 +197,7 @@ const callHandler = <Tx, P>(
   const promise = result
   return Effect.tryPromise({ try: () => promise, catch: (cause) => cause }).pipe(
     Effect.onInterrupt(() => {
-      const abort = Effect.sync(() => controller?.abort())
+      const abort = Effect.sync(() => context.controller?.abort())
       // With the inbox, the handler must not outlive its transaction: a query it sends after the
       // rollback would run outside it (postgres.js runs it in autocommit), so its effect would escape
       // the inbox. Interrupting it waits until its promise settles.
