@@ -23,7 +23,7 @@ import { startRedis } from "./lib/servers.mjs"
 import { fmtNum, median, round } from "./lib/stats.mjs"
 
 /** The settings docs/consumer.md calls best for throughput: the row "startConsumer best". */
-export const bestConsumerOptions = { batchSize: 500, concurrency: 64 }
+export const bestConsumerOptions = { batchSize: 1000, concurrency: 64 }
 
 const run = promisify(execFile)
 

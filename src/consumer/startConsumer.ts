@@ -83,7 +83,7 @@ export interface BaseConsumerOptions {
   readonly claimIntervalMs?: number
   /** BLOCK of one XREADGROUP. Default 2000. */
   readonly blockMs?: number
-  /** Entries per read (COUNT). Default 200. */
+  /** Entries per read (COUNT). Default 500. */
   readonly batchSize?: number
   /** On stop, how long running handlers may take. Default 10000. */
   readonly stopTimeoutMs?: number
