@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { basename, join, relative } from "node:path"
 import { root } from "./lib/competitors.mjs"
 import { fmtNum } from "./lib/stats.mjs"
-import { abTable, drainTable, latencyTable, overheadTable, ratios, soakTable } from "./lib/summary.mjs"
+import { abTable, consumerTable, drainTable, latencyTable, overheadTable, ratios, soakTable } from "./lib/summary.mjs"
 import { barChart, lineChart, palette } from "./lib/svg.mjs"
 import { profileTable } from "./profile.mjs"
 
@@ -308,7 +308,21 @@ const errors = results.errors?.length
   }\n`
   : ""
 
-const abSection = results.ab
+/** The consumer scenario, when the run has it (older cited runs do not). */
+const consumerSection = results.consumer
+  ? `### Consumer throughput (${fmtNum(results.consumer.messages)} messages, no-op handler)
+
+One throwaway redis-server holds one stream of relay-shaped entries; each row reads all of it as a fresh group in
+a process of its own (\`bench/consumer.mjs\`), with rounds rotating which row goes first. least-work is one
+connection, \`XREADGROUP COUNT 500\`, \`JSON.parse\` of each payload and one pipelined XACK per read
+(\`bench/competitors/least-work-consumer.mjs\`); "best" is ${JSON.stringify(results.consumer.best)}.
+
+${consumerTable(results.consumer)}
+
+`
+  : ""
+
+const abSection = results.ab && (results.ab.drain.length || results.ab.latency.length)
   ? `
 ### A/B: this build and the baseline, taking turns
 
@@ -435,7 +449,7 @@ ${results.soak.length ? soakTable(results) : "Not run (`npm run bench -- --scena
 
 ${soakCharts.join("\n\n")}
 
-### Ratios
+${consumerSection}### Ratios
 
 ${ratios(results)}
 ${abSection}

@@ -7,9 +7,10 @@
  *   npm run bench                          full run (about 15 minutes on 2 cores)
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
- *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue
- *                                          (comma-separated; enqueue: the typed producer helper
- *                                          enqueueMany against a hand-written multi-row INSERT)
+ *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue |
+ *                                          consumer (comma-separated; enqueue: the typed producer helper
+ *                                          enqueueMany against a hand-written multi-row INSERT; consumer:
+ *                                          startConsumer against a least-work consumer, bench/consumer.mjs)
  *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run,
  *                                          off with --quick); the relay soaks twice: deleting on publish,
  *                                          and with RELAY_RETENTION
@@ -19,7 +20,8 @@
  *   npm run bench -- --baseline <dir>      A/B: another build of the project in <dir> (dist/, sql/, lua/,
  *                                          node_modules) runs as "relay-baseline"; in drain and latency it
  *                                          takes turns with the relay, round by round (--rounds n, default
- *                                          3 with --quick, else 5), and the summary prints per-round ratios
+ *                                          3 with --quick, else 5), and the summary prints per-round ratios;
+ *                                          in consumer its startConsumer runs as two more rows
  *
  * Writes bench/results/latest.json and bench/results/<timestamp>[-quick][-ab].json (git-ignored); a full
  * run also regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
@@ -63,7 +65,7 @@ for (const a of argv) {
   if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
 }
 if (flag("help")) {
-  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 21).join("\n"))
+  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 23).join("\n"))
   process.exit(0)
 }
 const quick = flag("quick")
@@ -106,15 +108,17 @@ const abRounds = Number(roundsArg ?? (quick ? 3 : 5))
 if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
   throw new Error("--rounds: a whole number from 1 to 50")
 }
-if (roundsArg !== undefined && !baselineDir) throw new Error("--rounds goes with --baseline")
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
-    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue"].includes(s)) {
+    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue", "consumer"].includes(s)) {
       throw new Error(`--scenario: unknown ${s}`)
     }
     return s
   })
-  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : []), "profile", "enqueue"]
+  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : []), "profile", "enqueue", "consumer"]
+if (roundsArg !== undefined && !baselineDir && !scenarios.includes("consumer")) {
+  throw new Error("--rounds goes with --baseline or the consumer scenario")
+}
 
 const config = quick
   ? {
@@ -169,6 +173,8 @@ const results = {
   profile: null,
   /** Events/s written by enqueueMany and by a hand-written multi-row INSERT (bench/enqueue.mjs). */
   enqueue: null,
+  /** startConsumer (defaults, best settings) against a least-work consumer, per round (bench/consumer.mjs). */
+  consumer: null,
   /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
   ab: baselineDir ? { drain: [], latency: [] } : null,
   errors: []
@@ -1067,6 +1073,17 @@ try {
         results.enqueue = await runEnqueue({ pgAdmin: admin, urlFor: pg.urlFor, redisUrl: redisServer.url, quick, log })
       } catch (error) {
         noteError("enqueue", error)
+      }
+    })
+  }
+  if (scenarios.includes("consumer")) {
+    log("== consumer: startConsumer against a least-work consumer (bench/consumer.mjs)")
+    const { runConsumerBench } = await import("./consumer.mjs")
+    await timed("consumer", async () => {
+      try {
+        results.consumer = await runConsumerBench({ quick, rounds: abRounds, baselineDir, log })
+      } catch (error) {
+        noteError("consumer", error)
       }
     })
   }

@@ -273,6 +273,34 @@ const enqueueTable = (e) =>
     `${fmtNum(e.handWrittenPerSecond)} | ${e.ratio.toFixed(2)} |`
   ].join("\n")
 
+/** The consumer scenario: each row's messages/s per round, its median, and its per-round ratio to least-work. */
+export const consumerTable = (c) => {
+  const rounds = c.rows[0]?.rates.length ?? 0
+  const header = [
+    "consumer",
+    "settings",
+    ...Array.from({ length: rounds }, (_, i) => `round ${i + 1}`),
+    "median msg/s",
+    "/ least-work per round",
+    "median ratio",
+    "CPU µs/msg",
+    "GC ms"
+  ]
+  return table(
+    header,
+    c.rows.map((r) => [
+      r.name,
+      r.settings,
+      ...r.rates.map((x) => fmtNum(x)),
+      `**${fmtNum(r.rate)}**`,
+      r.ratios.map((x) => x.toFixed(2)).join(" / "),
+      `**${r.medianRatio.toFixed(2)}×**`,
+      fmtNum(r.cpuMicrosPerMessage, 1),
+      fmtNum(r.gcMillis)
+    ])
+  )
+}
+
 export const summaryTable = (results) => {
   const parts = []
   if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
@@ -283,9 +311,16 @@ export const summaryTable = (results) => {
   if (results.soak.length) parts.push(`### Table health (soak)\n\n${soakTable(results)}`)
   if (results.profile?.breakdown) parts.push(`### Relay time per event (µs)\n\n${profileTable(results.profile)}`)
   if (results.enqueue) parts.push(`### Producer helper (events/s, batches of 100)\n\n${enqueueTable(results.enqueue)}`)
+  if (results.consumer) {
+    parts.push(
+      `### Consumer (${fmtNum(results.consumer.messages)} messages, no-op handler)\n\n${
+        consumerTable(results.consumer)
+      }`
+    )
+  }
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
-  if (results.ab) {
+  if (results.ab && (results.ab.drain.length || results.ab.latency.length)) {
     const title = `${label(results, "relay")} / ${label(results, "relay-baseline")}, taking turns round by round`
     parts.push(
       `### A/B: ${title}\n\nBaseline: ${results.meta.baseline?.dir ?? "n/a"}. ` +

@@ -37,7 +37,7 @@ import { groupPollEvery, makeConsumerMetrics } from "./ConsumerMetrics.js"
 import { type ConsumerStats, makeProcess } from "./Delivery.js"
 import { type Dispatcher, makeDispatcher } from "./Dispatcher.js"
 import type { ConsumerOptionsInvalid, ConsumerRedisUnavailable } from "./Errors.js"
-import { type Delivery, makeGroupClient } from "./GroupClient.js"
+import { makeGroupClient } from "./GroupClient.js"
 import {
   type CatalogConsumerOptions,
   type CatalogHandlers,
@@ -151,8 +151,7 @@ export const make = Effect.fnUntraced(function*<P, E, R>(userOptions: AnyConsume
     }
   }
 
-  const dispatchAll = (deliveries: ReadonlyArray<Delivery>) =>
-    Effect.forEach(deliveries, dispatcher.dispatch, { discard: true })
+  const dispatchAll = dispatcher.dispatchAll
 
   /** Re-reads this consumer's own pending list from the start, dispatching what is not held already. */
   const readOwnPending = Effect.gen(function*() {

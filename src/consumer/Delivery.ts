@@ -31,7 +31,7 @@ import { HandlerTimedOut } from "./Errors.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import { inHandlerSpan } from "./HandlerSpan.js"
 import type { ResolvedOptions } from "./Options.js"
-import type { AnyHandler, Routed } from "./Routing.js"
+import { type AnyHandler, directCallOf, type Routed } from "./Routing.js"
 
 /** Counters of what the consumer did, for tests, benchmarks and health checks. */
 export interface ConsumerStats {
@@ -109,21 +109,24 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    * the second attempt). The deadline in `watch` is watched by the dispatcher's sweeper, which
    * interrupts an overrunning handler (see Dispatcher); no timer per message.
    */
-  const runHandler = (handler: AnyHandler<E, R>, event: ConsumedEvent<P>, watch: HandlerWatch) => {
-    const attempt = Effect.suspend(() => handler(event))
-    const withRetries = Effect.catchCause(attempt, (cause) => {
+  const withRetries = (handler: AnyHandler<E, R>, event: ConsumedEvent<P>, first: Effect.Effect<void, E, R>) =>
+    // `first` is the first attempt (or what is left of it after a direct call).
+    Effect.catchCause(first, (cause) => {
       if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+      const attempt = Effect.suspend(() => handler(event))
       let replayed = false
       const again = Effect.suspend(() =>
         replayed ? (metrics.retried(), attempt) : (replayed = true, Effect.failCause(cause))
       )
       return Effect.retry(again, options.retry)
     })
-    return Effect.suspend(() => {
+
+  const runHandler = (handler: AnyHandler<E, R>, event: ConsumedEvent<P>, watch: HandlerWatch) =>
+    Effect.suspend(() => {
       watch.deadline = clock.currentTimeMillisUnsafe() + options.handlerTimeoutMillis
-      return Effect.exit(ctx.tracing ? inHandlerSpan(withRetries, event, options.group) : withRetries)
+      const handled = withRetries(handler, event, Effect.suspend(() => handler(event)))
+      return Effect.exit(ctx.tracing ? inHandlerSpan(handled, event, options.group) : handled)
     })
-  }
 
   /** Settles a delivery whose handler ran `seconds`. */
   const onHandled = (delivery: Delivery, seconds: number) => (exit: Exit.Exit<void, unknown>): Effect.Effect<void> => {
@@ -144,35 +147,55 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     )
   }
 
+  /** Settles a delivery once its handler is done (all attempts). */
+  const settle = (delivery: Delivery, watch: HandlerWatch) => (exit: Exit.Exit<void, unknown>): Effect.Effect<void> => {
+    // The deadline says when the handler started: one clock reading for the duration.
+    const seconds = (clock.currentTimeMillisUnsafe() - watch.deadline + options.handlerTimeoutMillis) / 1000
+    watch.deadline = 0
+    if (Exit.isSuccess(exit)) {
+      stats.acked++
+      metrics.handled(true, seconds)
+      ctx.acknowledge(delivery.id)
+      return Effect.void
+    }
+    return Effect.uninterruptible(onHandled(delivery, seconds)(exit))
+  }
+
   /**
    * Runs the handler, then settles the delivery; settling is never cut in half by a timeout (the
    * success path is synchronous, the others uninterruptible). A worker interrupted mid-handler gets a
    * fresh watch, so the deadline only needs clearing here.
+   *
+   * A handler with a direct call (plain JavaScript, no tracer) runs its first attempt right here:
+   * when it returns without a promise and succeeds, the delivery is settled with no effect at all
+   * (undefined); otherwise the rest of that attempt and any retries go through the effect.
    */
   const handle = (
     delivery: Delivery,
     event: ConsumedEvent<P>,
     watch: HandlerWatch,
     handler: AnyHandler<E, R> = ctx.handler
-  ) =>
-    Effect.flatMap(runHandler(handler, event, watch), (exit) => {
-      // The deadline says when the handler started: one clock reading for the duration.
-      const seconds = (clock.currentTimeMillisUnsafe() - watch.deadline + options.handlerTimeoutMillis) / 1000
-      watch.deadline = 0
-      if (Exit.isSuccess(exit)) {
-        stats.acked++
-        metrics.handled(true, seconds)
-        ctx.acknowledge(delivery.id)
-        return Effect.void
-      }
-      return Effect.uninterruptible(onHandled(delivery, seconds)(exit))
-    })
+  ): Effect.Effect<void, never, R> | undefined => {
+    const direct = ctx.tracing ? undefined : directCallOf(handler)
+    if (direct === undefined) return Effect.flatMap(runHandler(handler, event, watch), settle(delivery, watch))
+    const started = clock.currentTimeMillisUnsafe()
+    watch.deadline = started + options.handlerTimeoutMillis
+    const rest = direct(event)
+    if (rest !== undefined) {
+      return Effect.flatMap(Effect.exit(withRetries(handler, event, rest)), settle(delivery, watch))
+    }
+    watch.deadline = 0
+    stats.acked++
+    metrics.handled(true, (clock.currentTimeMillisUnsafe() - started) / 1000)
+    ctx.acknowledge(delivery.id)
+    return undefined
+  }
 
   const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) =>
     Effect.flatMap(Effect.result(ctx.decodePayload!(event.payload)), (decoded) =>
       Result.isFailure(decoded)
         ? deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
-        : handle(delivery, { ...event, payload: decoded.success }, watch))
+        : handle(delivery, { ...event, payload: decoded.success }, watch) ?? Effect.void)
 
   // Types already reported: the first entry of a type logs, the rest only count.
   const reportedUnknown = new Set<string>()
@@ -193,19 +216,23 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       )
   }
 
-  const routeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) => {
+  const routeThenHandle = (
+    delivery: Delivery,
+    event: ConsumedEvent<unknown>,
+    watch: HandlerWatch
+  ): Effect.Effect<void, never, R> | undefined => {
     const routed = ctx.route!(event)
     if (routed._tag === "Handle") return handle(delivery, routed.event as ConsumedEvent<P>, watch, routed.handler)
     if (routed._tag === "Poison") return deadLetter(delivery, `payload refused by the catalog: ${routed.reason}`)
     return skip(delivery, event.eventType, routed.inCatalog)
   }
 
-  // Plain function, not Effect.gen: this runs once per message.
-  const process = (delivery: Delivery, watch: HandlerWatch): Effect.Effect<void, never, R> => {
+  // Plain function, not Effect.gen: this runs once per message. Undefined: settled already.
+  const process = (delivery: Delivery, watch: HandlerWatch): Effect.Effect<void, never, R> | undefined => {
     if (delivery.fields === null) {
       // Deleted from the stream (trimmed) while pending: nothing left to handle.
       ctx.acknowledge(delivery.id)
-      return Effect.void
+      return undefined
     }
     if (delivery.deliveryCount > options.maxDeliveries) {
       return deadLetter(

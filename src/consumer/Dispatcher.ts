@@ -37,6 +37,8 @@ export interface HandlerWatch {
 export interface Dispatcher<R> {
   /** Queues a delivery in its track; false when the entry is already held (nothing done). */
   readonly dispatch: (delivery: Delivery) => Effect.Effect<boolean>
+  /** `dispatch` for each delivery, in order, as one effect (a read's batch). */
+  readonly dispatchAll: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
   /** Entry ids held now. */
   readonly held: () => ReadonlyArray<string>
   readonly heldCount: () => number
@@ -63,8 +65,11 @@ export interface DispatcherOptions<R> {
   readonly maxInFlight: number
   readonly batchSize: number
   readonly handlerTimeoutMillis: number
-  /** Handles one delivery, setting `watch.deadline` while its handler runs. Never fails. */
-  readonly process: (delivery: Delivery, watch: HandlerWatch) => Effect.Effect<void, never, R>
+  /**
+   * Handles one delivery, setting `watch.deadline` while its handler runs. Never fails. Undefined when
+   * it settled the delivery synchronously (nothing left to run).
+   */
+  readonly process: (delivery: Delivery, watch: HandlerWatch) => Effect.Effect<void, never, R> | undefined
   /** Settles a delivery whose handler was interrupted for overrunning its deadline. */
   readonly timedOut: (delivery: Delivery) => Effect.Effect<void>
 }
@@ -118,10 +123,14 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       let current: Delivery | undefined
       return Effect.gen(function*() {
         while (true) {
-          track = yield* Queue.take(ready)
+          // A track already queued is taken without suspending: with synchronous handlers a worker goes
+          // through a read's batch in one go (at most `maxInFlight` entries) instead of one wake-up each.
+          const next = Queue.takeUnsafe(ready)
+          track = next === undefined ? yield* Queue.take(ready) : next._tag === "Success" ? next.value : yield* next
           while (track.items.length > 0 && !closed) {
             current = track.items[0]!
-            yield* options.process(current, worker.watch)
+            const rest = options.process(current, worker.watch)
+            if (rest !== undefined) yield* rest
             current = undefined
             track.items.shift()
           }
@@ -150,25 +159,29 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
       ) as Effect.Effect<void, never, R>
     }
 
-    const dispatch = (delivery: Delivery): Effect.Effect<boolean> =>
-      Effect.sync(() => {
-        if (closed || held.has(delivery.id)) return false
-        held.set(delivery.id, true)
-        if (++inFlight > roomLimit) room.closeUnsafe()
-        if (!options.orderByAggregate) {
-          Queue.offerUnsafe(ready, { key: "", items: [delivery] })
-          return true
-        }
-        const key = aggregateOf(delivery.fields)
-        const track = tracks.get(key)
-        if (track !== undefined) {
-          track.items.push(delivery)
-        } else {
-          const fresh = { key, items: [delivery] }
-          tracks.set(key, fresh)
-          Queue.offerUnsafe(ready, fresh)
-        }
+    const dispatchUnsafe = (delivery: Delivery): boolean => {
+      if (closed || held.has(delivery.id)) return false
+      held.set(delivery.id, true)
+      if (++inFlight > roomLimit) room.closeUnsafe()
+      if (!options.orderByAggregate) {
+        Queue.offerUnsafe(ready, { key: "", items: [delivery] })
         return true
+      }
+      const key = aggregateOf(delivery.fields)
+      const track = tracks.get(key)
+      if (track !== undefined) {
+        track.items.push(delivery)
+      } else {
+        const fresh = { key, items: [delivery] }
+        tracks.set(key, fresh)
+        Queue.offerUnsafe(ready, fresh)
+      }
+      return true
+    }
+    const dispatch = (delivery: Delivery) => Effect.sync(() => dispatchUnsafe(delivery))
+    const dispatchAll = (deliveries: ReadonlyArray<Delivery>) =>
+      Effect.sync(() => {
+        for (const delivery of deliveries) dispatchUnsafe(delivery)
       })
 
     const start = Effect.gen(function*() {
@@ -196,6 +209,7 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
     const fibers = () => [...workers].flatMap((worker) => worker.fiber ? [worker.fiber] : [])
     return {
       dispatch,
+      dispatchAll,
       held: () => [...held.keys()],
       heldCount: () => held.size,
       finish,

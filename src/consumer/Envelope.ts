@@ -9,7 +9,9 @@
 import * as Predicate from "effect/Predicate"
 import * as Result from "effect/Result"
 
-export { envelopeFields } from "../shared/Envelope.js"
+import { type EnvelopeField, envelopeFields } from "../shared/Envelope.js"
+
+export { envelopeFields }
 
 /** One event as a handler sees it; `payload` is decoded by the consumer's schema when it has one. */
 export interface ConsumedEvent<P = unknown> {
@@ -45,13 +47,25 @@ export const fieldsToRecord = (flat: ReadonlyArray<string>): Record<string, stri
   return record
 }
 
-const parseJson = (text: string | undefined, field: string, fallback: unknown): Result.Result<unknown, string> => {
-  if (text === undefined || text === "") return Result.succeed(fallback)
+/** A JSON field's value; a string (the reason) when it does not parse. Absent or empty: `{}`. */
+const parseJson = (text: string | undefined, field: string): { readonly value: unknown } | string => {
+  // The relay writes `{}` for an event without headers: most entries, so no parse for them.
+  if (text === undefined || text === "" || text === "{}") return { value: {} }
   try {
-    return Result.succeed(JSON.parse(text))
+    return { value: JSON.parse(text) }
   } catch (error) {
-    return Result.fail(`${field} is not valid JSON: ${(error as Error).message}`)
+    return `${field} is not valid JSON: ${(error as Error).message}`
   }
+}
+
+/**
+ * The entry's fields in the relay's layout (`envelopeFields`, in that order, each once): their values by
+ * position, with no record built; undefined for any other layout, which then goes through `fieldsToRecord`.
+ */
+const relayLayout = (flat: ReadonlyArray<string>): ReadonlyArray<string> | undefined => {
+  if (flat.length !== envelopeFields.length * 2) return undefined
+  for (let i = 0; i < envelopeFields.length; i++) if (flat[2 * i] !== envelopeFields[i]) return undefined
+  return flat
 }
 
 /**
@@ -64,15 +78,26 @@ export const parseEnvelope = (
   flat: ReadonlyArray<string>,
   deliveryCount: number
 ): Result.Result<ConsumedEvent<unknown>, string> => {
-  const f = fieldsToRecord(flat)
+  const inOrder = relayLayout(flat)
+  const f: Partial<Record<EnvelopeField, string>> = inOrder === undefined ? fieldsToRecord(flat) : {
+    event_id: inOrder[1],
+    event_type: inOrder[3],
+    topic: inOrder[5],
+    aggregate_type: inOrder[7],
+    aggregate_id: inOrder[9],
+    tenant_id: inOrder[11],
+    schema_version: inOrder[13],
+    occurred_at: inOrder[15],
+    payload: inOrder[17],
+    headers: inOrder[19]
+  }
   if (!f.event_id) return Result.fail("entry has no event_id field")
   if (f.event_type === undefined) return Result.fail("entry has no event_type field")
-  const payload = parseJson(f.payload, "payload", {})
-  if (Result.isFailure(payload)) return Result.fail(payload.failure)
-  const headers = parseJson(f.headers, "headers", {})
-  if (Result.isFailure(headers)) return Result.fail(headers.failure)
-  const headersValue = headers.success
-  if (!Predicate.isObject(headersValue)) return Result.fail("headers is not a JSON object")
+  const payload = parseJson(f.payload, "payload")
+  if (typeof payload === "string") return Result.fail(payload)
+  const headers = parseJson(f.headers, "headers")
+  if (typeof headers === "string") return Result.fail(headers)
+  if (!Predicate.isObject(headers.value)) return Result.fail("headers is not a JSON object")
   return Result.succeed({
     id,
     stream,
@@ -84,8 +109,8 @@ export const parseEnvelope = (
     tenantId: f.tenant_id ?? "",
     schemaVersion: f.schema_version === undefined ? 1 : Number(f.schema_version),
     occurredAt: f.occurred_at ?? "",
-    payload: payload.success,
-    headers: headersValue as Record<string, unknown>,
+    payload: payload.value,
+    headers: headers.value as Record<string, unknown>,
     deliveryCount
   })
 }

@@ -106,6 +106,17 @@ export const findGroupInfo = (reply: unknown, group: string): GroupInfo | undefi
 const toEntries = (raw: unknown): Array<RawEntry> =>
   ((raw ?? []) as Array<[string, Array<string> | null]>).map(([id, fields]) => ({ id, fields }))
 
+/** New entries of XREADGROUP `>`: first deliveries, built in one pass (one object per entry). */
+const toFirstDeliveries = (raw: unknown): Array<Delivery> => {
+  const entries = (raw ?? []) as Array<[string, Array<string> | null]>
+  const out = new Array<Delivery>(entries.length)
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!
+    out[i] = { id: entry[0], fields: entry[1], deliveryCount: 1 }
+  }
+  return out
+}
+
 /** Opens both connections (closed with the scope) and returns the group's commands. */
 export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupClient, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -214,7 +225,7 @@ export const makeGroupClient = (options: ResolvedOptions): Effect.Effect<GroupCl
         }),
         Effect.map((reply) => {
           const streams = reply as Array<[string, unknown]> | null
-          return streams === null ? [] : toEntries(streams[0]![1]).map((e) => ({ ...e, deliveryCount: 1 }))
+          return streams === null ? [] : toFirstDeliveries(streams[0]![1])
         })
       )
 

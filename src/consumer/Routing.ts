@@ -15,6 +15,26 @@ import { ConsumerOptionsInvalid } from "./Errors.js"
 
 export type AnyHandler<E, R> = (event: ConsumedEvent<any>) => Effect.Effect<void, E, R>
 
+/**
+ * A handler's first attempt without an Effect: undefined when it finished synchronously and
+ * succeeded, else the effect that completes the attempt (a promise to await, or a failure). Attached
+ * to a handler (`withDirectCall`) whose work is plain JavaScript, so a synchronous handler costs
+ * the consumer no effect per message; retries still run the handler itself.
+ */
+export type DirectCall<E> = (event: ConsumedEvent<any>) => Effect.Effect<void, E> | undefined
+
+const directCallKey = Symbol.for("outbox-relay/consumer/directCall")
+
+/** `direct` as an Effect handler that also carries it, for `directCallOf`. */
+export const withDirectCall = <E>(direct: DirectCall<E>): AnyHandler<E, never> =>
+  Object.assign((event: ConsumedEvent<any>) => Effect.suspend(() => direct(event) ?? Effect.void), {
+    [directCallKey]: direct
+  })
+
+/** The direct call a handler carries, if any. */
+export const directCallOf = <E, R>(handler: AnyHandler<E, R>): DirectCall<E> | undefined =>
+  (handler as { readonly [directCallKey]?: DirectCall<E> })[directCallKey]
+
 /** Where one entry goes. */
 export type Routed<E, R> =
   | { readonly _tag: "Handle"; readonly event: ConsumedEvent<unknown>; readonly handler: AnyHandler<E, R> }

@@ -37,7 +37,7 @@ import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
 import type { ConsumerTls, StartFrom, UnknownEvents } from "./Options.js"
-import type { AnyHandler } from "./Routing.js"
+import { type AnyHandler, withDirectCall } from "./Routing.js"
 
 /** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
 export interface HandlerContext<Tx> {
@@ -86,7 +86,7 @@ export interface BaseConsumerOptions {
   readonly claimIntervalMs?: number
   /** BLOCK of one XREADGROUP. Default 2000. */
   readonly blockMs?: number
-  /** Entries per read (COUNT). Default 200. */
+  /** Entries per read (COUNT). Default 500. */
   readonly batchSize?: number
   /** On stop, how long running handlers may take. Default 10000. */
   readonly stopTimeoutMs?: number
@@ -170,37 +170,44 @@ export interface ConsumerHandle {
   readonly metricsUrl: string | undefined
 }
 
+/** A handler's context; a class, so the lazy `signal` getter is not made again for every call. */
+class CallContext<Tx> implements HandlerContext<Tx> {
+  controller: AbortController | undefined = undefined
+  constructor(readonly sql: Tx) {}
+  get signal() {
+    return (this.controller ??= new AbortController()).signal
+  }
+}
+
 /**
- * Calls a handler. One that returns without a promise costs no promise and no AbortController; the
- * signal is made only when the handler reads it, and aborted when the delivery is interrupted.
+ * Calls a handler: undefined when it returned without a promise (no promise, no AbortController, no
+ * effect), else the effect that awaits it or fails with what it threw. The signal is made only when
+ * the handler reads it, and aborted when the delivery is interrupted.
  */
-const callHandler = <Tx, P>(handler: Handler<Tx, P>, event: ConsumedEvent<P>, sql: Tx): Effect.Effect<void, unknown> =>
-  Effect.suspend(() => {
-    let controller: AbortController | undefined
-    const context: HandlerContext<Tx> = {
-      get signal() {
-        return (controller ??= new AbortController()).signal
-      },
-      sql
-    }
-    let result: Promise<void> | void
-    try {
-      result = handler(event, context)
-    } catch (error) {
-      return Effect.fail(error)
-    }
-    if (!Predicate.isPromiseLike(result)) return Effect.void
-    const promise = result
-    return Effect.tryPromise({ try: () => promise, catch: (cause) => cause }).pipe(
-      Effect.onInterrupt(() => {
-        const abort = Effect.sync(() => controller?.abort())
-        // With the inbox, the handler must not outlive its transaction: a query it sends after the
-        // rollback would run outside it (postgres.js runs it in autocommit), so its effect would escape
-        // the inbox. Interrupting it waits until its promise settles.
-        return sql === undefined ? abort : Effect.andThen(abort, Effect.promise(() => promise.then(noop, noop)))
-      })
-    )
-  })
+const callHandler = <Tx, P>(
+  handler: Handler<Tx, P>,
+  event: ConsumedEvent<P>,
+  sql: Tx
+): Effect.Effect<void, unknown> | undefined => {
+  const context = new CallContext(sql)
+  let result: Promise<void> | void
+  try {
+    result = handler(event, context)
+  } catch (error) {
+    return Effect.fail(error)
+  }
+  if (!Predicate.isPromiseLike(result)) return undefined
+  const promise = result
+  return Effect.tryPromise({ try: () => promise, catch: (cause) => cause }).pipe(
+    Effect.onInterrupt(() => {
+      const abort = Effect.sync(() => context.controller?.abort())
+      // With the inbox, the handler must not outlive its transaction: a query it sends after the
+      // rollback would run outside it (postgres.js runs it in autocommit), so its effect would escape
+      // the inbox. Interrupting it waits until its promise settles.
+      return sql === undefined ? abort : Effect.andThen(abort, Effect.promise(() => promise.then(noop, noop)))
+    })
+  )
+}
 
 const noop = () => {}
 
@@ -257,8 +264,11 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
   /** A promise handler as an Effect one, in its own inbox transaction when there is an inbox. */
   const wrap = (userHandler: Handler<any, any>): AnyHandler<unknown, never> =>
     inbox !== undefined
-      ? withInbox<unknown, unknown, never>(inbox, (event, tx) => callHandler(userHandler, event, tx))
-      : (event) => callHandler(userHandler, event, undefined)
+      ? withInbox<unknown, unknown, never>(
+        inbox,
+        (event, tx) => Effect.suspend(() => callHandler(userHandler, event, tx) ?? Effect.void)
+      )
+      : withDirectCall((event) => callHandler(userHandler, event, undefined))
   const handling = options.catalog === undefined
     ? { handler: wrap(options.handler) }
     : {

@@ -59,6 +59,113 @@ describe("startConsumer", () => {
     expect(seen.length).toBe(1)
   })
 
+  it("retries a handler that throws, dead-letters one that keeps throwing, acknowledges the rest", async () => {
+    const stream = `${prefix}sync-failures`
+    const calls = new Map<string, number>()
+    const [flakyId, poisonId] = await addEvents(redis, stream, [
+      { event_type: "Flaky" },
+      { event_type: "Poison" },
+      ...Array.from({ length: 50 }, () => ({ event_type: "Fine" }))
+    ])
+    // Synchronous handler: it returns nothing and throws, the path that needs no promise.
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "g",
+      logLevel: "error",
+      maxDeliveries: 1,
+      retries: 2,
+      retryDelayMs: 5,
+      handler: (event) => {
+        const n = (calls.get(event.id) ?? 0) + 1
+        calls.set(event.id, n)
+        if (event.eventType === "Poison" || (event.eventType === "Flaky" && n < 3)) throw new Error(`boom ${n}`)
+      }
+    })
+    try {
+      const dlq = await eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0)
+      expect(dlq.length).toBe(1)
+      const fields = dlq[0]![1]
+      expect(fields[fields.indexOf("entry_id") + 1]).toBe(poisonId)
+      expect(fields[fields.indexOf("reason") + 1]).toMatch(/boom 3/)
+      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+      // One call, two retries each; every other event once.
+      expect(calls.get(flakyId!)).toBe(3)
+      expect(calls.get(poisonId!)).toBe(3)
+      expect(calls.size).toBe(52)
+      expect(consumer.stats()).toMatchObject({ acked: 51, failed: 1, deadLettered: 1 })
+    } finally {
+      await consumer.stop()
+    }
+  })
+
+  it("aborts a handler that runs past handlerTimeoutMs; it counts as a failed delivery", async () => {
+    const stream = `${prefix}hang`
+    const [hangId] = await addEvents(redis, stream, [{ event_type: "Hang" }, { event_type: "Fine" }])
+    let aborted = false
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "g",
+      logLevel: "error",
+      maxDeliveries: 1,
+      retries: 0,
+      handlerTimeoutMs: 200,
+      handler: (event, { signal }) =>
+        event.eventType === "Hang"
+          ? new Promise<void>((resolve) =>
+            signal.addEventListener("abort", () => {
+              aborted = true
+              resolve()
+            })
+          )
+          : undefined
+    })
+    try {
+      const dlq = await eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0)
+      expect(dlq[0]![1][dlq[0]![1].indexOf("entry_id") + 1]).toBe(hangId)
+      expect(dlq[0]![1][dlq[0]![1].indexOf("reason") + 1]).toMatch(/HandlerTimedOut/)
+      expect(aborted).toBe(true)
+      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+      expect(consumer.stats()).toMatchObject({ acked: 1, failed: 1, deadLettered: 1 })
+    } finally {
+      await consumer.stop()
+    }
+  })
+
+  it("keeps each aggregate's order with a synchronous handler and several workers", async () => {
+    const stream = `${prefix}order`
+    const events = Array.from({ length: 600 }, (_, i) => ({ aggregate_id: `agg-${i % 7}`, payload: { n: i } }))
+    await addEvents(redis, stream, events)
+    const seen = new Map<string, Array<number>>()
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "g",
+      logLevel: "error",
+      orderByAggregate: true,
+      batchSize: 100,
+      concurrency: 4,
+      handler: (event) => {
+        const list = seen.get(event.aggregateId) ?? []
+        list.push((event.payload as { n: number }).n)
+        seen.set(event.aggregateId, list)
+      }
+    })
+    const handled = () => [...seen.values()].reduce((sum, list) => sum + list.length, 0)
+    try {
+      await eventually(handled, (n) => n >= 600)
+      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+      expect(handled()).toBe(600)
+      for (let a = 0; a < 7; a++) {
+        const expected = events.flatMap((e) => e.aggregate_id === `agg-${a}` ? [e.payload.n] : [])
+        expect(seen.get(`agg-${a}`)).toEqual(expected)
+      }
+    } finally {
+      await consumer.stop()
+    }
+  })
+
   it("rejects options that cannot work, naming the option", async () => {
     await expect(startConsumer({
       redisUrl: inject("redisUrl"),

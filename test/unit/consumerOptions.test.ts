@@ -66,7 +66,7 @@ describe("resolveOptions", () => {
       assert.strictEqual(resolved.startFrom, "beginning")
       assert.strictEqual(resolved.concurrency, 16)
       assert.isFalse(resolved.orderByAggregate)
-      assert.strictEqual(resolved.batchSize, 200)
+      assert.strictEqual(resolved.batchSize, 500)
       assert.strictEqual(resolved.blockMillis, 2_000)
       assert.strictEqual(resolved.blockGraceMillis, 5_000)
       assert.strictEqual(resolved.maxDeliveries, 5)
