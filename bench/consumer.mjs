@@ -4,7 +4,8 @@
  * must do (bench/competitors/least-work-consumer.mjs). A throwaway redis-server of its own holds one
  * stream of relay-shaped entries (the envelope fields in the relay's order, payload and headers as
  * Postgres prints jsonb); every row reads all of it as a fresh group, in a process of its own
- * (bench/lib/consumer-row.mjs), with a no-op handler. Rounds rotate which row goes first; each row
+ * (bench/lib/consumer-row.mjs), with a no-op handler: a plain function, and in the row "startConsumer
+ * async" an async one (a promise per message, as most handlers are). Rounds rotate which row goes first; each row
  * reports the median of its rounds and its per-round ratio to least-work.
  *
  *   npm run bench -- --scenario consumer [--quick] [--rounds n] [--baseline <dir>]
@@ -64,6 +65,8 @@ export const runConsumerBench = async ({ quick, rounds, baselineDir, messages, l
     { name: "least-work", row: "least-work", settings: "one connection, XREADGROUP COUNT 500, one XACK per read" },
     { name: "startConsumer defaults", row: "startConsumer", dist: `${root}/dist`, options: {} },
     { name: "startConsumer best", row: "startConsumer", dist: `${root}/dist`, options: bestConsumerOptions },
+    // What most handlers are: an async function (a promise per message), with the default settings.
+    { name: "startConsumer async", row: "startConsumer", dist: `${root}/dist`, options: {}, asyncHandler: true },
     ...(baselineDir
       ? [
         { name: "baseline defaults", row: "startConsumer", dist: `${baselineDir}/dist`, options: {} },
@@ -95,7 +98,8 @@ export const runConsumerBench = async ({ quick, rounds, baselineDir, messages, l
             BENCH_MESSAGES: String(count),
             BENCH_ROW: r.row,
             BENCH_DIST: r.dist ?? "",
-            BENCH_OPTIONS: JSON.stringify(r.options ?? {})
+            BENCH_OPTIONS: JSON.stringify(r.options ?? {}),
+            BENCH_HANDLER: r.asyncHandler ? "async" : "sync"
           }
         })
         const result = JSON.parse(stdout.trim().split("\n").at(-1))
@@ -119,7 +123,7 @@ export const runConsumerBench = async ({ quick, rounds, baselineDir, messages, l
       const ratios = rates.map((rate, i) => round(rate / floor[i], 3))
       return {
         name: r.name,
-        settings: r.settings ?? JSON.stringify(r.options),
+        settings: r.settings ?? `${JSON.stringify(r.options)}${r.asyncHandler ? ", async handler" : ""}`,
         rates: rates.map((x) => Math.round(x)),
         rate: Math.round(median(rates)),
         ratios,

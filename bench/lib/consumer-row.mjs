@@ -5,7 +5,8 @@
  *
  * BENCH_REDIS_URL, BENCH_STREAM, BENCH_GROUP (exists, at "0"), BENCH_MESSAGES (entries in the stream),
  * BENCH_ROW ("least-work" or "startConsumer"), BENCH_DIST (the build's dist/ for startConsumer),
- * BENCH_OPTIONS (JSON: startConsumer's options beyond the connection and the handler).
+ * BENCH_OPTIONS (JSON: startConsumer's options beyond the connection and the handler), BENCH_HANDLER
+ * ("sync", the default, or "async").
  *
  * The clock runs from just before the consumer is created (its connections and start-up included)
  * until every entry was handled and the group has nothing pending (every XACK arrived).
@@ -33,9 +34,15 @@ await watcher.ping()
 let handled = 0
 let allHandled
 const handledAll = new Promise((resolve) => (allHandled = resolve))
-const handler = () => {
+const syncHandler = () => {
   if (++handled === count) allHandled()
 }
+// BENCH_HANDLER=async: an async function, a promise per message, as most handlers are.
+const handler = env.BENCH_HANDLER === "async"
+  ? async () => {
+    if (++handled === count) allHandled()
+  }
+  : syncHandler
 
 let gcMillis = 0
 let started = Infinity

@@ -83,7 +83,7 @@ describe("startConsumer", () => {
       }
     })
     try {
-      const dlq = await eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0)
+      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
       expect(dlq.length).toBe(1)
       const fields = dlq[0]![1]
       expect(fields[fields.indexOf("entry_id") + 1]).toBe(poisonId)
@@ -122,7 +122,7 @@ describe("startConsumer", () => {
           : undefined
     })
     try {
-      const dlq = await eventually(() => redis.xrange(`${stream}:dlq`, "-", "+"), (es) => es.length > 0)
+      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
       expect(dlq[0]![1][dlq[0]![1].indexOf("entry_id") + 1]).toBe(hangId)
       expect(dlq[0]![1][dlq[0]![1].indexOf("reason") + 1]).toMatch(/HandlerTimedOut/)
       expect(aborted).toBe(true)
