@@ -10,7 +10,16 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { basename, join, relative } from "node:path"
 import { root } from "./lib/competitors.mjs"
 import { fmtNum } from "./lib/stats.mjs"
-import { abTable, consumerTable, drainTable, latencyTable, overheadTable, ratios, soakTable } from "./lib/summary.mjs"
+import {
+  abTable,
+  clusterTable,
+  consumerTable,
+  drainTable,
+  latencyTable,
+  overheadTable,
+  ratios,
+  soakTable
+} from "./lib/summary.mjs"
 import { barChart, lineChart, palette } from "./lib/svg.mjs"
 import { profileTable } from "./profile.mjs"
 
@@ -322,6 +331,19 @@ ${consumerTable(results.consumer)}
 `
   : ""
 
+/** The cluster scenario, when the run has it (older cited runs do not). */
+const clusterSection = results.cluster
+  ? `### Redis Cluster (drain of ${fmtNum(results.cluster.events)} events over ${results.cluster.topics} topics)
+
+The relay drains the same backlog into one Redis and into a Redis Cluster of ${results.cluster.masters} masters on this
+machine (\`RELAY_REDIS_CLUSTER=true\`, \`bench/cluster.mjs\`), rounds alternating which goes first; the rate is
+the drain window's, first to last stream entry.
+
+${clusterTable(results.cluster)}
+
+`
+  : ""
+
 const abSection = results.ab && (results.ab.drain.length || results.ab.latency.length)
   ? `
 ### A/B: this build and the baseline, taking turns
@@ -449,7 +471,7 @@ ${results.soak.length ? soakTable(results) : "Not run (`npm run bench -- --scena
 
 ${soakCharts.join("\n\n")}
 
-${consumerSection}### Ratios
+${consumerSection}${clusterSection}### Ratios
 
 ${ratios(results)}
 ${abSection}

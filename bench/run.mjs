@@ -8,9 +8,11 @@
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue |
- *                                          consumer (comma-separated; enqueue: the typed producer helper
- *                                          enqueueMany against a hand-written multi-row INSERT; consumer:
- *                                          startConsumer against a least-work consumer, bench/consumer.mjs)
+ *                                          consumer | cluster (comma-separated; enqueue: the typed producer
+ *                                          helper enqueueMany against a hand-written multi-row INSERT;
+ *                                          consumer: startConsumer against a least-work consumer,
+ *                                          bench/consumer.mjs; cluster: the relay draining into a 3-master
+ *                                          Redis Cluster against one Redis, bench/cluster.mjs)
  *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run,
  *                                          off with --quick); the relay soaks twice: deleting on publish,
  *                                          and with RELAY_RETENTION
@@ -110,12 +112,21 @@ if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
 }
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
-    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue", "consumer"].includes(s)) {
+    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue", "consumer", "cluster"].includes(s)) {
       throw new Error(`--scenario: unknown ${s}`)
     }
     return s
   })
-  : ["drain", "latency", "overhead", ...(soakArg || !quick ? ["soak"] : []), "profile", "enqueue", "consumer"]
+  : [
+    "drain",
+    "latency",
+    "overhead",
+    ...(soakArg || !quick ? ["soak"] : []),
+    "profile",
+    "enqueue",
+    "consumer",
+    "cluster"
+  ]
 if (roundsArg !== undefined && !baselineDir && !scenarios.includes("consumer")) {
   throw new Error("--rounds goes with --baseline or the consumer scenario")
 }
@@ -1084,6 +1095,24 @@ try {
         results.consumer = await runConsumerBench({ quick, rounds: abRounds, baselineDir, log })
       } catch (error) {
         noteError("consumer", error)
+      }
+    })
+  }
+  if (scenarios.includes("cluster") && selected.includes("relay")) {
+    log("== cluster: the relay on a 3-master Redis Cluster vs one Redis (bench/cluster.mjs)")
+    const { runCluster } = await import("./cluster.mjs")
+    await timed("cluster", async () => {
+      try {
+        results.cluster = await runCluster({
+          pgAdmin: admin,
+          urlFor: pg.urlFor,
+          redisUrl: redisServer.url,
+          quick,
+          rounds: roundsArg === undefined ? undefined : abRounds,
+          log
+        })
+      } catch (error) {
+        noteError("cluster", error)
       }
     })
   }

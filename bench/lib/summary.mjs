@@ -301,6 +301,17 @@ export const consumerTable = (c) => {
   )
 }
 
+/** The cluster scenario: drain rates on one Redis and on the cluster per round, and their ratio. */
+export const clusterTable = (c) =>
+  table(
+    ["Redis", ...c.single.rates.map((_, i) => `round ${i + 1}`), "median ev/s"],
+    [
+      ["one Redis", ...c.single.rates.map((x) => fmtNum(x)), `**${fmtNum(c.single.median)}**`],
+      [`cluster, ${c.masters} masters`, ...c.cluster.rates.map((x) => fmtNum(x)), `**${fmtNum(c.cluster.median)}**`],
+      ["cluster / one", ...c.ratios.map((x) => (x === null ? "-" : x.toFixed(2))), `**${c.medianRatio.toFixed(2)}×**`]
+    ]
+  )
+
 export const summaryTable = (results) => {
   const parts = []
   if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
@@ -315,6 +326,13 @@ export const summaryTable = (results) => {
     parts.push(
       `### Consumer (${fmtNum(results.consumer.messages)} messages, no-op handler)\n\n${
         consumerTable(results.consumer)
+      }`
+    )
+  }
+  if (results.cluster) {
+    parts.push(
+      `### Redis Cluster (drain of ${fmtNum(results.cluster.events)} events over ${results.cluster.topics} topics)\n\n${
+        clusterTable(results.cluster)
       }`
     )
   }
