@@ -12,7 +12,7 @@
 //   NOTIFY_GROUP                 consumer group; default chat-notifier
 //
 // A message that cannot be formatted or posted is retried, then redelivered, and after 5 deliveries
-// lands in <stream>:dlq (`node dist/main.js dlq list outbox:orders`). SIGTERM/SIGINT stop it
+// lands in {<stream>}:dlq (`node dist/main.js dlq list outbox:orders`). SIGTERM/SIGINT stop it
 // gracefully: messages being posted finish, the rest stays pending for the group.
 import { startConsumer } from "outbox-relay"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Orders consumer: typed handlers per event type of the catalog. Each handler gets its payload
 // decoded and upgraded to the current version; an entry whose payload the schema refuses goes to
-// <stream>:dlq with the decode error, and types this consumer has no handler for are acknowledged.
+// {<stream>}:dlq with the decode error, and types this consumer has no handler for are acknowledged.
 //
 //   npm run build
 //   REDIS_URL=redis://127.0.0.1:6379 node examples/orders/consumer.mjs

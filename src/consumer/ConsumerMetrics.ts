@@ -54,7 +54,7 @@ export const makeConsumerMetrics = (stream: string, group: string): Effect.Effec
     const processed = counter("outbox_consumer_processed_total", "Deliveries whose handler succeeded (acknowledged)")
     const failed = counter("outbox_consumer_failed_total", "Deliveries whose handler failed or timed out")
     const retried = counter("outbox_consumer_retried_total", "Handler attempts retried within a delivery")
-    const deadLettered = counter("outbox_consumer_dead_lettered_total", "Messages copied to <stream>:dlq and acked")
+    const deadLettered = counter("outbox_consumer_dead_lettered_total", "Messages copied to {<stream>}:dlq and acked")
     const skipped = counter(
       "outbox_consumer_skipped_total",
       "Entries acknowledged without a handler (event type not in the consumer's catalog handlers)"

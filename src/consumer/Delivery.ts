@@ -5,7 +5,7 @@
  * |------------------------------------------------|------------------------------------------------|
  * | handler succeeds (after retries within it)     | XACK                                           |
  * | handler fails or times out, deliveries left    | left pending: reclaimed after `claimIdle`      |
- * | handler fails on delivery `maxDeliveries`      | dead-lettered (copied to `<stream>:dlq`, XACK)  |
+ * | handler fails on delivery `maxDeliveries`      | dead-lettered (copied to `{<stream>}:dlq`, XACK)  |
  * | delivered more than `maxDeliveries` times      | dead-lettered without running the handler      |
  * |   (consumers died while handling it)           |                                                |
  * | malformed envelope, payload refused by schema  | dead-lettered at once (can never succeed)      |

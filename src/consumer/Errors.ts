@@ -5,7 +5,7 @@
  * - `ConsumerOptionsInvalid` stops the consumer before it starts (a setting that cannot work).
  * - `HandlerTimedOut` describes one delivery: it counts as a failed one (left pending for a later
  *   delivery, or dead-lettered on the last). Poison (a message that can never succeed) is not an
- *   error but an outcome: the message goes to `<stream>:dlq` with its reason and is acknowledged.
+ *   error but an outcome: the message goes to `{<stream>}:dlq` with its reason and is acknowledged.
  */
 import * as Schema from "effect/Schema"
 

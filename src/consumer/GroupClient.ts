@@ -67,7 +67,7 @@ export interface GroupClient {
     count: number
   ) => Effect.Effect<{ readonly next: string; readonly deliveries: ReadonlyArray<Delivery> }, ConsumerRedisUnavailable>
   readonly ack: (ids: ReadonlyArray<string>) => Effect.Effect<void, ConsumerRedisUnavailable>
-  /** Copies the entry to `<stream>:dlq` with `extra` fields and acknowledges it, atomically (MULTI). */
+  /** Copies the entry to `{<stream>}:dlq` with `extra` fields and acknowledges it, atomically (MULTI). */
   readonly deadLetter: (
     entry: RawEntry,
     extra: ReadonlyArray<string>

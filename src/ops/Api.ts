@@ -36,7 +36,9 @@ const between = (minimum: number, maximum: number) =>
 export const PageCount = between(1, 1000).annotate({ description: "1 to 1000" })
 
 const streamParam = {
-  stream: Schema.String.annotate({ description: "The stream key: the prefix plus a topic (or its `:dlq`)" })
+  stream: Schema.String.annotate({
+    description: "The stream key: the prefix plus a topic (or its dead letters, `{<stream>}:dlq`)"
+  })
 }
 
 const read = [NotFound, Unavailable]

@@ -166,11 +166,11 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
   ).pipe(
     oneOf("replay", "ID"),
     Command.withDescription(
-      "Copy dead letters back to <stream> and delete them from <stream>:dlq. Those the relay dead-lettered " +
+      "Copy dead letters back to <stream> and delete them from {<stream>}:dlq. Those the relay dead-lettered " +
         "are skipped: replay them from Postgres (outbox dead replay). Exits 1 when an id was not found. " +
         redisConnections
     ),
-    Command.withShortDescription("Copy dead letters back to <stream> and delete them from <stream>:dlq")
+    Command.withShortDescription("Copy dead letters back to <stream> and delete them from {<stream>}:dlq")
   )
 
   const dlqPurge = Command.make(
@@ -181,13 +181,13 @@ export const operationsCommands = <E>(name: string, run: RunAction<E>) => {
   ).pipe(
     oneOf("purge", "ID"),
     Command.withDescription(
-      `Delete dead letters from <stream>:dlq for good. Exits 1 when an id was not found. ${redisConnections}`
+      `Delete dead letters from {<stream>}:dlq for good. Exits 1 when an id was not found. ${redisConnections}`
     ),
-    Command.withShortDescription("Delete dead letters from <stream>:dlq")
+    Command.withShortDescription("Delete dead letters from {<stream>}:dlq")
   )
 
   const dlq = Command.make("dlq", {}, group([name, "dlq"], "list, replay or purge")).pipe(
-    Command.withDescription(`List, replay or purge a stream's dead letters (<stream>:dlq). ${redisConnections}`),
+    Command.withDescription(`List, replay or purge a stream's dead letters ({<stream>}:dlq). ${redisConnections}`),
     Command.withShortDescription("List, replay or purge a stream's dead letters"),
     Command.withSubcommands([dlqList, dlqReplay, dlqPurge])
   )

@@ -26,7 +26,7 @@ export const RangeBound = Schema.String.check(Schema.isPattern(/^(-|\+|\(?\d{1,2
 export const StreamSummary = Schema.Struct({
   key: Schema.String,
   topic: Schema.String,
-  deadLetter: Schema.Boolean.annotate({ description: "A dead-letter stream (`<stream>:dlq`)" }),
+  deadLetter: Schema.Boolean.annotate({ description: "A dead-letter stream (`{<stream>}:dlq`)" }),
   length: Count,
   firstId: Schema.NullOr(Schema.String),
   lastId: Schema.NullOr(Schema.String),

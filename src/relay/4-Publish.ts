@@ -268,7 +268,7 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
   readonly forgetLater: (rows: ReadonlyArray<OutboxRow>) => Effect.Effect<void>
   /** Drops every queued marker now (when the relay goes idle, and before it stops). Best effort. */
   readonly flushForgotten: Effect.Effect<void>
-  /** Mirrors dead letters to `<stream>:dlq`. */
+  /** Mirrors dead letters to `{<stream>}:dlq`. */
   readonly mirrorDeadLetters: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisUnavailable>
   readonly ping: Effect.Effect<void, RedisUnavailable>
   /** Redis memory from `INFO memory`, for the metrics; on a cluster, the fullest master's. */

@@ -4,7 +4,7 @@
  * A batch is one transaction: the claim deletes the rows, Redis acknowledges their XADDs, the commit
  * makes the deletion final. A transient failure anywhere rolls the transaction back (the rows are
  * untouched) and the batch is retried with `retryBatch`, for ever. An event that can never be
- * published is kept in Postgres marked dead, mirrored to `<stream>:dlq`, and its batch goes on.
+ * published is kept in Postgres marked dead, mirrored to `{<stream>}:dlq`, and its batch goes on.
  *
  * Order: one batch at a time per lane, rows in id order, one script call per stream adding that
  * stream's rows in order; so within a stream (and so within an aggregate) entries follow outbox ids.

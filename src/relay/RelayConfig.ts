@@ -184,7 +184,7 @@ export const settings = {
   redisUrl: {
     names: ["RELAY_REDIS_URL", "REDIS_URL"],
     default: "redis://127.0.0.1:6379",
-    accepts: "a redis:// or rediss:// URL (a cluster's seeds: `redis://host1:port1,host2:port2`)",
+    accepts: "a redis:// or rediss:// URL (a cluster's seeds: `redis://h1:p1,h2:p2`)",
     description: "Redis receiving the streams (falls back to `REDIS_URL`).",
     config: redisUrl,
     secret: true
@@ -193,7 +193,7 @@ export const settings = {
     names: ["RELAY_REDIS_CLUSTER"],
     default: "false",
     accepts: "true or false",
-    description: "The URL's hosts are seed nodes of a Redis Cluster ([more](docs/production.md#redis-cluster)).",
+    description: "Redis is a Cluster ([more](docs/production.md#redis-cluster)).",
     config: boolean
   } satisfies Setting<boolean>,
   databaseTlsCaFile: {
@@ -236,7 +236,7 @@ export const settings = {
     default: "outbox:",
     accepts: "up to 100 characters without spaces or braces",
     description: "Stream key = prefix + topic; an empty value (`RELAY_STREAM_PREFIX=`) makes the stream key the " +
-      "topic itself. Dead letters go to `<stream>:dlq`.",
+      "topic itself. Dead letters go to `{<stream>}:dlq`.",
     config: text(/^[^\s{}]{0,100}$/),
     emptyIsValue: true
   } satisfies Setting<string>,

@@ -10,7 +10,7 @@ import { loadSettings, RelayConfig, settings } from "../../src/relay/RelayConfig
 import { parseRedisUrl } from "../../src/shared/RedisClient.js"
 
 const databaseUrl = "postgres://app:hunter2secret@127.0.0.1:5432/app"
-const redisAccepts = "a redis:// or rediss:// URL (a cluster's seeds: `redis://host1:port1,host2:port2`)"
+const redisAccepts = "a redis:// or rediss:// URL (a cluster's seeds: `redis://h1:p1,h2:p2`)"
 
 /** The settings `env` gives, over a valid database URL unless `env` sets its own. */
 const load = (env: Record<string, string | undefined>) =>
