@@ -29,7 +29,8 @@ describe("settings", () => {
     const exit = await relay.waitForExit(20_000)
     expect(exit.code).toBe(2)
     expect(relay.lines().filter((line) => line.trim() !== "")).toEqual([
-      "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL"
+      "Invalid RELAY_REDIS_URL=<redacted>: expected a redis:// or rediss:// URL (a cluster's seeds: " +
+      "`redis://h1:p1,h2:p2`)"
     ])
     expect(relay.stderr().filter((line) => line.trim() !== "")).toHaveLength(1)
   })
