@@ -31,7 +31,7 @@ import { HandlerTimedOut } from "./Errors.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import { inHandlerSpan } from "./HandlerSpan.js"
 import type { ResolvedOptions } from "./Options.js"
-import { type AnyHandler, directCallOf, type Routed } from "./Routing.js"
+import { type AnyHandler, directCallOf, PendingCall, type Routed } from "./Routing.js"
 
 /** Counters of what the consumer did, for tests, benchmarks and health checks. */
 export interface ConsumerStats {
@@ -161,6 +161,44 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     return Effect.uninterruptible(onHandled(delivery, seconds)(exit))
   }
 
+  /** Settles a delivery whose handler's first attempt succeeded, in plain JavaScript. */
+  const succeeded = (delivery: Delivery, watch: HandlerWatch, started: number) => {
+    watch.deadline = 0
+    stats.acked++
+    metrics.handled(true, (clock.currentTimeMillisUnsafe() - started) / 1000)
+    ctx.acknowledge(delivery.id)
+  }
+
+  /**
+   * Waits for a handler's promise with one callback: a resolved promise settles the delivery right in
+   * its `then`, before the worker resumes (no effect per message); only a rejection builds the retry
+   * and dead-letter path. An interruption (timeout, stop) aborts the handler's signal and leaves the
+   * settling to whoever interrupted, so a promise resolving afterwards settles nothing.
+   */
+  const awaitThenSettle = (
+    delivery: Delivery,
+    event: ConsumedEvent<P>,
+    watch: HandlerWatch,
+    handler: AnyHandler<E, R>,
+    call: PendingCall,
+    started: number
+  ): Effect.Effect<void, never, R> =>
+    Effect.callback<void, never, R>((resume) => {
+      let interrupted = false
+      call.promise.then(() => {
+        if (interrupted) return
+        succeeded(delivery, watch, started)
+        resume(Effect.void)
+      }, (error: E) => {
+        if (interrupted) return
+        resume(Effect.flatMap(Effect.exit(withRetries(handler, event, Effect.fail(error))), settle(delivery, watch)))
+      })
+      return Effect.sync(() => {
+        interrupted = true
+        call.abort()
+      })
+    })
+
   /**
    * Runs the handler, then settles the delivery; settling is never cut in half by a timeout (the
    * success path is synchronous, the others uninterruptible). A worker interrupted mid-handler gets a
@@ -168,7 +206,8 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    *
    * A handler with a direct call (plain JavaScript, no tracer) runs its first attempt right here:
    * when it returns without a promise and succeeds, the delivery is settled with no effect at all
-   * (undefined); otherwise the rest of that attempt and any retries go through the effect.
+   * (undefined); a promise is awaited by `awaitThenSettle`; a failure and its retries go through the
+   * effect.
    */
   const handle = (
     delivery: Delivery,
@@ -181,14 +220,12 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     const started = clock.currentTimeMillisUnsafe()
     watch.deadline = started + options.handlerTimeoutMillis
     const rest = direct(event)
-    if (rest !== undefined) {
-      return Effect.flatMap(Effect.exit(withRetries(handler, event, rest)), settle(delivery, watch))
+    if (rest === undefined) {
+      succeeded(delivery, watch, started)
+      return undefined
     }
-    watch.deadline = 0
-    stats.acked++
-    metrics.handled(true, (clock.currentTimeMillisUnsafe() - started) / 1000)
-    ctx.acknowledge(delivery.id)
-    return undefined
+    if (rest instanceof PendingCall) return awaitThenSettle(delivery, event, watch, handler, rest, started)
+    return Effect.flatMap(Effect.exit(withRetries(handler, event, rest)), settle(delivery, watch))
   }
 
   const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) =>
