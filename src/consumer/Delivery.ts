@@ -25,7 +25,7 @@ import * as Result from "effect/Result"
 import { describe } from "../shared/Errors.js"
 import { retryRedis } from "../shared/Retry.js"
 import type { ConsumerMetrics } from "./ConsumerMetrics.js"
-import type { HandlerWatch } from "./Dispatcher.js"
+import { awaitWaiting, type HandlerWatch, type Step, Waiting } from "./Dispatcher.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
@@ -170,34 +170,34 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
   }
 
   /**
-   * Waits for a handler's promise with one callback: a resolved promise settles the delivery right in
-   * its `then`, before the worker resumes (no effect per message); only a rejection builds the retry
-   * and dead-letter path. An interruption (timeout, stop) aborts the handler's signal and leaves the
-   * settling to whoever interrupted, so a promise resolving afterwards settles nothing.
+   * A handler's promise as a `Waiting` for the dispatcher: a resolved promise settles the delivery
+   * right in its `then` (no effect per message); only a rejection builds the retry and dead-letter
+   * path. Once aborted (timeout, stop: whoever interrupted settles the delivery), a promise settling
+   * later settles nothing.
    */
-  const awaitThenSettle = (
+  const waitFor = (
     delivery: Delivery,
     event: ConsumedEvent<P>,
     watch: HandlerWatch,
     handler: AnyHandler<E, R>,
     call: PendingCall,
     started: number
-  ): Effect.Effect<void, never, R> =>
-    Effect.callback<void, never, R>((resume) => {
-      let interrupted = false
+  ): Waiting<R> => {
+    let aborted = false
+    return new Waiting<R>((done) => {
       call.promise.then(() => {
-        if (interrupted) return
+        if (aborted) return
         succeeded(delivery, watch, started)
-        resume(Effect.void)
+        done(undefined)
       }, (error: E) => {
-        if (interrupted) return
-        resume(Effect.flatMap(Effect.exit(withRetries(handler, event, Effect.fail(error))), settle(delivery, watch)))
+        if (aborted) return
+        done(Effect.flatMap(Effect.exit(withRetries(handler, event, Effect.fail(error))), settle(delivery, watch)))
       })
-      return Effect.sync(() => {
-        interrupted = true
-        call.abort()
-      })
+    }, () => {
+      aborted = true
+      call.abort()
     })
+  }
 
   /**
    * Runs the handler, then settles the delivery; settling is never cut in half by a timeout (the
@@ -206,7 +206,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    *
    * A handler with a direct call (plain JavaScript, no tracer) runs its first attempt right here:
    * when it returns without a promise and succeeds, the delivery is settled with no effect at all
-   * (undefined); a promise is awaited by `awaitThenSettle`; a failure and its retries go through the
+   * (undefined); a promise is left to the dispatcher to wait for (`waitFor`); a failure and its retries go through the
    * effect.
    */
   const handle = (
@@ -214,7 +214,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     event: ConsumedEvent<P>,
     watch: HandlerWatch,
     handler: AnyHandler<E, R> = ctx.handler
-  ): Effect.Effect<void, never, R> | undefined => {
+  ): Step<R> => {
     const direct = ctx.tracing ? undefined : directCallOf(handler)
     if (direct === undefined) return Effect.flatMap(runHandler(handler, event, watch), settle(delivery, watch))
     const started = clock.currentTimeMillisUnsafe()
@@ -224,15 +224,18 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       succeeded(delivery, watch, started)
       return undefined
     }
-    if (rest instanceof PendingCall) return awaitThenSettle(delivery, event, watch, handler, rest, started)
+    if (rest instanceof PendingCall) return waitFor(delivery, event, watch, handler, rest, started)
     return Effect.flatMap(Effect.exit(withRetries(handler, event, rest)), settle(delivery, watch))
   }
+
+  const stepAsEffect = (step: Step<R>): Effect.Effect<void, never, R> =>
+    step === undefined ? Effect.void : step instanceof Waiting ? awaitWaiting(step) : step
 
   const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) =>
     Effect.flatMap(Effect.result(ctx.decodePayload!(event.payload)), (decoded) =>
       Result.isFailure(decoded)
         ? deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
-        : handle(delivery, { ...event, payload: decoded.success }, watch) ?? Effect.void)
+        : stepAsEffect(handle(delivery, { ...event, payload: decoded.success }, watch)))
 
   // Types already reported: the first entry of a type logs, the rest only count.
   const reportedUnknown = new Set<string>()
@@ -253,11 +256,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       )
   }
 
-  const routeThenHandle = (
-    delivery: Delivery,
-    event: ConsumedEvent<unknown>,
-    watch: HandlerWatch
-  ): Effect.Effect<void, never, R> | undefined => {
+  const routeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch): Step<R> => {
     const routed = ctx.route!(event)
     if (routed._tag === "Handle") return handle(delivery, routed.event as ConsumedEvent<P>, watch, routed.handler)
     if (routed._tag === "Poison") return deadLetter(delivery, `payload refused by the catalog: ${routed.reason}`)
@@ -265,7 +264,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
   }
 
   // Plain function, not Effect.gen: this runs once per message. Undefined: settled already.
-  const process = (delivery: Delivery, watch: HandlerWatch): Effect.Effect<void, never, R> | undefined => {
+  const process = (delivery: Delivery, watch: HandlerWatch): Step<R> => {
     if (delivery.fields === null) {
       // Deleted from the stream (trimmed) while pending: nothing left to handle.
       ctx.acknowledge(delivery.id)

@@ -194,6 +194,36 @@ describe("startConsumer", () => {
     }
   })
 
+  it("after an async handler times out, the rest of its aggregate is handled in order", async () => {
+    const stream = `${prefix}hang-ordered`
+    const events = ["Fine", "Fine", "Hang", "Fine", "Fine"].map((type, n) => ({ event_type: type, payload: { n } }))
+    const ids = await addEvents(redis, stream, events.map((e) => ({ ...e, aggregate_id: "order-1" })))
+    const seen: Array<number> = []
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "g",
+      logLevel: "error",
+      orderByAggregate: true,
+      maxDeliveries: 1,
+      retries: 0,
+      handlerTimeoutMs: 200,
+      handler: async (event, { signal }) => {
+        if (event.eventType === "Hang") await new Promise((resolve) => signal.addEventListener("abort", resolve))
+        else seen.push((event.payload as { n: number }).n)
+      }
+    })
+    try {
+      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
+      expect(dlq[0]![1][dlq[0]![1].indexOf("entry_id") + 1]).toBe(ids[2])
+      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+      expect(seen).toEqual([0, 1, 3, 4])
+      expect(consumer.stats()).toMatchObject({ acked: 4, failed: 1, deadLettered: 1 })
+    } finally {
+      await consumer.stop()
+    }
+  })
+
   it.each(["sync", "async"] as const)(
     "keeps each aggregate's order with a %s handler and several workers",
     async (kind) => {
