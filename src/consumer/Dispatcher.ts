@@ -6,7 +6,9 @@
  * ordering). `concurrency` long-lived worker fibers take tracks from a ready queue and handle a track's
  * deliveries one after the other, in arrival (stream) order, until it is empty. A track is in the
  * ready queue or with one worker, never both, so entries of one aggregate never overlap or overtake
- * each other, while different aggregates run in parallel.
+ * each other, while different aggregates run in parallel. A delivery that settles in plain JavaScript
+ * costs its worker no effect; one waiting for a handler's promise (`Waiting`) suspends the worker
+ * once, and the deliveries after it run in that promise's `then` until one needs an effect.
  *
  * Timeouts: a worker marks when its handler started (`HandlerWatch.deadline`); a sweeper looks every
  * `timeout / 10` and interrupts a worker whose handler overran, reports that delivery as timed out,
