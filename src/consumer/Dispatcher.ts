@@ -193,11 +193,17 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
           const done = (rest: Effect.Effect<void, never, R> | undefined) => {
             waiting = undefined
             if (rest !== undefined) return resume(Effect.succeed(rest))
-            advance()
-            const step = runReady()
-            if (!(step instanceof Waiting)) return resume(Effect.succeed(step))
-            waiting = step
-            step.wait(done)
+            // Outside the fiber's run loop: a throw here would leave the worker waiting forever, so it
+            // becomes a defect of the worker, as it would inside the loop.
+            try {
+              advance()
+              const step = runReady()
+              if (!(step instanceof Waiting)) return resume(Effect.succeed(step))
+              waiting = step
+              step.wait(done)
+            } catch (error) {
+              resume(Effect.die(error))
+            }
           }
           waiting = first
           first.wait(done)
