@@ -11,7 +11,8 @@
  *   npm run bench -- --scenario consumer [--quick] [--rounds n] [--baseline <dir>]
  *   node bench/consumer.mjs [--quick] [--rounds n] [--baseline <dir>] [--messages n]   (after npm run build)
  *
- * With `--baseline <dir>` (another build, see bench/README.md) its startConsumer runs as two more rows.
+ * With `--baseline <dir>` (another build, see bench/README.md) its startConsumer runs as three more rows
+ * (defaults, best, async).
  */
 import Redis from "ioredis"
 import { execFile } from "node:child_process"
@@ -70,7 +71,8 @@ export const runConsumerBench = async ({ quick, rounds, baselineDir, messages, l
     ...(baselineDir
       ? [
         { name: "baseline defaults", row: "startConsumer", dist: `${baselineDir}/dist`, options: {} },
-        { name: "baseline best", row: "startConsumer", dist: `${baselineDir}/dist`, options: bestConsumerOptions }
+        { name: "baseline best", row: "startConsumer", dist: `${baselineDir}/dist`, options: bestConsumerOptions },
+        { name: "baseline async", row: "startConsumer", dist: `${baselineDir}/dist`, options: {}, asyncHandler: true }
       ]
       : [])
   ]

@@ -25,13 +25,13 @@ import * as Result from "effect/Result"
 import { describe } from "../shared/Errors.js"
 import { retryRedis } from "../shared/Retry.js"
 import type { ConsumerMetrics } from "./ConsumerMetrics.js"
-import type { HandlerWatch } from "./Dispatcher.js"
+import { awaitWaiting, type HandlerWatch, type Step, Waiting } from "./Dispatcher.js"
 import { type ConsumedEvent, parseEnvelope } from "./Envelope.js"
 import { HandlerTimedOut } from "./Errors.js"
 import type { Delivery, GroupClient } from "./GroupClient.js"
 import { inHandlerSpan } from "./HandlerSpan.js"
 import type { ResolvedOptions } from "./Options.js"
-import { type AnyHandler, directCallOf, type Routed } from "./Routing.js"
+import { type AnyHandler, directCallOf, PendingCall, type Routed } from "./Routing.js"
 
 /** Counters of what the consumer did, for tests, benchmarks and health checks. */
 export interface ConsumerStats {
@@ -161,6 +161,44 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
     return Effect.uninterruptible(onHandled(delivery, seconds)(exit))
   }
 
+  /** Settles a delivery whose handler's first attempt succeeded, in plain JavaScript. */
+  const succeeded = (delivery: Delivery, watch: HandlerWatch, started: number) => {
+    watch.deadline = 0
+    stats.acked++
+    metrics.handled(true, (clock.currentTimeMillisUnsafe() - started) / 1000)
+    ctx.acknowledge(delivery.id)
+  }
+
+  /**
+   * A handler's promise as a `Waiting` for the dispatcher: a resolved promise settles the delivery
+   * right in its `then` (no effect per message); only a rejection builds the retry and dead-letter
+   * path. Once aborted (timeout, stop: whoever interrupted settles the delivery), a promise settling
+   * later settles nothing.
+   */
+  const waitFor = (
+    delivery: Delivery,
+    event: ConsumedEvent<P>,
+    watch: HandlerWatch,
+    handler: AnyHandler<E, R>,
+    call: PendingCall,
+    started: number
+  ): Waiting<R> => {
+    let aborted = false
+    return new Waiting<R>((done) => {
+      call.promise.then(() => {
+        if (aborted) return
+        succeeded(delivery, watch, started)
+        done(undefined)
+      }, (error: E) => {
+        if (aborted) return
+        done(Effect.flatMap(Effect.exit(withRetries(handler, event, Effect.fail(error))), settle(delivery, watch)))
+      })
+    }, () => {
+      aborted = true
+      call.abort()
+    })
+  }
+
   /**
    * Runs the handler, then settles the delivery; settling is never cut in half by a timeout (the
    * success path is synchronous, the others uninterruptible). A worker interrupted mid-handler gets a
@@ -168,34 +206,36 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
    *
    * A handler with a direct call (plain JavaScript, no tracer) runs its first attempt right here:
    * when it returns without a promise and succeeds, the delivery is settled with no effect at all
-   * (undefined); otherwise the rest of that attempt and any retries go through the effect.
+   * (undefined); a promise is left to the dispatcher to wait for (`waitFor`); a failure and its retries go through the
+   * effect.
    */
   const handle = (
     delivery: Delivery,
     event: ConsumedEvent<P>,
     watch: HandlerWatch,
     handler: AnyHandler<E, R> = ctx.handler
-  ): Effect.Effect<void, never, R> | undefined => {
+  ): Step<R> => {
     const direct = ctx.tracing ? undefined : directCallOf(handler)
     if (direct === undefined) return Effect.flatMap(runHandler(handler, event, watch), settle(delivery, watch))
     const started = clock.currentTimeMillisUnsafe()
     watch.deadline = started + options.handlerTimeoutMillis
     const rest = direct(event)
-    if (rest !== undefined) {
-      return Effect.flatMap(Effect.exit(withRetries(handler, event, rest)), settle(delivery, watch))
+    if (rest === undefined) {
+      succeeded(delivery, watch, started)
+      return undefined
     }
-    watch.deadline = 0
-    stats.acked++
-    metrics.handled(true, (clock.currentTimeMillisUnsafe() - started) / 1000)
-    ctx.acknowledge(delivery.id)
-    return undefined
+    if (rest instanceof PendingCall) return waitFor(delivery, event, watch, handler, rest, started)
+    return Effect.flatMap(Effect.exit(withRetries(handler, event, rest)), settle(delivery, watch))
   }
+
+  const stepAsEffect = (step: Step<R>): Effect.Effect<void, never, R> =>
+    step === undefined ? Effect.void : step instanceof Waiting ? awaitWaiting(step) : step
 
   const decodeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch) =>
     Effect.flatMap(Effect.result(ctx.decodePayload!(event.payload)), (decoded) =>
       Result.isFailure(decoded)
         ? deadLetter(delivery, `payload refused by the schema: ${decoded.failure.message}`)
-        : handle(delivery, { ...event, payload: decoded.success }, watch) ?? Effect.void)
+        : stepAsEffect(handle(delivery, { ...event, payload: decoded.success }, watch)))
 
   // Types already reported: the first entry of a type logs, the rest only count.
   const reportedUnknown = new Set<string>()
@@ -216,11 +256,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
       )
   }
 
-  const routeThenHandle = (
-    delivery: Delivery,
-    event: ConsumedEvent<unknown>,
-    watch: HandlerWatch
-  ): Effect.Effect<void, never, R> | undefined => {
+  const routeThenHandle = (delivery: Delivery, event: ConsumedEvent<unknown>, watch: HandlerWatch): Step<R> => {
     const routed = ctx.route!(event)
     if (routed._tag === "Handle") return handle(delivery, routed.event as ConsumedEvent<P>, watch, routed.handler)
     if (routed._tag === "Poison") return deadLetter(delivery, `payload refused by the catalog: ${routed.reason}`)
@@ -228,7 +264,7 @@ export const makeProcess = <P, E, R>(ctx: DeliveryContext<P, E, R>, clock: Clock
   }
 
   // Plain function, not Effect.gen: this runs once per message. Undefined: settled already.
-  const process = (delivery: Delivery, watch: HandlerWatch): Effect.Effect<void, never, R> | undefined => {
+  const process = (delivery: Delivery, watch: HandlerWatch): Step<R> => {
     if (delivery.fields === null) {
       // Deleted from the stream (trimmed) while pending: nothing left to handle.
       ctx.acknowledge(delivery.id)

@@ -6,7 +6,9 @@
  * ordering). `concurrency` long-lived worker fibers take tracks from a ready queue and handle a track's
  * deliveries one after the other, in arrival (stream) order, until it is empty. A track is in the
  * ready queue or with one worker, never both, so entries of one aggregate never overlap or overtake
- * each other, while different aggregates run in parallel.
+ * each other, while different aggregates run in parallel. A delivery that settles in plain JavaScript
+ * costs its worker no effect; one waiting for a handler's promise (`Waiting`) suspends the worker
+ * once, and the deliveries after it run in that promise's `then` until one needs an effect.
  *
  * Timeouts: a worker marks when its handler started (`HandlerWatch.deadline`); a sweeper looks every
  * `timeout / 10` and interrupts a worker whose handler overran, reports that delivery as timed out,
@@ -33,6 +35,29 @@ export interface HandlerWatch {
   deadline: number
   timedOut: boolean
 }
+
+/**
+ * A delivery whose handler returned a promise that has not settled yet. `wait` calls `done` once it
+ * has: with undefined when the delivery was settled right there (its promise resolved), else with the
+ * effect that settles it (a rejection: retries, dead letter). `abort` is called instead when the
+ * worker is interrupted (timeout, stop): it aborts the handler's signal, and `done` is never called.
+ */
+export class Waiting<R> {
+  constructor(
+    readonly wait: (done: (rest: Effect.Effect<void, never, R> | undefined) => void) => void,
+    readonly abort: () => void
+  ) {}
+}
+
+/** A `Waiting` as an effect, for callers that need one (one suspension, an interruption aborts it). */
+export const awaitWaiting = <R>(waiting: Waiting<R>): Effect.Effect<void, never, R> =>
+  Effect.callback<void, never, R>((resume) => {
+    waiting.wait((rest) => resume(rest ?? Effect.void))
+    return Effect.sync(waiting.abort)
+  })
+
+/** What handling one delivery left to do: nothing (settled), an effect, or a promise to wait for. */
+export type Step<R> = Effect.Effect<void, never, R> | Waiting<R> | undefined
 
 export interface Dispatcher<R> {
   /** Queues a delivery in its track; false when the entry is already held (nothing done). */
@@ -67,9 +92,9 @@ export interface DispatcherOptions<R> {
   readonly handlerTimeoutMillis: number
   /**
    * Handles one delivery, setting `watch.deadline` while its handler runs. Never fails. Undefined when
-   * it settled the delivery synchronously (nothing left to run).
+   * it settled the delivery synchronously (nothing left to run), a `Waiting` for a pending promise.
    */
-  readonly process: (delivery: Delivery, watch: HandlerWatch) => Effect.Effect<void, never, R> | undefined
+  readonly process: (delivery: Delivery, watch: HandlerWatch) => Step<R>
   /** Settles a delivery whose handler was interrupted for overrunning its deadline. */
   readonly timedOut: (delivery: Delivery) => Effect.Effect<void>
 }
@@ -121,26 +146,89 @@ export const makeDispatcher = <R>(options: DispatcherOptions<R>): Effect.Effect<
     const work = (worker: Worker) => {
       let track: Track | undefined
       let current: Delivery | undefined
+      // The delivery whose promise the worker waits for, to abort it when the worker is interrupted.
+      let waiting: Waiting<R> | undefined
+
+      /** `current` is settled: its track goes on with the next delivery. */
+      const advance = () => {
+        current = undefined
+        track!.items.shift()
+      }
+
+      /**
+       * Handles deliveries in plain JavaScript while they settle without an effect: the rest of the
+       * track, then tracks already queued (taken without suspending, so with synchronous handlers a
+       * worker goes through a read's batch in one go). Returns what `current` still needs, or undefined
+       * when nothing is ready (then `track` is undefined).
+       */
+      const runReady = (): Exclude<Step<R>, undefined> | undefined => {
+        while (true) {
+          if (track !== undefined) {
+            if (track.items.length > 0 && !closed) {
+              current = track.items[0]!
+              const rest = options.process(current, worker.watch)
+              if (rest !== undefined) return rest
+              advance()
+              continue
+            }
+            // Stopped: what is still in the track was never started; it stays pending in Redis.
+            releaseTrack(track)
+            track = undefined
+          }
+          if (closed) return undefined
+          const next = Queue.takeUnsafe(ready)
+          if (next === undefined || next._tag !== "Success") return undefined
+          track = next.value
+        }
+      }
+
+      /**
+       * Waits for `first` and goes on in its `then` with the deliveries after it, as long as each
+       * settles in plain JavaScript or waits for a promise: one suspension of the worker for a run of
+       * async handlers, not one per message. Resumes with the effect `current` needs, or undefined
+       * when nothing is ready.
+       */
+      const waitFor = (first: Waiting<R>) =>
+        Effect.callback<Effect.Effect<void, never, R> | undefined>((resume) => {
+          const done = (rest: Effect.Effect<void, never, R> | undefined) => {
+            waiting = undefined
+            if (rest !== undefined) return resume(Effect.succeed(rest))
+            // Outside the fiber's run loop: a throw here would leave the worker waiting forever, so it
+            // becomes a defect of the worker, as it would inside the loop.
+            try {
+              advance()
+              const step = runReady()
+              if (!(step instanceof Waiting)) return resume(Effect.succeed(step))
+              waiting = step
+              step.wait(done)
+            } catch (error) {
+              resume(Effect.die(error))
+            }
+          }
+          waiting = first
+          first.wait(done)
+        })
+
       return Effect.gen(function*() {
         while (true) {
-          // A track already queued is taken without suspending: with synchronous handlers a worker goes
-          // through a read's batch in one go (at most `maxInFlight` entries) instead of one wake-up each.
-          const next = Queue.takeUnsafe(ready)
-          track = next === undefined ? yield* Queue.take(ready) : next._tag === "Success" ? next.value : yield* next
-          while (track.items.length > 0 && !closed) {
-            current = track.items[0]!
-            const rest = options.process(current, worker.watch)
-            if (rest !== undefined) yield* rest
-            current = undefined
-            track.items.shift()
+          let step = runReady()
+          while (step !== undefined) {
+            if (step instanceof Waiting) {
+              step = yield* waitFor(step)
+              continue
+            }
+            yield* step
+            advance()
+            step = runReady()
           }
-          // Stopped: what is still in the track was never started; it stays pending in Redis.
-          releaseTrack(track)
-          track = undefined
+          // Nothing ready: wait for a track (or the end of the queue, on stop).
+          track = yield* Queue.take(ready)
         }
       }).pipe(
         Effect.onInterrupt(() =>
           Effect.gen(function*() {
+            waiting?.abort()
+            waiting = undefined
             workers.delete(worker)
             if (track === undefined) return
             if (!worker.watch.timedOut || closed) return releaseTrack(track)

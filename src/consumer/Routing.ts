@@ -16,20 +16,49 @@ import { ConsumerOptionsInvalid } from "./Errors.js"
 export type AnyHandler<E, R> = (event: ConsumedEvent<any>) => Effect.Effect<void, E, R>
 
 /**
- * A handler's first attempt without an Effect: undefined when it finished synchronously and
- * succeeded, else the effect that completes the attempt (a promise to await, or a failure). Attached
- * to a handler (`withDirectCall`) whose work is plain JavaScript, so a synchronous handler costs
- * the consumer no effect per message; retries still run the handler itself.
+ * A handler's promise that has not settled yet, and how to abort the handler (its `signal`) when the
+ * delivery is interrupted (timeout, stop). Returned by a direct call so the consumer can settle the
+ * delivery in plain JavaScript when the promise resolves.
  */
-export type DirectCall<E> = (event: ConsumedEvent<any>) => Effect.Effect<void, E> | undefined
+export class PendingCall {
+  constructor(readonly promise: PromiseLike<void>, readonly abort: () => void) {}
+}
+
+/**
+ * Waits for a pending call as an effect: fails with what the promise rejected with; an interruption
+ * aborts the handler, and with `untilSettled` also waits for its promise to settle.
+ */
+export const awaitPending = (call: PendingCall, untilSettled = false): Effect.Effect<void, unknown> =>
+  Effect.tryPromise({ try: () => call.promise, catch: identity }).pipe(
+    Effect.onInterrupt(() => {
+      const abort = Effect.sync(call.abort)
+      return untilSettled ? Effect.andThen(abort, Effect.promise(() => call.promise.then(noop, noop))) : abort
+    })
+  )
+
+const identity = <A>(a: A) => a
+const noop = () => {}
+
+/**
+ * A handler's first attempt without an Effect: undefined when it finished synchronously and
+ * succeeded, a `PendingCall` when it returned a promise, else the effect that fails the attempt.
+ * Attached to a handler (`withDirectCall`) whose work is plain JavaScript, so the consumer runs no
+ * effect for a handler that succeeds; retries still run the handler itself.
+ */
+export type DirectCall<E> = (event: ConsumedEvent<any>) => Effect.Effect<void, E> | PendingCall | undefined
 
 const directCallKey = Symbol.for("outbox-relay/consumer/directCall")
 
 /** `direct` as an Effect handler that also carries it, for `directCallOf`. */
-export const withDirectCall = <E>(direct: DirectCall<E>): AnyHandler<E, never> =>
-  Object.assign((event: ConsumedEvent<any>) => Effect.suspend(() => direct(event) ?? Effect.void), {
-    [directCallKey]: direct
-  })
+export const withDirectCall = <E>(direct: DirectCall<E>): AnyHandler<unknown, never> =>
+  Object.assign(
+    (event: ConsumedEvent<any>) =>
+      Effect.suspend(() => {
+        const result = direct(event)
+        return result === undefined ? Effect.void : result instanceof PendingCall ? awaitPending(result) : result
+      }),
+    { [directCallKey]: direct }
+  )
 
 /** The direct call a handler carries, if any. */
 export const directCallOf = <E, R>(handler: AnyHandler<E, R>): DirectCall<E> | undefined =>

@@ -37,7 +37,7 @@ import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
 import type { ConsumerTls, StartFrom, UnknownEvents } from "./Options.js"
-import { type AnyHandler, withDirectCall } from "./Routing.js"
+import { type AnyHandler, awaitPending, PendingCall, withDirectCall } from "./Routing.js"
 
 /** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
 export interface HandlerContext<Tx> {
@@ -181,14 +181,14 @@ class CallContext<Tx> implements HandlerContext<Tx> {
 
 /**
  * Calls a handler: undefined when it returned without a promise (no promise, no AbortController, no
- * effect), else the effect that awaits it or fails with what it threw. The signal is made only when
- * the handler reads it, and aborted when the delivery is interrupted.
+ * effect), a `PendingCall` for a promise, else the effect that fails with what it threw. The signal is
+ * made only when the handler reads it, and aborted when the delivery is interrupted.
  */
 const callHandler = <Tx, P>(
   handler: Handler<Tx, P>,
   event: ConsumedEvent<P>,
   sql: Tx
-): Effect.Effect<void, unknown> | undefined => {
+): Effect.Effect<void, unknown> | PendingCall | undefined => {
   const context = new CallContext(sql)
   let result: Promise<void> | void
   try {
@@ -196,20 +196,8 @@ const callHandler = <Tx, P>(
   } catch (error) {
     return Effect.fail(error)
   }
-  if (!Predicate.isPromiseLike(result)) return undefined
-  const promise = result
-  return Effect.tryPromise({ try: () => promise, catch: (cause) => cause }).pipe(
-    Effect.onInterrupt(() => {
-      const abort = Effect.sync(() => context.controller?.abort())
-      // With the inbox, the handler must not outlive its transaction: a query it sends after the
-      // rollback would run outside it (postgres.js runs it in autocommit), so its effect would escape
-      // the inbox. Interrupting it waits until its promise settles.
-      return sql === undefined ? abort : Effect.andThen(abort, Effect.promise(() => promise.then(noop, noop)))
-    })
-  )
+  return Predicate.isPromiseLike(result) ? new PendingCall(result, () => context.controller?.abort()) : undefined
 }
-
-const noop = () => {}
 
 /** Starts a consumer; rejects when an option is invalid or Redis cannot be reached to create the group. */
 export function startConsumer<P = any>(options: InboxConsumerOptions<P>): Promise<ConsumerHandle>
@@ -266,7 +254,18 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
     inbox !== undefined
       ? withInbox<unknown, unknown, never>(
         inbox,
-        (event, tx) => Effect.suspend(() => callHandler(userHandler, event, tx) ?? Effect.void)
+        (event, tx) =>
+          Effect.suspend(() => {
+            const result = callHandler(userHandler, event, tx)
+            // With the inbox, the handler must not outlive its transaction: a query it sends after the
+            // rollback would run outside it (postgres.js runs it in autocommit), so its effect would
+            // escape the inbox. Interrupting it waits until its promise settles.
+            return result === undefined
+              ? Effect.void
+              : result instanceof PendingCall
+              ? awaitPending(result, true)
+              : result
+          })
       )
       : withDirectCall((event) => callHandler(userHandler, event, undefined))
   const handling = options.catalog === undefined

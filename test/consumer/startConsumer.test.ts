@@ -99,6 +99,67 @@ describe("startConsumer", () => {
     }
   })
 
+  it("retries an async handler that rejects, dead-letters one that keeps rejecting, acks the rest", async () => {
+    const stream = `${prefix}async-failures`
+    const calls = new Map<string, number>()
+    const [flakyId, poisonId] = await addEvents(redis, stream, [
+      { event_type: "Flaky" },
+      { event_type: "Poison" },
+      ...Array.from({ length: 50 }, () => ({ event_type: "Fine" }))
+    ])
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "g",
+      logLevel: "error",
+      maxDeliveries: 1,
+      retries: 2,
+      retryDelayMs: 5,
+      handler: async (event) => {
+        const n = (calls.get(event.id) ?? 0) + 1
+        calls.set(event.id, n)
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        if (event.eventType === "Poison" || (event.eventType === "Flaky" && n < 3)) throw new Error(`boom ${n}`)
+      }
+    })
+    try {
+      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
+      expect(dlq.length).toBe(1)
+      const fields = dlq[0]![1]
+      expect(fields[fields.indexOf("entry_id") + 1]).toBe(poisonId)
+      expect(fields[fields.indexOf("reason") + 1]).toMatch(/boom 3/)
+      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+      expect(calls.get(flakyId!)).toBe(3)
+      expect(calls.get(poisonId!)).toBe(3)
+      expect(calls.size).toBe(52)
+      expect(consumer.stats()).toMatchObject({ acked: 51, failed: 1, deadLettered: 1 })
+    } finally {
+      await consumer.stop()
+    }
+  })
+
+  it("stop() waits for a running async handler, whose message is then acknowledged", async () => {
+    const stream = `${prefix}stop-waits`
+    await addEvents(redis, stream, [{}])
+    let started = false
+    let finished = false
+    const consumer = await startConsumer({
+      redisUrl: inject("redisUrl"),
+      stream,
+      group: "g",
+      logLevel: "error",
+      handler: async (_event, { signal }) => {
+        started = true
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        finished = !signal.aborted
+      }
+    })
+    await eventually(() => started, (s) => s)
+    await consumer.stop()
+    expect(finished).toBe(true)
+    expect(await pendingCount(redis, stream, "g")).toBe(0)
+  })
+
   it("aborts a handler that runs past handlerTimeoutMs; it counts as a failed delivery", async () => {
     const stream = `${prefix}hang`
     const [hangId] = await addEvents(redis, stream, [{ event_type: "Hang" }, { event_type: "Fine" }])
@@ -133,38 +194,77 @@ describe("startConsumer", () => {
     }
   })
 
-  it("keeps each aggregate's order with a synchronous handler and several workers", async () => {
-    const stream = `${prefix}order`
-    const events = Array.from({ length: 600 }, (_, i) => ({ aggregate_id: `agg-${i % 7}`, payload: { n: i } }))
-    await addEvents(redis, stream, events)
-    const seen = new Map<string, Array<number>>()
+  it("after an async handler times out, the rest of its aggregate is handled in order", async () => {
+    const stream = `${prefix}hang-ordered`
+    const events = ["Fine", "Fine", "Hang", "Fine", "Fine"].map((type, n) => ({ event_type: type, payload: { n } }))
+    const ids = await addEvents(redis, stream, events.map((e) => ({ ...e, aggregate_id: "order-1" })))
+    const seen: Array<number> = []
     const consumer = await startConsumer({
       redisUrl: inject("redisUrl"),
       stream,
       group: "g",
       logLevel: "error",
       orderByAggregate: true,
-      batchSize: 100,
-      concurrency: 4,
-      handler: (event) => {
-        const list = seen.get(event.aggregateId) ?? []
-        list.push((event.payload as { n: number }).n)
-        seen.set(event.aggregateId, list)
+      maxDeliveries: 1,
+      retries: 0,
+      handlerTimeoutMs: 200,
+      handler: async (event, { signal }) => {
+        if (event.eventType === "Hang") await new Promise((resolve) => signal.addEventListener("abort", resolve))
+        else seen.push((event.payload as { n: number }).n)
       }
     })
-    const handled = () => [...seen.values()].reduce((sum, list) => sum + list.length, 0)
     try {
-      await eventually(handled, (n) => n >= 600)
+      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
+      expect(dlq[0]![1][dlq[0]![1].indexOf("entry_id") + 1]).toBe(ids[2])
       expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
-      expect(handled()).toBe(600)
-      for (let a = 0; a < 7; a++) {
-        const expected = events.flatMap((e) => e.aggregate_id === `agg-${a}` ? [e.payload.n] : [])
-        expect(seen.get(`agg-${a}`)).toEqual(expected)
-      }
+      expect(seen).toEqual([0, 1, 3, 4])
+      expect(consumer.stats()).toMatchObject({ acked: 4, failed: 1, deadLettered: 1 })
     } finally {
       await consumer.stop()
     }
   })
+
+  it.each(["sync", "async"] as const)(
+    "keeps each aggregate's order with a %s handler and several workers",
+    async (kind) => {
+      const stream = `${prefix}order-${kind}`
+      const events = Array.from({ length: 600 }, (_, i) => ({ aggregate_id: `agg-${i % 7}`, payload: { n: i } }))
+      await addEvents(redis, stream, events)
+      const seen = new Map<string, Array<number>>()
+      const consumer = await startConsumer({
+        redisUrl: inject("redisUrl"),
+        stream,
+        group: "g",
+        logLevel: "error",
+        orderByAggregate: true,
+        batchSize: 100,
+        concurrency: 4,
+        handler: (event) => {
+          const record = () => {
+            const list = seen.get(event.aggregateId) ?? []
+            list.push((event.payload as { n: number }).n)
+            seen.set(event.aggregateId, list)
+          }
+          if (kind === "sync") return record()
+          // Uneven delays: a later entry of an aggregate would overtake an earlier one if they overlapped.
+          const n = (event.payload as { n: number }).n
+          return new Promise<void>((resolve) => setTimeout(resolve, n % 3)).then(record)
+        }
+      })
+      const handled = () => [...seen.values()].reduce((sum, list) => sum + list.length, 0)
+      try {
+        await eventually(handled, (n) => n >= 600)
+        expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+        expect(handled()).toBe(600)
+        for (let a = 0; a < 7; a++) {
+          const expected = events.flatMap((e) => e.aggregate_id === `agg-${a}` ? [e.payload.n] : [])
+          expect(seen.get(`agg-${a}`)).toEqual(expected)
+        }
+      } finally {
+        await consumer.stop()
+      }
+    }
+  )
 
   it("rejects options that cannot work, naming the option", async () => {
     await expect(startConsumer({
