@@ -138,9 +138,9 @@ const clusterEnv = (extra: Record<string, string> = {}) => ({
 const clean = { lost: 0, duplicates: 0, outOfOrder: 0, unknown: 0 }
 
 /** A relay on the cluster and a producer over `topics` topics whose first 120 events were relayed. */
-const relayingOnCluster = (label: string, topics: number) =>
+const relayingOnCluster = (label: string, topics: number, settings: Record<string, string> = {}) =>
   Effect.gen(function*() {
-    const t = yield* testEnv(label, clusterEnv({ RELAY_BATCH_SIZE: "50" }))
+    const t = yield* testEnv(label, clusterEnv({ RELAY_BATCH_SIZE: "50", ...settings }))
     yield* Layer.build(relayLayer(t.env))
     const { produce, produced } = producer(topics)
     yield* promise(() => produce(t.sql, 120))
@@ -190,7 +190,8 @@ describe.skipIf(redisCli() === undefined)("redis cluster", () => {
     "loses nothing the relay committed when a replica takes over its master",
     () =>
       Effect.gen(function*() {
-        const relaying = yield* relayingOnCluster("cluster-failover", 12)
+        // Each batch also waits for a replica of every master it wrote to (a WAIT per stream's call).
+        const relaying = yield* relayingOnCluster("cluster-failover", 12, { RELAY_REDIS_MIN_REPLICAS: "1" })
         const stream = `${relaying.t.prefix}t0`
         const master = yield* promise(() => masterOf(stream))
         const promoting = cluster.failover(master.id)

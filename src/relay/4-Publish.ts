@@ -19,6 +19,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { Cluster } from "ioredis"
 import { readFileSync } from "node:fs"
 import { envelopeEntry, envelopeFields, pushEnvelopeValues } from "../shared/Envelope.js"
 import { describe, LeaseFenced, RedisUnavailable } from "../shared/Errors.js"
@@ -163,13 +164,22 @@ const make = Effect.gen(function*() {
     })
   }
 
+  /**
+   * One stream's script and its WAIT on a cluster. A pipeline whose script met MOVED (a failover, a moved
+   * slot) fails as a whole without ioredis learning the new owner, so the slot map is read again before
+   * the batch is retried.
+   */
+  const callWaiting = (call: ScriptCall): Promise<Array<string>> =>
+    callPipelined([call]).then((replies) => replies[0]!, (error: unknown) => {
+      if (redis instanceof Cluster && /^(MOVED|ASK) /.test(describe(error))) redis.refreshSlotsCache()
+      throw error
+    })
+
   const callScripts = (calls: ReadonlyArray<ScriptCall>): Promise<Array<Array<string>>> => {
     if (calls.length === 1 && minReplicas === 0) return callOne(calls[0]!).then((reply) => [reply])
     if (!config.redisCluster) return callPipelined(calls)
     // A cluster pipeline must stay on one master: one call per stream (with its own WAIT on that master).
-    return Promise.all(
-      calls.map((call) => minReplicas === 0 ? callOne(call) : callPipelined([call]).then((r) => r[0]!))
-    )
+    return Promise.all(calls.map((call) => minReplicas === 0 ? callOne(call) : callWaiting(call)))
   }
 
   const publish = Effect.fnUntraced(function*(rows: ReadonlyArray<OutboxRow>, epochs: ReadonlyMap<number, string>) {
