@@ -421,7 +421,9 @@ ${competitorsList}
   delivered within ${c.latencyDrainWaitSec} s after the last one count as infinitely late. The last column is the
   producer's own statement (INSERT + COMMIT, from the same stamp to its reply): no relay can see an event
   before its commit, so that is the floor under every latency here; the least-work relay shows what is left
-  after that on this machine (one claim and one XADD round trip).
+  after that on this machine (one claim and one XADD round trip). "From commit" is each event's latency minus
+  its own statement's time (what the relay adds after the producer's COMMIT was acknowledged; 0 when the entry
+  reached the stream first).
 - **Producer overhead**: pgbench (\`-M prepared\`, ${c.overheadSec} s per run, ` +
   `${c.overheadReps} repetition(s), median) runs
   single-row transactions at 1, 8 and 32 clients while the competitor runs. For the relay, with its table's triggers

@@ -581,6 +581,8 @@ const produce = async (c, clients, rate, seconds, runTag) => {
   let failed = 0
   let late = 0
   const commits = []
+  // seq -> ms from `t` to the COMMIT's acknowledgement, for the latency from commit.
+  const commitBySeq = new Map()
   const t0 = performance.now()
   const deadline = t0 + seconds * 1000 + 30_000
   const worker = async (conn) => {
@@ -593,7 +595,9 @@ const produce = async (c, clients, rate, seconds, runTag) => {
       const t = now()
       const payload = JSON.stringify({ run: runTag, seq, t, pad: PAD })
       await conn.unsafe(c.insertOne.text, [`order-${seq % 1000}`, payload], { prepare: true }).then(() => {
-        commits.push(now() - t)
+        const commit = now() - t
+        commits.push(commit)
+        commitBySeq.set(seq, commit)
       }, () => {
         failed++
       })
@@ -602,7 +606,7 @@ const produce = async (c, clients, rate, seconds, runTag) => {
   await Promise.all(clients.map(worker))
   const elapsed = (performance.now() - t0) / 1000
   commits.sort((a, b) => a - b)
-  return { sent: next, failed, late, achievedRate: Math.round(next / elapsed), commits }
+  return { sent: next, failed, late, achievedRate: Math.round(next / elapsed), commits, commitBySeq }
 }
 
 const warmUp = async (c, sql, stream) => {
@@ -641,6 +645,12 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
       const expected = produced.sent - produced.failed
       const missing = Math.max(0, expected - delivered)
       const sorted = values.concat(Array(missing).fill(Infinity)).sort((a, b) => a - b)
+      // From the producer's COMMIT acknowledgement: what the relay adds (0 when the entry was in the stream
+      // before the acknowledgement reached the producer).
+      const fromCommit = [...consumer.latencies].map(([seq, ms]) =>
+        Math.max(0, ms - (produced.commitBySeq.get(seq) ?? 0))
+      )
+        .concat(Array(missing).fill(Infinity)).sort((a, b) => a - b)
       const row = {
         competitor: c.name,
         rate,
@@ -658,6 +668,10 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
         max: round(percentile(sorted, 100), 3),
         mean: delivered ? round(values.reduce((a, b) => a + b, 0) / delivered, 3) : null,
         cdf: cdfPoints.map((q) => [q, round(percentile(sorted, q), 3)]),
+        fromCommitP50: round(percentile(fromCommit, 50), 3),
+        fromCommitP90: round(percentile(fromCommit, 90), 3),
+        fromCommitP99: round(percentile(fromCommit, 99), 3),
+        fromCommitMax: round(percentile(fromCommit, 100), 3),
         // The producer's own INSERT + COMMIT (no relay can see an event before this returns).
         commitP50: round(percentile(produced.commits, 50), 3),
         commitP99: round(percentile(produced.commits, 99), 3)
@@ -667,6 +681,7 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
         `  ${c.name} @${rate}/s: p50 ${fmtMs(row.p50)} p90 ${fmtMs(row.p90)} p99 ${fmtMs(row.p99)} max ${
           fmtMs(row.max)
         }` +
+          `; from commit p50 ${fmtMs(row.fromCommitP50)} p99 ${fmtMs(row.fromCommitP99)}` +
           ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
           ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`
       )
@@ -729,7 +744,9 @@ const runLatency = async () => {
             ...middle,
             rounds: rows.length,
             p50s: rows.map((x) => x.p50),
-            p99s: rows.map((x) => x.p99)
+            p99s: rows.map((x) => x.p99),
+            fromCommitP50s: rows.map((x) => x.fromCommitP50),
+            fromCommitP99s: rows.map((x) => x.fromCommitP99)
           })
         }
       }

@@ -56,6 +56,8 @@ export const latencyTable = (results) => {
   const rows = results.latency.filter((l) => !l.error).map((l) => [
     label(results, l.competitor),
     `${l.rate}/s`,
+    l.fromCommitP50 === undefined ? "n/a" : fmtMs(latencyValue(l, "fromCommitP50")),
+    l.fromCommitP99 === undefined ? "n/a" : fmtMs(latencyValue(l, "fromCommitP99")),
     fmtMs(latencyValue(l, "p50")),
     fmtMs(latencyValue(l, "p90")),
     fmtMs(latencyValue(l, "p99")),
@@ -69,6 +71,8 @@ export const latencyTable = (results) => {
   return table([
     "competitor",
     "target rate",
+    "p50 from commit",
+    "p99 from commit",
     "p50",
     "p90",
     "p99",
