@@ -206,8 +206,8 @@ const classic = {
 const floor = {
   name: "floor",
   label: "least-work relay (yardstick)",
-  settings: "bench/competitors/floor.mjs: LISTEN, then DELETE 1,000 RETURNING + one pipelined XADD round trip + " +
-    "COMMIT until empty; no slots, dedupe, NOTIFY skipping or retry",
+  settings: "bench/competitors/floor.mjs: two workers, each DELETE 1,000 RETURNING + one pipelined XADD round " +
+    "trip + COMMIT, again at once while rows come back, else after 1 ms; no slots, dedupe, order or retry",
   streamPrefix: "bench:floor:",
   table: "outbox_events",
   setup: relay.setup,

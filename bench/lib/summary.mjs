@@ -199,11 +199,16 @@ export const ratios = (results) => {
     for (const other of ["graphile", "graphile-default", "classic", "floor"]) {
       const o = lat(other, rate)
       if (o) {
+        const fromCommit = o.fromCommitP50 === undefined || r.fromCommitP50 === undefined
+          ? ""
+          : `; from commit, relay / ${label(results, other)}: p50 ${
+            ratio(latencyValue(r, "fromCommitP50"), latencyValue(o, "fromCommitP50"))
+          }, p99 ${ratio(latencyValue(r, "fromCommitP99"), latencyValue(o, "fromCommitP99"))}`
         lines.push(
           `- Latency @${rate}/s: ${label(results, other)} p50 ${
             ratio(latencyValue(o, "p50"), latencyValue(r, "p50"))
           },` +
-            ` p99 ${ratio(latencyValue(o, "p99"), latencyValue(r, "p99"))} the relay's`
+            ` p99 ${ratio(latencyValue(o, "p99"), latencyValue(r, "p99"))} the relay's${fromCommit}`
         )
       }
     }
