@@ -59,84 +59,52 @@ describe("startConsumer", () => {
     expect(seen.length).toBe(1)
   })
 
-  it("retries a handler that throws, dead-letters one that keeps throwing, acknowledges the rest", async () => {
-    const stream = `${prefix}sync-failures`
-    const calls = new Map<string, number>()
-    const [flakyId, poisonId] = await addEvents(redis, stream, [
-      { event_type: "Flaky" },
-      { event_type: "Poison" },
-      ...Array.from({ length: 50 }, () => ({ event_type: "Fine" }))
-    ])
-    // Synchronous handler: it returns nothing and throws, the path that needs no promise.
-    const consumer = await startConsumer({
-      redisUrl: inject("redisUrl"),
-      stream,
-      group: "g",
-      logLevel: "error",
-      maxDeliveries: 1,
-      retries: 2,
-      retryDelayMs: 5,
-      handler: (event) => {
+  // A plain function that throws (the path that needs no promise), and an async one that rejects.
+  it.each(["sync", "async"] as const)(
+    "retries a %s handler that fails, dead-letters one that keeps failing, acknowledges the rest",
+    async (kind) => {
+      const stream = `${prefix}${kind}-failures`
+      const calls = new Map<string, number>()
+      const [flakyId, poisonId] = await addEvents(redis, stream, [
+        { event_type: "Flaky" },
+        { event_type: "Poison" },
+        ...Array.from({ length: 50 }, () => ({ event_type: "Fine" }))
+      ])
+      const fail = (event: { id: string; eventType: string }) => {
         const n = (calls.get(event.id) ?? 0) + 1
         calls.set(event.id, n)
         if (event.eventType === "Poison" || (event.eventType === "Flaky" && n < 3)) throw new Error(`boom ${n}`)
       }
-    })
-    try {
-      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
-      expect(dlq.length).toBe(1)
-      const fields = dlq[0]![1]
-      expect(fields[fields.indexOf("entry_id") + 1]).toBe(poisonId)
-      expect(fields[fields.indexOf("reason") + 1]).toMatch(/boom 3/)
-      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
-      // One call, two retries each; every other event once.
-      expect(calls.get(flakyId!)).toBe(3)
-      expect(calls.get(poisonId!)).toBe(3)
-      expect(calls.size).toBe(52)
-      expect(consumer.stats()).toMatchObject({ acked: 51, failed: 1, deadLettered: 1 })
-    } finally {
-      await consumer.stop()
-    }
-  })
-
-  it("retries an async handler that rejects, dead-letters one that keeps rejecting, acks the rest", async () => {
-    const stream = `${prefix}async-failures`
-    const calls = new Map<string, number>()
-    const [flakyId, poisonId] = await addEvents(redis, stream, [
-      { event_type: "Flaky" },
-      { event_type: "Poison" },
-      ...Array.from({ length: 50 }, () => ({ event_type: "Fine" }))
-    ])
-    const consumer = await startConsumer({
-      redisUrl: inject("redisUrl"),
-      stream,
-      group: "g",
-      logLevel: "error",
-      maxDeliveries: 1,
-      retries: 2,
-      retryDelayMs: 5,
-      handler: async (event) => {
-        const n = (calls.get(event.id) ?? 0) + 1
-        calls.set(event.id, n)
-        await new Promise((resolve) => setTimeout(resolve, 1))
-        if (event.eventType === "Poison" || (event.eventType === "Flaky" && n < 3)) throw new Error(`boom ${n}`)
+      const consumer = await startConsumer({
+        redisUrl: inject("redisUrl"),
+        stream,
+        group: "g",
+        logLevel: "error",
+        maxDeliveries: 1,
+        retries: 2,
+        retryDelayMs: 5,
+        handler: kind === "sync" ? fail : async (event) => {
+          await new Promise((resolve) => setTimeout(resolve, 1))
+          fail(event)
+        }
+      })
+      try {
+        const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
+        expect(dlq.length).toBe(1)
+        const fields = dlq[0]![1]
+        expect(fields[fields.indexOf("entry_id") + 1]).toBe(poisonId)
+        expect(fields[fields.indexOf("reason") + 1]).toMatch(/boom 3/)
+        expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
+        // One call, two retries each; every other event once.
+        expect(calls.get(flakyId!)).toBe(3)
+        expect(calls.get(poisonId!)).toBe(3)
+        expect(calls.size).toBe(52)
+        expect(consumer.stats()).toMatchObject({ acked: 51, failed: 1, deadLettered: 1 })
+      } finally {
+        await consumer.stop()
       }
-    })
-    try {
-      const dlq = await eventually(() => redis.xrange(`{${stream}}:dlq`, "-", "+"), (es) => es.length > 0)
-      expect(dlq.length).toBe(1)
-      const fields = dlq[0]![1]
-      expect(fields[fields.indexOf("entry_id") + 1]).toBe(poisonId)
-      expect(fields[fields.indexOf("reason") + 1]).toMatch(/boom 3/)
-      expect(await eventually(() => pendingCount(redis, stream, "g"), (n) => n === 0)).toBe(0)
-      expect(calls.get(flakyId!)).toBe(3)
-      expect(calls.get(poisonId!)).toBe(3)
-      expect(calls.size).toBe(52)
-      expect(consumer.stats()).toMatchObject({ acked: 51, failed: 1, deadLettered: 1 })
-    } finally {
-      await consumer.stop()
     }
-  })
+  )
 
   it("stop() waits for a running async handler, whose message is then acknowledged", async () => {
     const stream = `${prefix}stop-waits`
