@@ -103,8 +103,16 @@ if (baselineDir !== undefined) {
   competitors["relay-baseline"] = relayBaseline(baselineDir)
 }
 const selected = picked.flatMap((n) => (n === "relay" && baselineDir ? ["relay", "relay-baseline"] : [n]))
-/** Names that take turns round by round in drain and latency: the relay and its baseline. */
-const turnGroup = (name) => (name === "relay" && baselineDir ? ["relay", "relay-baseline"] : [name])
+/**
+ * Names that take turns round by round in drain and latency: the relay with its baseline and the
+ * least-work relay (its yardstick), when they run; those two get no turns of their own.
+ */
+const turnGroup = (name) => {
+  if (name === "relay") {
+    return ["relay", ...(baselineDir ? ["relay-baseline"] : []), ...(selected.includes("floor") ? ["floor"] : [])]
+  }
+  return name === "floor" && selected.includes("relay") ? [] : [name]
+}
 const roundsArg = option("rounds")
 const abRounds = Number(roundsArg ?? (quick ? 3 : 5))
 if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
@@ -186,6 +194,8 @@ const results = {
   enqueue: null,
   /** startConsumer (defaults, best settings) against a least-work consumer, per round (bench/consumer.mjs). */
   consumer: null,
+  /** The relay against the least-work relay, taking turns: per-round ratios and their median. */
+  yardstick: { drain: [], latency: [] },
   /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
   ab: baselineDir ? { drain: [], latency: [] } : null,
   errors: []
@@ -466,6 +476,7 @@ const runDrain = async () => {
   log("== drain")
   for (const name of selected.filter((n) => n !== "relay-baseline")) {
     const group = turnGroup(name)
+    if (group.length === 0) continue
     const plans = name === "classic"
       ? [{ n: config.classicBacklog, cap: config.classicWindowSec, reps: 1, mode: "window" }]
       : name === "graphile-default"
@@ -496,8 +507,17 @@ const runDrain = async () => {
           rssMaxMiB: Math.max(...runs[n].map((x) => x.rssMaxMiB ?? 0)) || null
         })
       }
-      if (group.length > 1) {
-        const [a, b] = group.map((n) => runs[n].map((x) => x.rate ?? null))
+      if (group.includes("floor")) {
+        const ratio = pairedRatios(...["relay", "floor"].map((n) => runs[n].map((x) => x.rate ?? null)))
+        results.yardstick.drain.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
+        log(
+          `  drain ${fmtNum(plan.n)}: relay / least-work relay per round ${
+            ratio.perRound.join(", ")
+          }; median ${ratio.median}`
+        )
+      }
+      if (group.includes("relay-baseline")) {
+        const [a, b] = ["relay", "relay-baseline"].map((n) => runs[n].map((x) => x.rate ?? null))
         const ratio = pairedRatios(a, b)
         results.ab.drain.push({
           backlog: plan.n,
@@ -697,6 +717,7 @@ const runLatency = async () => {
   log("== latency")
   for (const name of selected.filter((n) => n !== "relay-baseline")) {
     const group = turnGroup(name)
+    if (group.length === 0) continue
     // Each competitor keeps its database, stream and producers across its turns; only its process restarts.
     const setups = {}
     try {
@@ -750,16 +771,30 @@ const runLatency = async () => {
           })
         }
       }
-      if (group.length > 1) {
+      const at = (n, rate, key) =>
+        turns[n].map((t) => {
+          const row = t?.find((x) => x.rate === rate)
+          return row ? latencyValue(row, key) : null
+        })
+      if (group.includes("floor")) {
         for (const rate of config.latencyRates) {
-          const at = (n, key) =>
-            turns[n].map((t) => {
-              const row = t?.find((x) => x.rate === rate)
-              return row ? latencyValue(row, key) : null
-            })
+          const entry = { rate }
+          for (const key of ["fromCommitP50", "fromCommitP99"]) {
+            const ratio = pairedRatios(at("relay", rate, key), at("floor", rate, key))
+            entry[key] = { ratio: ratio.perRound, medianRatio: ratio.median }
+            log(
+              `  latency @${rate}/s ${key}: relay / least-work relay per round ${ratio.perRound.join(", ")};` +
+                ` median ${ratio.median}`
+            )
+          }
+          results.yardstick.latency.push(entry)
+        }
+      }
+      if (group.includes("relay-baseline")) {
+        for (const rate of config.latencyRates) {
           const entry = { rate }
           for (const key of ["p50", "p99"]) {
-            const [a, b] = group.map((n) => at(n, key))
+            const [a, b] = ["relay", "relay-baseline"].map((n) => at(n, rate, key))
             const ratio = pairedRatios(a, b)
             entry[key] = { relay: a, baseline: b, ratio: ratio.perRound, medianRatio: ratio.median }
             log(

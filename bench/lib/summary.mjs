@@ -321,6 +321,21 @@ export const clusterTable = (c) =>
     ]
   )
 
+/** The relay against the least-work relay, taking turns round by round: per-round ratios and medians. */
+export const yardstickTable = (y) => {
+  const rows = [
+    ...y.drain.map((d) => [`drain ${fmtNum(d.backlog)} (events/s)`, d.ratio.join(" / "), `**${d.medianRatio}×**`]),
+    ...y.latency.flatMap((l) =>
+      ["fromCommitP50", "fromCommitP99"].map((key) => [
+        `${key === "fromCommitP50" ? "p50" : "p99"} from commit @${l.rate}/s`,
+        l[key].ratio.join(" / "),
+        `**${l[key].medianRatio}×**`
+      ])
+    )
+  ]
+  return table(["relay / least-work relay", "per round", "median"], rows)
+}
+
 export const summaryTable = (results) => {
   const parts = []
   if (results.drain.length) parts.push(`### Backlog drain\n\n${drainTable(results)}`)
@@ -344,6 +359,9 @@ export const summaryTable = (results) => {
         clusterTable(results.cluster)
       }`
     )
+  }
+  if (results.yardstick && (results.yardstick.drain.length || results.yardstick.latency.length)) {
+    parts.push(`### Relay / least-work relay, taking turns round by round\n\n${yardstickTable(results.yardstick)}`)
   }
   const r = ratios(results)
   if (r) parts.push(`### Ratios\n\n${r}`)
