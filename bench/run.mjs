@@ -7,6 +7,8 @@
  *   npm run bench                          full run (about 15 minutes on 2 cores)
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
+ *                                          (floor, the least-work relay, takes turns with the relay round by
+ *                                          round in drain and latency)
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue |
  *                                          consumer | cluster (comma-separated; enqueue: the typed producer
  *                                          helper enqueueMany against a hand-written multi-row INSERT;
