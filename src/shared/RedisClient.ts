@@ -50,11 +50,12 @@ export interface RedisTarget {
 const hostPort = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]@/]+))(?::(\d{1,5}))?$/
 
 /**
- * Parses `redis[s]://[user[:password]@]host[:port][,host[:port]...][/db]`; a reason string when it
+ * Parses `redis[s]://[user[:password]@]host[:port][,host[:port]...][/db][?query]`; a reason string when it
  * is not one (the URL class cannot read a host list).
  */
 export const parseRedisUrl = (text: string): RedisTarget | string => {
-  const match = /^(rediss?):\/\/(?:([^@/]*)@)?([^/?#]*)(?:\/(\d*))?$/.exec(text.trim())
+  // A query (`?family=6`) is kept for ioredis on a single server; a cluster ignores it.
+  const match = /^(rediss?):\/\/(?:([^@/]*)@)?([^/?#]*)(?:\/(\d*))?(?:\?[^#]*)?$/.exec(text.trim())
   if (!match) return "not a redis:// or rediss:// URL"
   const [, scheme, auth, hostList, db] = match
   const hosts: Array<{ host: string; port: number }> = []

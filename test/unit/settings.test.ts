@@ -306,6 +306,11 @@ describe("settings", () => {
         db: 0
       })
       assert.isFalse((yield* load({})).redisCluster)
+      // A query for ioredis, as before.
+      assert.strictEqual(
+        Redacted.value((yield* load({ RELAY_REDIS_URL: "redis://r:1/2?family=6" })).redisUrl),
+        "redis://r:1/2?family=6"
+      )
     }))
 
   it.effect("names both variables when the database URL is missing", () =>
