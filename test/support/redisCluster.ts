@@ -26,11 +26,14 @@ export interface RedisClusterHandle {
   /** Seed URL naming every master: `redis://127.0.0.1:p1,127.0.0.1:p2,...`. */
   readonly url: string
   readonly servers: ReadonlyArray<RedisServerHandle>
-  /** The cluster as a node sees it now (`CLUSTER NODES`). */
-  readonly nodes: () => Promise<ReadonlyArray<ClusterNode>>
+  /** The cluster as a node sees it now (`CLUSTER NODES`; the first node's view unless `port` names another). */
+  readonly nodes: (port?: number) => Promise<ReadonlyArray<ClusterNode>>
   /** A client of the whole cluster for the test's own reads (close it with `disconnect()`). */
   readonly client: () => Cluster
-  /** Moves `slots` slots from one master to another with `redis-cli --cluster reshard`. */
+  /**
+   * Moves `slots` slots from one master to another with `redis-cli --cluster reshard`; resolves once every
+   * node's view agrees with the source's own (the new owners spread by gossip).
+   */
   readonly reshard: (fromId: string, toId: string, slots: number) => Promise<void>
   /** `CLUSTER FAILOVER` on a replica of `masterId`; resolves once that replica is a master. */
   readonly failover: (masterId: string) => Promise<ClusterNode>
@@ -86,7 +89,7 @@ export const startRedisCluster = async (
         if (self && !self.master && !(await linkUp(server.port))) throw new Error(`replica ${server.port} syncing`)
       }
     }, { timeoutMs: 60_000, intervalMs: 200 })
-    const nodes = async () => parseNodes(await nodesOf(servers[0]!.port))
+    const nodes = async (port = servers[0]!.port) => parseNodes(await nodesOf(port))
     const masterPorts = (await nodes()).filter((n) => n.master).map((n) => n.port)
     const handle: RedisClusterHandle = {
       url: `redis://${masterPorts.map((p) => `127.0.0.1:${p}`).join(",")}`,
@@ -112,6 +115,13 @@ export const startRedisCluster = async (
           String(slots),
           "--cluster-yes"
         ])
+        const owned = async (port: number) =>
+          JSON.stringify((await nodes(port)).filter((n) => n.master).map((n) => [n.id, n.slots]).sort())
+        const source = (await nodes()).find((n) => n.id === fromId)!
+        await pollUntil("every node's view of the moved slots", async () => {
+          const truth = await owned(source.port)
+          for (const server of servers) if ((await owned(server.port)) !== truth) throw new Error("views differ")
+        }, { timeoutMs: 30_000, intervalMs: 100 })
       },
       failover: async (masterId) => {
         // A replica in sync with the master: a manual failover waits for it to catch up (5 s at most).
