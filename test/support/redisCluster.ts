@@ -5,6 +5,7 @@
  */
 import { Cluster } from "ioredis"
 import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { promisify } from "node:util"
 import { findBinary } from "./processes.ts"
 import { type RedisServerHandle, startRedisServer } from "./redisServer.ts"
@@ -43,8 +44,9 @@ export interface RedisClusterHandle {
 /** `redis-cli` on PATH or in the usual places; the cluster tests need it. */
 export const redisCli = (): string | undefined => findBinary("redis-cli")
 
-const cli = (args: ReadonlyArray<string>) =>
-  run(redisCli() ?? "redis-cli", [...args], { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 })
+/** redis-cli with `prefix` (its TLS flags for a TLS cluster) before `args`. */
+const runCli = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>) =>
+  run(redisCli() ?? "redis-cli", [...prefix, ...args], { timeout: 120_000, maxBuffer: 16 * 1024 * 1024 })
 
 const parseNodes = (text: string): Array<ClusterNode> =>
   text.trim().split("\n").map((line) => {
@@ -61,20 +63,36 @@ const parseNodes = (text: string): Array<ClusterNode> =>
     }
   })
 
-/** Whether the replica on `port` has its link to the master up (synced). */
-const linkUp = async (port: number) =>
-  /master_link_status:up/.test((await cli(["-p", String(port), "info", "replication"])).stdout)
-
 /** Starts `masters` masters with `replicas` replicas each and waits until the cluster is ok everywhere. */
 export const startRedisCluster = async (
-  options: { readonly masters?: number; readonly replicas?: number } = {}
+  options: {
+    readonly masters?: number
+    readonly replicas?: number
+    /**
+     * TLS only, on every port (clients, cluster bus, replication); the nodes present `client` to each
+     * other, clients of the cluster need no certificate.
+     */
+    readonly tls?: {
+      readonly cert: string
+      readonly key: string
+      readonly ca: string
+      readonly client: { readonly cert: string; readonly key: string }
+    }
+  } = {}
 ): Promise<RedisClusterHandle> => {
   const masters = options.masters ?? 3
   const replicas = options.replicas ?? 0
+  const tls = options.tls && { ...options.tls, authClients: "no" as const }
+  const cli = (args: ReadonlyArray<string>) => runCli(tls ? ["--tls", "--cacert", tls.ca] : [], args)
+  /** Whether the replica on `port` has its link to the master up (synced). */
+  const linkUp = async (port: number) =>
+    /master_link_status:up/.test((await cli(["-p", String(port), "info", "replication"])).stdout)
   const servers: Array<RedisServerHandle> = []
   const dispose = () => Promise.all(servers.map((s) => s.dispose())).then(() => undefined)
   try {
-    for (let i = 0; i < masters * (1 + replicas); i++) servers.push(await startRedisServer({ cluster: true }))
+    for (let i = 0; i < masters * (1 + replicas); i++) {
+      servers.push(await startRedisServer({ cluster: true, ...(tls ? { tls } : {}) }))
+    }
     const addresses = servers.map((s) => `127.0.0.1:${s.port}`)
     await cli(["--cluster", "create", ...addresses, "--cluster-replicas", String(replicas), "--cluster-yes"])
     const nodesOf = async (port: number) => (await cli(["-p", String(port), "cluster", "nodes"])).stdout
@@ -92,12 +110,12 @@ export const startRedisCluster = async (
     const nodes = async (port = servers[0]!.port) => parseNodes(await nodesOf(port))
     const masterPorts = (await nodes()).filter((n) => n.master).map((n) => n.port)
     const handle: RedisClusterHandle = {
-      url: `redis://${masterPorts.map((p) => `127.0.0.1:${p}`).join(",")}`,
+      url: `${tls ? "rediss" : "redis"}://${masterPorts.map((p) => `127.0.0.1:${p}`).join(",")}`,
       servers,
       nodes,
       client: () => {
         const client = new Cluster(masterPorts.map((port) => ({ host: "127.0.0.1", port })), {
-          redisOptions: { maxRetriesPerRequest: 2 }
+          redisOptions: { maxRetriesPerRequest: 2, ...(tls ? { tls: { ca: readFileSync(tls.ca) } } : {}) }
         })
         client.on("error", () => {})
         return client

@@ -106,6 +106,9 @@ const configArgs = (options: RedisServerOptions): Array<string> => [
 const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<RedisServerHandle> => {
   const dir = mkdtempSync(join(tmpdir(), "outbox-redis-"))
   const port = await freePort()
+  // A cluster node's bus port is its own: the default (port + 10000) may be taken, or above 65535, or,
+  // serving TLS only (port 0), the same 10000 for every node.
+  const busPort = options.cluster ? await freePort() : undefined
   const args = [
     ...(options.tls
       ? [
@@ -120,9 +123,16 @@ const spawnLocal = async (binary: string, options: RedisServerOptions): Promise<
         "--tls-ca-cert-file",
         options.tls.ca,
         "--tls-auth-clients",
-        options.tls.authClients
+        options.tls.authClients,
+        // A TLS cluster node speaks TLS to its peers and replicas too, as a client with the client
+        // certificate (the cluster bus wants one).
+        ...(options.cluster ? ["--tls-cluster", "yes", "--tls-replication", "yes"] : []),
+        ...(options.cluster && options.tls.client
+          ? ["--tls-client-cert-file", options.tls.client.cert, "--tls-client-key-file", options.tls.client.key]
+          : [])
       ]
       : ["--port", String(port)]),
+    ...(busPort === undefined ? [] : ["--cluster-port", String(busPort)]),
     "--bind",
     "127.0.0.1",
     "--save",
