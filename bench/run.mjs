@@ -1123,54 +1123,49 @@ try {
   if (scenarios.includes("latency")) await timed("latency", runLatency)
   if (scenarios.includes("overhead")) await timed("overhead", runOverhead)
   if (scenarios.includes("soak")) await timed("soak", runSoak)
+  /** A scenario of its own module: logs `title`, runs it timed, keeps its result (or its error). */
+  const moduleScenario = async (name, title, run) => {
+    log(`== ${name}: ${title}`)
+    await timed(name, async () => {
+      try {
+        results[name] = await run()
+      } catch (error) {
+        noteError(name, error)
+      }
+    })
+  }
+  const shared = { pgAdmin: admin, urlFor: pg.urlFor, redisUrl: redisServer.url, quick, log }
   if (scenarios.includes("profile") && selected.includes("relay")) {
-    log("== profile: where the relay's time per event goes (bench/profile.mjs)")
-    const { runProfile } = await import("./profile.mjs")
-    try {
-      results.profile = await runProfile({ pgAdmin: admin, urlFor: pg.urlFor, redisUrl: redisServer.url, quick, log })
-    } catch (error) {
-      noteError("profile", error)
-    }
+    await moduleScenario(
+      "profile",
+      "where the relay's time per event goes (bench/profile.mjs)",
+      async () => (await import("./profile.mjs")).runProfile(shared)
+    )
   }
   if (scenarios.includes("enqueue") && selected.includes("relay")) {
-    log("== enqueue: typed producer helper vs a hand-written INSERT (bench/enqueue.mjs)")
-    const { runEnqueue } = await import("./enqueue.mjs")
-    await timed("enqueue", async () => {
-      try {
-        results.enqueue = await runEnqueue({ pgAdmin: admin, urlFor: pg.urlFor, redisUrl: redisServer.url, quick, log })
-      } catch (error) {
-        noteError("enqueue", error)
-      }
-    })
+    await moduleScenario(
+      "enqueue",
+      "typed producer helper vs a hand-written INSERT (bench/enqueue.mjs)",
+      async () => (await import("./enqueue.mjs")).runEnqueue(shared)
+    )
   }
   if (scenarios.includes("consumer")) {
-    log("== consumer: startConsumer against a least-work consumer (bench/consumer.mjs)")
-    const { runConsumerBench } = await import("./consumer.mjs")
-    await timed("consumer", async () => {
-      try {
-        results.consumer = await runConsumerBench({ quick, rounds: abRounds, baselineDir, log })
-      } catch (error) {
-        noteError("consumer", error)
-      }
-    })
+    await moduleScenario(
+      "consumer",
+      "startConsumer against a least-work consumer (bench/consumer.mjs)",
+      async () => (await import("./consumer.mjs")).runConsumerBench({ quick, rounds: abRounds, baselineDir, log })
+    )
   }
   if (scenarios.includes("cluster") && selected.includes("relay")) {
-    log("== cluster: the relay on a 3-master Redis Cluster vs one Redis (bench/cluster.mjs)")
-    const { runCluster } = await import("./cluster.mjs")
-    await timed("cluster", async () => {
-      try {
-        results.cluster = await runCluster({
-          pgAdmin: admin,
-          urlFor: pg.urlFor,
-          redisUrl: redisServer.url,
-          quick,
-          rounds: roundsArg === undefined ? undefined : abRounds,
-          log
+    await moduleScenario(
+      "cluster",
+      "the relay on a 3-master Redis Cluster vs one Redis (bench/cluster.mjs)",
+      async () =>
+        (await import("./cluster.mjs")).runCluster({
+          ...shared,
+          rounds: roundsArg === undefined ? undefined : abRounds
         })
-      } catch (error) {
-        noteError("cluster", error)
-      }
-    })
+    )
   }
 } catch (error) {
   noteError("bench", error)

@@ -15,7 +15,7 @@ import type * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import type { AnyEvent, EventCatalog, PayloadOf } from "../events/Catalog.js"
-import { parseRedisUrl } from "../shared/RedisClient.js"
+import { clusterMismatch, parseRedisUrl } from "../shared/RedisClient.js"
 import { defaultHandlerRetry } from "../shared/Retry.js"
 import { readPem, type RedisTls } from "../shared/Tls.js"
 import type { ConsumedEvent } from "./Envelope.js"
@@ -243,11 +243,9 @@ export const resolveOptions = Effect.fnUntraced(function*(
   if (typeof target === "string") {
     return yield* new ConsumerOptionsInvalid({ option: "redisUrl", message: `redisUrl: ${target}` })
   }
-  if (target.hosts.length > 1 && !cluster) {
-    return yield* new ConsumerOptionsInvalid({
-      option: "redisUrl",
-      message: "redisUrl has several hosts (a cluster's seeds): set cluster: true"
-    })
+  const mismatch = clusterMismatch(target, cluster, "cluster: true")
+  if (mismatch !== undefined) {
+    return yield* new ConsumerOptionsInvalid({ option: "redisUrl", message: `redisUrl: ${mismatch}` })
   }
   return {
     redisUrl,

@@ -28,13 +28,20 @@ export class PendingCall {
  * Waits for a pending call as an effect: fails with what the promise rejected with; an interruption
  * aborts the handler, and with `untilSettled` also waits for its promise to settle.
  */
-export const awaitPending = (call: PendingCall, untilSettled = false): Effect.Effect<void, unknown> =>
+const awaitPending = (call: PendingCall, untilSettled = false): Effect.Effect<void, unknown> =>
   Effect.tryPromise({ try: () => call.promise, catch: identity }).pipe(
     Effect.onInterrupt(() => {
       const abort = Effect.sync(call.abort)
       return untilSettled ? Effect.andThen(abort, Effect.promise(() => call.promise.then(noop, noop))) : abort
     })
   )
+
+/** What a direct call left, as an effect: nothing, its pending promise (see `awaitPending`), or its failure. */
+export const directResultAsEffect = <E>(
+  result: Effect.Effect<void, E> | PendingCall | undefined,
+  untilSettled = false
+): Effect.Effect<void, unknown> =>
+  result === undefined ? Effect.void : result instanceof PendingCall ? awaitPending(result, untilSettled) : result
 
 const identity = <A>(a: A) => a
 const noop = () => {}
@@ -52,11 +59,7 @@ const directCallKey = Symbol.for("outbox-relay/consumer/directCall")
 /** `direct` as an Effect handler that also carries it, for `directCallOf`. */
 export const withDirectCall = <E>(direct: DirectCall<E>): AnyHandler<unknown, never> =>
   Object.assign(
-    (event: ConsumedEvent<any>) =>
-      Effect.suspend(() => {
-        const result = direct(event)
-        return result === undefined ? Effect.void : result instanceof PendingCall ? awaitPending(result) : result
-      }),
+    (event: ConsumedEvent<any>) => Effect.suspend(() => directResultAsEffect(direct(event))),
     { [directCallKey]: direct }
   )
 

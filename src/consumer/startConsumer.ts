@@ -37,7 +37,7 @@ import type { ConsumedEvent } from "./Envelope.js"
 import { ConsumerOptionsInvalid } from "./Errors.js"
 import { withInbox } from "./Inbox.js"
 import type { ConsumerTls, StartFrom, UnknownEvents } from "./Options.js"
-import { type AnyHandler, awaitPending, PendingCall, withDirectCall } from "./Routing.js"
+import { type AnyHandler, directResultAsEffect, PendingCall, withDirectCall } from "./Routing.js"
 
 /** What the handler gets besides the event. `sql` is the inbox transaction (undefined without inbox). */
 export interface HandlerContext<Tx> {
@@ -255,17 +255,10 @@ const start = async <P>(options: StartConsumerOptions<P>): Promise<ConsumerHandl
       ? withInbox<unknown, unknown, never>(
         inbox,
         (event, tx) =>
-          Effect.suspend(() => {
-            const result = callHandler(userHandler, event, tx)
-            // With the inbox, the handler must not outlive its transaction: a query it sends after the
-            // rollback would run outside it (postgres.js runs it in autocommit), so its effect would
-            // escape the inbox. Interrupting it waits until its promise settles.
-            return result === undefined
-              ? Effect.void
-              : result instanceof PendingCall
-              ? awaitPending(result, true)
-              : result
-          })
+          // With the inbox, the handler must not outlive its transaction: a query it sends after the
+          // rollback would run outside it (postgres.js runs it in autocommit), so its effect would escape
+          // the inbox. Interrupting it waits until its promise settles.
+          Effect.suspend(() => directResultAsEffect(callHandler(userHandler, event, tx), true))
       )
       : withDirectCall((event) => callHandler(userHandler, event, undefined))
   const handling = options.catalog === undefined

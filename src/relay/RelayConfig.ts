@@ -18,7 +18,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaTransformation from "effect/SchemaTransformation"
-import { parseRedisUrl, type RedisTarget } from "../shared/RedisClient.js"
+import { clusterMismatch, parseRedisUrl, type RedisTarget } from "../shared/RedisClient.js"
 import { defaultTopicPattern } from "../shared/RedisKeys.js"
 import { readPem, type RedisTls, sslModeConflict, sslRootCert } from "../shared/Tls.js"
 import { falseWords, trueWords } from "./BooleanWords.js"
@@ -553,17 +553,15 @@ export const loadSettings: Effect.Effect<RelaySettings, ConfigInvalid> = keeping
     }
   }
   const result = { ...(out as Omit<RelaySettings, keyof TlsMaterial>), ...yield* readTlsFiles(out) } as RelaySettings
-  const redisTarget = parseRedisUrl(Redacted.value(result.redisUrl)) as RedisTarget
-  if (redisTarget.hosts.length > 1 && !result.redisCluster) {
+  const mismatch = clusterMismatch(
+    parseRedisUrl(Redacted.value(result.redisUrl)) as RedisTarget,
+    result.redisCluster,
+    "RELAY_REDIS_CLUSTER=true"
+  )
+  if (mismatch !== undefined) {
     return yield* new ConfigInvalid({
       variable: "RELAY_REDIS_URL",
-      message: "Invalid RELAY_REDIS_URL=<redacted>: several hosts are a cluster's seeds; set RELAY_REDIS_CLUSTER=true"
-    })
-  }
-  if (redisTarget.db !== 0 && result.redisCluster) {
-    return yield* new ConfigInvalid({
-      variable: "RELAY_REDIS_URL",
-      message: "Invalid RELAY_REDIS_URL=<redacted>: a Redis Cluster has only database 0"
+      message: `Invalid RELAY_REDIS_URL=<redacted>: ${mismatch}`
     })
   }
   if (Duration.isGreaterThan(result.retryBaseDelay, result.retryMaxDelay)) {

@@ -76,6 +76,17 @@ export const parseRedisUrl = (text: string): RedisTarget | string => {
   }
 }
 
+/**
+ * Why `target` cannot go with `cluster` (one line; `flag` names the setting that turns cluster mode on),
+ * or undefined when it can.
+ */
+export const clusterMismatch = (target: RedisTarget, cluster: boolean, flag: string): string | undefined =>
+  target.hosts.length > 1 && !cluster
+    ? `several hosts are a cluster's seeds; set ${flag}`
+    : target.db !== 0 && cluster
+    ? "a Redis Cluster has only database 0"
+    : undefined
+
 /** The URL of the first host of `text` alone (a cluster's first seed), credentials and database kept. */
 export const firstHostUrl = (text: string): string => {
   const target = parseRedisUrl(text)

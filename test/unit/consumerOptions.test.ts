@@ -32,6 +32,18 @@ const integer = (option: string, max: number) => ({ option, message: `${option} 
 /** Every way an option can be refused, with what the error must say. */
 const refusals: Array<[string, Partial<Options>, { option: string; message: string }]> = [
   ["empty stream", { stream: "" }, { option: "stream", message: "stream must not be empty" }],
+  ["redisUrl not a Redis URL", { redisUrl: "http://cache:6379" }, {
+    option: "redisUrl",
+    message: "redisUrl: not a redis:// or rediss:// URL"
+  }],
+  ["several hosts without cluster", { redisUrl: "redis://a:7000,b:7001" }, {
+    option: "redisUrl",
+    message: "redisUrl: several hosts are a cluster's seeds; set cluster: true"
+  }],
+  ["a database on a cluster", { redisUrl: "redis://a:7000/2", cluster: true }, {
+    option: "redisUrl",
+    message: "redisUrl: a Redis Cluster has only database 0"
+  }],
   ["empty group", { group: "" }, { option: "group", message: "group must not be empty" }],
   ["handlerTimeout not a duration", { handlerTimeout: "soon" as never }, duration("handlerTimeout")],
   ["handlerTimeout zero", { handlerTimeout: 0 }, duration("handlerTimeout")],
