@@ -16,7 +16,7 @@
  *   node bench/profile.mjs [--quick]      (run `npm run build` first; `npm run bench` does)
  */
 import Redis from "ioredis"
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { pathToFileURL } from "node:url"
 import postgres from "postgres"
@@ -55,9 +55,13 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
     const n = mod.slotCount ?? 64
     params.push(mod.slotMask([...Array(n).keys()]))
   }
-  const lua = readFileSync(join(root, "lua", "publish.lua"), "utf8")
+  const { publishScript } = await import(pathToFileURL(join(root, "dist", "relay", "4-Publish.js")).href)
   const redis = new Redis(redisUrl)
-  const sha = await redis.script("LOAD", lua)
+  const sha = await redis.script("LOAD", publishScript)
+  // The script's keys for a stream, in its KEYS order (src/relay/4-Publish.ts).
+  const keys = (
+    stream
+  ) => [stream, `{${stream}}:attempts`, `{${stream}}:orphans`, `{${stream}}:fence`, `{${stream}}:inflight`]
   const sql = postgres(url, { max: 1, onnotice: () => {}, fetch_types: false, idle_timeout: 0 })
   // The claim only runs on the session it names (its third parameter): this one.
   if (/\$3\b/.test(claimSql)) params.push(String((await sql.unsafe("SELECT pg_backend_pid() AS pid"))[0].pid))
@@ -86,7 +90,8 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
         groups.get(key).push(r)
       }
       const replies = await Promise.all([...groups].map(([stream, group]) => {
-        const args = ["0", "3600000", "0"]
+        // No fence pairs, nothing to forget or abandon, then this call's token and record.
+        const args = ["0", "3600000", "0", "0", "0", `p${rep}`, `|${group.map((r) => r.event_id).join(",")}`]
         for (const r of group) {
           args.push(
             r.event_id,
@@ -101,16 +106,19 @@ const rawParts = async ({ url, redisUrl, streams, reps, log }) => {
             r.headers
           )
         }
-        return redis.evalsha(sha, 2, stream, `{${stream}}:inflight`, ...args)
+        return redis.evalsha(sha, 5, ...keys(stream), ...args)
       }))
       const t2 = hr()
       await sql.unsafe("COMMIT")
       const t3 = hr()
+      // The committed attempt's record goes (the relay sends this with its next call for the stream).
       await Promise.all(
-        [...groups].map(([stream, group]) => redis.hdel(`{${stream}}:inflight`, ...group.map((r) => r.event_id)))
+        [...groups].map(([stream]) =>
+          redis.evalsha(sha, 5, ...keys(stream), "0", "3600000", "0", "1", `p${rep}`, "0", "", "")
+        )
       )
       const t4 = hr()
-      const published = replies.reduce((n, r) => n + r.length, 0)
+      const published = replies.reduce((n, r) => n + (typeof r === "number" ? r : r.length), 0)
       if (rows.length !== BATCH || published !== BATCH) {
         throw new Error(`claimed ${rows.length}, published ${published}, expected ${BATCH}`)
       }

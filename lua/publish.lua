@@ -1,21 +1,27 @@
 -- publish.lua: add the events of ONE stream, in the order given, each at most once.
 --
 -- KEYS[1]  the stream ("<RELAY_STREAM_PREFIX><topic>")
--- KEYS[2]  the stream's in-flight marker hash ("{<stream>}:inflight": its hash tag puts it in the
---          stream's cluster slot), event_id -> entry id of events added but not yet acknowledged
---          in Postgres
--- KEYS[3]  the stream's fence ("{<stream>}:fence", same cluster slot): outbox slot -> the highest lease
---          epoch a call for this stream has carried for that slot
+-- KEYS[2]  the stream's attempts ("{<stream>}:attempts"; the hash tag puts every key of the stream in
+--          its cluster slot): attempt token -> record of a call whose Postgres transaction is not known
+--          to have committed
+-- KEYS[3]  the stream's orphans ("{<stream>}:orphans"): records of attempts that failed, or whose
+--          lease holder lost the slots; while any is kept, every call looks its events up there
+-- KEYS[4]  the stream's fence ("{<stream>}:fence"): outbox slot -> the highest lease epoch a call for
+--          this stream has carried for that slot
+-- KEYS[5]  the markers of relays before attempt records ("{<stream>}:inflight", event_id -> entry id);
+--          looked up while they last (they expire within an hour of the last such relay's call)
 -- ARGV[1]  MAXLEN for approximate trimming ("0": no trimming)
--- ARGV[2]  TTL of the marker hash in milliseconds (refreshed on every call)
+-- ARGV[2]  TTL in milliseconds of the attempts (refreshed on every call) and of the orphans (set when
+--          one is added)
 -- ARGV[3]  f: how many (slot, epoch) pairs follow: the outbox slots of this call's events and the
 --          epoch each was leased with (sql/0007_slot_epochs.sql)
 -- ARGV[4..3+2f] slot, epoch, slot, epoch, ...
--- ARGV[4+2f] k: how many markers to drop before adding anything (events of earlier batches whose
---          deletion has committed since; the relay sends them with its next call instead of an HDEL
---          of their own)
--- ARGV[5+2f..4+2f+k] their event ids
--- ARGV[5+2f+k..] the envelope's values of each event, ENVELOPE_FIELD_COUNT per event, in the field order of
+-- then k, and k tokens of attempts whose transaction committed: their records go
+-- then a, and a tokens of attempts that failed (or whose outcome is unknown): their records move
+--          to the orphans
+-- then the token of this call ("" when it adds no events) and its record:
+--          "<slot>:<epoch>,...|<event_id>,<event_id>,..." (the pairs above, then the events in order)
+-- then the envelope's values of each event, ENVELOPE_FIELD_COUNT per event, in the field order of
 --          src/shared/Envelope.ts
 --
 -- Template: the relay renders ENVELOPE_FIELD_COUNT (the number of envelope fields) and ENVELOPE_XADD_ARGS
@@ -23,33 +29,46 @@
 --
 -- Fencing: when a pair's epoch is older than the fence's, the slot has been leased again since (the
 -- caller lost its lease while paused): the call fails with "FENCED ..." before it changes anything.
--- Otherwise the newer epochs are recorded. The fence has no TTL: it must outlive any pause.
+-- Otherwise the newer epochs are recorded, and every attempt record holding one of those slots at an
+-- older epoch becomes an orphan: its lease holder is gone, so its transaction may never commit.
 --
--- Returns one string per event: the new entry id; "=<entry id>" when the event was already added by
--- an earlier attempt whose acknowledgement in Postgres never happened (crash between XADD and
--- COMMIT); or "!<error>" when the event can never be added (e.g. WRONGTYPE: the key holds another
--- type). A transient error (OOM, READONLY, LOADING, ...) aborts the call with that error: the relay
--- retries the whole batch, and the markers make the retry skip what this call already added.
--- The relay drops markers once its Postgres transaction committed (through ARGV[3..] of its next call
--- for the stream, or an HDEL when it goes idle), so the hash holds only events in flight or just
--- committed; the TTL clears what a crash leaves behind.
+-- Once only: an event is added again only by a call after an attempt that added it did not commit.
+-- That attempt's record is then an orphan (its relay abandons it with its next call, or the fence
+-- above makes it one when another lane leases the slots), so while orphans exist every event is
+-- looked up in them first. Records of attempts that committed are dropped with the next call; a
+-- crashed relay's records go with the attempts' TTL.
 --
--- Cost (docs/benchmarks.md compares it with bare XADDs): markers are looked up with one
--- HMGET and written with one HSET per chunk of events rather than one HGET and one HSET per event,
--- and the XADD arguments are passed directly instead of through a table and unpack().
+-- Returns the number of events when every one was added; otherwise one string per event: "+" added,
+-- "=" already added by an earlier attempt whose transaction never committed, or "!<error>" when the
+-- event can never be added (e.g. WRONGTYPE: the key holds another type). A transient error (OOM,
+-- READONLY, LOADING, ...) aborts the call with that error, after recording the events it added.
+--
+-- Cost (docs/benchmarks.md): one record per call, not one marker per event, so the common case adds
+-- to Redis' work per event only the XADD itself.
 
 local stream = KEYS[1]
-local inflight = KEYS[2]
-local fence = KEYS[3]
+local attempts = KEYS[2]
+local orphans = KEYS[3]
+local fence = KEYS[4]
+local legacy = KEYS[5]
 local maxlen = tonumber(ARGV[1])
+local ttl = ARGV[2]
 local transient = { 'OOM', 'READONLY', 'LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN',
                     'NOREPLICAS', 'MISCONF', 'NOTBUSY' }
+
+local function orphan(token, record)
+  redis.call('HSET', orphans, token, record)
+  redis.call('HDEL', attempts, token)
+  redis.call('PEXPIRE', orphans, ttl)
+end
+
 local fenced = tonumber(ARGV[3])
+local newer = {}
 if fenced > 0 then
   local slots = {}
   for i = 1, fenced do slots[i] = ARGV[2 + 2 * i] end
   local seen = redis.call('HMGET', fence, unpack(slots))
-  local newer = {}
+  local bumped = {}
   for i = 1, fenced do
     local have = tonumber(seen[i])
     local mine = tonumber(ARGV[3 + 2 * i])
@@ -58,57 +77,127 @@ if fenced > 0 then
         ', this call ' .. mine .. ')')
     end
     if not have or have < mine then
-      newer[#newer + 1] = slots[i]
-      newer[#newer + 1] = ARGV[3 + 2 * i]
+      bumped[#bumped + 1] = slots[i]
+      bumped[#bumped + 1] = ARGV[3 + 2 * i]
+      newer[slots[i]] = mine
     end
   end
-  if #newer > 0 then redis.call('HSET', fence, unpack(newer)) end
-end
-local at = 4 + 2 * fenced  -- ARGV index of k
-local forget = tonumber(ARGV[at])
-local chunk = 200
-for from = at + 1, at + forget, chunk do
-  redis.call('HDEL', inflight, unpack(ARGV, from, math.min(at + forget, from + chunk - 1)))
-end
-local base = at + 1 + forget  -- ARGV index of the first event's first value
-local fields = ENVELOPE_FIELD_COUNT
-local count = (#ARGV - base + 1) / fields
-local out = {}
-local pairs_ = {}  -- event_id, entry id, ... of this chunk's new entries
-for from = 0, count - 1, chunk do
-  local to = math.min(count, from + chunk) - 1
-  local ids = {}
-  for i = from, to do ids[#ids + 1] = ARGV[base + i * fields] end
-  local existing = redis.call('HMGET', inflight, unpack(ids))
-  for i = from, to do
-    local b = base + i * fields
-    local seen = existing[i - from + 1]
-    if seen then
-      out[#out + 1] = '=' .. seen
-    else
-      local res
-      if maxlen > 0 then
-        res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', ENVELOPE_XADD_ARGS)
-      else
-        res = redis.pcall('XADD', stream, '*', ENVELOPE_XADD_ARGS)
-      end
-      if type(res) == 'table' and res.err then
-        local err = res.err
-        for _, prefix in ipairs(transient) do
-          if string.sub(err, 1, #prefix) == prefix then
-            if #pairs_ > 0 then redis.call('HSET', inflight, unpack(pairs_)) end
-            return redis.error_reply(err)
+  if #bumped > 0 then
+    redis.call('HSET', fence, unpack(bumped))
+    -- Records holding a bumped slot at an older epoch belong to a lease holder that is gone.
+    local all = redis.call('HGETALL', attempts)
+    for i = 1, #all, 2 do
+      local header = string.match(all[i + 1], '^([^|]*)|')
+      if header then
+        for slot, epoch in string.gmatch(header, '(%d+):(%d+)') do
+          local now = newer[slot]
+          if now and tonumber(epoch) < now then
+            orphan(all[i], all[i + 1])
+            break
           end
         end
-        out[#out + 1] = '!' .. err
-      else
-        pairs_[#pairs_ + 1] = ARGV[b]
-        pairs_[#pairs_ + 1] = res
-        out[#out + 1] = res
       end
     end
   end
-  if #pairs_ > 0 then redis.call('HSET', inflight, unpack(pairs_)) pairs_ = {} end
 end
-if count > 0 then redis.call('PEXPIRE', inflight, ARGV[2]) end
-return out
+
+local at = 4 + 2 * fenced  -- ARGV index of k
+local forget = tonumber(ARGV[at])
+if forget > 0 then
+  local tokens = { unpack(ARGV, at + 1, at + forget) }
+  redis.call('HDEL', attempts, unpack(tokens))
+  -- A committed attempt made an orphan by a lease change in between is no orphan.
+  redis.call('HDEL', orphans, unpack(tokens))
+end
+at = at + 1 + forget  -- ARGV index of a
+local abandon = tonumber(ARGV[at])
+for i = at + 1, at + abandon do
+  local record = redis.call('HGET', attempts, ARGV[i])
+  if record then orphan(ARGV[i], record) end
+end
+at = at + 1 + abandon  -- ARGV index of this call's token
+local token = ARGV[at]
+local record = ARGV[at + 1]
+local base = at + 2  -- ARGV index of the first event's first value
+local fields = ENVELOPE_FIELD_COUNT
+local count = (#ARGV - base + 1) / fields
+if count == 0 then return 0 end
+
+-- Event ids an earlier attempt added without committing: the orphans' and the older relays' markers.
+local added = nil
+local function lookup()
+  added = {}
+  if redis.call('EXISTS', orphans) == 1 then
+    for _, r in ipairs(redis.call('HVALS', orphans)) do
+      local ids = string.match(r, '|(.*)$')
+      if ids then
+        for id in string.gmatch(ids, '[^,]+') do added[id] = true end
+      end
+    end
+  end
+  if redis.call('EXISTS', legacy) == 1 then
+    local chunk = 200
+    for from = 0, count - 1, chunk do
+      local to = math.min(count, from + chunk) - 1
+      local ids = {}
+      for i = from, to do ids[#ids + 1] = ARGV[base + i * fields] end
+      local found = redis.call('HMGET', legacy, unpack(ids))
+      for i = 1, #ids do
+        if found[i] then added[ids[i]] = true end
+      end
+    end
+  end
+  if next(added) == nil then added = nil end
+end
+lookup()
+
+-- out stays nil while every event is added; the first exception fills in "+" for those before it.
+local out = nil
+local function mark(i, value)
+  if not out then
+    out = {}
+    for j = 1, i - 1 do out[j] = '+' end
+  end
+  out[i] = value
+end
+-- The record of what this call added, when it is not exactly the caller's (an exception, an abort).
+local function ownRecord(upto)
+  local ids = {}
+  for i = 0, upto - 1 do
+    if not out or out[i + 1] == '+' then ids[#ids + 1] = ARGV[base + i * fields] end
+  end
+  return string.match(record, '^[^|]*|') .. table.concat(ids, ',')
+end
+
+for i = 0, count - 1 do
+  local b = base + i * fields
+  if added and added[ARGV[b]] then
+    mark(i + 1, '=')
+  else
+    local res
+    if maxlen > 0 then
+      res = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', ENVELOPE_XADD_ARGS)
+    else
+      res = redis.pcall('XADD', stream, '*', ENVELOPE_XADD_ARGS)
+    end
+    if type(res) == 'table' and res.err then
+      local err = res.err
+      for _, prefix in ipairs(transient) do
+        if string.sub(err, 1, #prefix) == prefix then
+          if i > 0 then
+            redis.call('HSET', attempts, token, ownRecord(i))
+            redis.call('PEXPIRE', attempts, ttl)
+          end
+          return redis.error_reply(err)
+        end
+      end
+      mark(i + 1, '!' .. err)
+    elseif out then
+      out[i + 1] = '+'
+    end
+  end
+end
+redis.call('HSET', attempts, token, out and ownRecord(count) or record)
+redis.call('PEXPIRE', attempts, ttl)
+if out then return out end
+return count

@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { replayDeadLettersAsync, startConsumer } from "../src/index.js"
 import { listStreams } from "../src/ops/StreamInspector.js"
-import { deadLetterKey, fenceKey, inflightKey } from "../src/shared/RedisKeys.js"
+import { attemptsKey, deadLetterKey, fenceKey, legacyInflightKey, orphansKey } from "../src/shared/RedisKeys.js"
 import { redisCli, type RedisClusterHandle, startRedisCluster } from "./support/redisCluster.ts"
 import { drained, insertEvents, pendingCount, relayLayer, testEnv } from "./support/relayHarness.js"
 import { eventually, sleep } from "./support/wait.js"
@@ -174,7 +174,15 @@ describe.skipIf(redisCli() === undefined)("redis cluster", () => {
           const stream = `${t.prefix}t${i}`
           masters.add((yield* promise(() => masterOf(stream))).id)
           const slot = yield* promise(() => client.cluster("KEYSLOT", stream))
-          for (const key of [inflightKey(stream), fenceKey(stream), deadLetterKey(stream)]) {
+          for (
+            const key of [
+              attemptsKey(stream),
+              orphansKey(stream),
+              legacyInflightKey(stream),
+              fenceKey(stream),
+              deadLetterKey(stream)
+            ]
+          ) {
             assert.strictEqual(yield* promise(() => client.cluster("KEYSLOT", key)), slot, key)
           }
         }

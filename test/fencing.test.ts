@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { LeaseBoard, SlotLeases } from "../src/relay/2-SlotLeases.js"
 import { ClaimSession } from "../src/relay/3-ClaimSession.js"
-import { StreamPublisher } from "../src/relay/4-Publish.js"
+import { makeLedger, StreamPublisher } from "../src/relay/4-Publish.js"
 import { RelayConfig } from "../src/relay/RelayConfig.js"
 import { fenceKey } from "../src/shared/RedisKeys.js"
 import { insertEvents, readStream, relayLayer, streamWithAtLeast, testEnv } from "./support/relayHarness.js"
@@ -67,10 +67,11 @@ describe("fencing", () => {
         yield* Effect.scoped(Effect.gen(function*() {
           const batch = yield* b.session.claimBatch(10)
           assert.strictEqual(batch.rows.length, 4)
-          const outcomes = yield* b.publisher.publish(batch.rows, b.session.epochs())
+          const ledger = makeLedger()
+          const outcomes = yield* b.publisher.publish(batch.rows, b.session.epochs(), ledger)
           assert.isTrue(outcomes.every((o) => o._tag === "Published" && !o.duplicate))
           yield* batch.commit([])
-          yield* b.publisher.forgetLater(batch.rows)
+          yield* b.publisher.forgetLater(ledger)
           yield* b.publisher.flushForgotten
         }))
         assert.deepStrictEqual(yield* Effect.promise(payloads), [1, 2, 3, 4])
@@ -78,7 +79,7 @@ describe("fencing", () => {
         assert.isAbove(Number(b.session.epochs().get(Number(slot))), Number(a.session.epochs().get(Number(slot))))
 
         // A resumes and publishes its stale batch: refused, nothing added.
-        const refused = yield* Effect.flip(a.publisher.publish(stale.rows, a.session.epochs()))
+        const refused = yield* Effect.flip(a.publisher.publish(stale.rows, a.session.epochs(), makeLedger()))
         assert.strictEqual(refused._tag, "LeaseFenced")
         assert.deepStrictEqual(yield* Effect.promise(payloads), [1, 2, 3, 4], "no late entries from A")
         assert.strictEqual(

@@ -105,7 +105,7 @@ const make = Effect.gen(function*() {
       : Effect.void
   )
   // At shutdown: commit what was published (else it is rolled back and published again, deduplicated
-  // by the markers), then close.
+  // by the attempt records), then close.
   yield* Effect.addFinalizer(() =>
     Effect.andThen(settle.pipe(Effect.timeout(timeout), Effect.ignore), discardConnection)
   )

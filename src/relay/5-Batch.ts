@@ -11,7 +11,7 @@
  *
  * Round trips: a batch's COMMIT goes out in front of the lane's next claim, so a busy lane pays two
  * round trips per batch (claim, script) instead of three, and the next script call drops the batch's
- * in-flight markers instead of an HDEL of its own. Before the lane sleeps, `settle` commits what is
+ * attempt records instead of a command of their own. Before the lane sleeps, `settle` commits what is
  * left open (docs/design.md, Round trips).
  *
  * Shutdown: a batch in flight is uninterruptible (each step has a timeout), so SIGTERM lets it commit
@@ -27,7 +27,7 @@ import type { TransientError } from "../shared/Errors.js"
 import { isRealTracer } from "../shared/OtlpTracing.js"
 import { retryBatch } from "../shared/Retry.js"
 import { ClaimSession } from "./3-ClaimSession.js"
-import { StreamPublisher } from "./4-Publish.js"
+import { makeLedger, StreamPublisher } from "./4-Publish.js"
 import { startBatchSpan } from "./BatchSpan.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { Health } from "./Health.js"
@@ -50,10 +50,12 @@ const make = Effect.gen(function*() {
   const health = yield* Health
   // Decided once per lane: without a tracer (no RELAY_OTLP_ENDPOINT) a batch makes no span and reads no headers.
   const tracing = isRealTracer(yield* Tracer.Tracer)
+  // This lane's publish attempts not yet known to have committed.
+  const ledger = makeLedger()
 
   /**
    * One batch. Its COMMIT is left for the lane's next claim (same round trip) or `settle`, and its
-   * in-flight markers are dropped by the next script call for the stream, unless it has dead
+   * attempt records are dropped by the next script call for the stream, unless it has dead
    * letters: those are recorded and committed before it returns.
    */
   const runBatch = Effect.gen(function*() {
@@ -69,7 +71,7 @@ const make = Effect.gen(function*() {
       else dead.push({ row, reason })
     }
     const publishStarted = yield* Clock.currentTimeMillis
-    const outcomes = yield* publisher.publish(publishable, session.epochs()).pipe(
+    const outcomes = yield* publisher.publish(publishable, session.epochs(), ledger).pipe(
       Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
     )
     const publishEnded = yield* Clock.currentTimeMillis
@@ -85,13 +87,13 @@ const make = Effect.gen(function*() {
       }
     })
     if (dead.length === 0) {
-      // Markers are only dropped once the deletion is durable.
-      yield* batch.commitLater(publisher.forgetLater(published))
+      // Attempt records are only dropped once the deletion is durable.
+      yield* batch.commitLater(publisher.forgetLater(ledger))
     } else {
       yield* batch.commit(dead).pipe(
         Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
       )
-      yield* publisher.forgetLater(published)
+      yield* publisher.forgetLater(ledger)
       yield* reportDead(dead)
     }
     const ended = yield* Clock.currentTimeMillis
@@ -178,8 +180,8 @@ const make = Effect.gen(function*() {
   const settle = session.settle.pipe(
     Effect.catch((error) =>
       Effect.gen(function*() {
-        // The batch's rows are back (or deleted: a failed COMMIT's outcome is unknown); its markers
-        // stay, so publishing them again adds nothing.
+        // The batch's rows are back (or deleted: a failed COMMIT's outcome is unknown); its attempts
+        // become orphans below, so publishing them again adds nothing.
         yield* Metric.update(Metrics.batchFailures, 1)
         yield* health.report("postgres", error.message)
         yield* Effect.logWarning("deferred commit failed; the batch will be claimed again").pipe(
@@ -187,6 +189,8 @@ const make = Effect.gen(function*() {
         )
       })
     ),
+    // Nothing is open any more: an attempt not confirmed by now never committed.
+    Effect.andThen(publisher.abandonLater(ledger)),
     Effect.andThen(publisher.flushForgotten),
     Effect.uninterruptible
   )
@@ -200,7 +204,7 @@ export class Batch extends Context.Service<Batch, {
    * Its COMMIT goes out with the next claim (one round trip for both) or with `settle`.
    */
   readonly next: Effect.Effect<BatchResult>
-  /** Commits what `next` left open and drops the queued markers; failures are logged, not raised. */
+  /** Commits what `next` left open and sends the queued attempt tokens; failures are logged, not raised. */
   readonly settle: Effect.Effect<void>
 }>()("outbox-relay/relay/Batch") {
   static readonly layer = Layer.effect(this, make)

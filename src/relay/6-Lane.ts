@@ -134,7 +134,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
         }
       })
 
-    // Nothing stays open while the lane sleeps: the last batch's COMMIT and its markers go out first.
+    // Nothing stays open while the lane sleeps: the last batch's COMMIT and its attempt tokens go out first.
     const drain = Effect.andThen(drainCycle, batch.settle)
 
     if (lane === 0) {

@@ -415,7 +415,8 @@ export const settings = {
     names: ["RELAY_METRICS_INTERVAL"],
     default: "5 seconds",
     accepts: `${durationAccepts}, at least 100 ms`,
-    description: "How often the backlog gauges are read from Postgres, and Redis memory from `INFO memory`.",
+    description: "How often the backlog gauges are read from Postgres (less often while counting a big backlog " +
+      "takes long), and Redis memory from `INFO memory`.",
     config: duration(Duration.millis(100))
   } satisfies Setting<Duration.Duration>,
   logLevel: {
