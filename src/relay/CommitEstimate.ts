@@ -10,7 +10,8 @@
  *   was up the whole time and no producer can have skipped its NOTIFY (the lane's flag was down).
  *
  * The bound is then `max(created_at, that)`. Time is the relay's clock in fractional milliseconds
- * (`preciseMillis`): whole milliseconds would blur the sub-millisecond part (docs/design.md, Latency).
+ * (`preciseMillis`): whole milliseconds would blur the sub-millisecond part. The reasoning and the
+ * error bounds: docs/design.md, Latency from the commit.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
