@@ -90,9 +90,10 @@ export const committedAfter = (
   notifications: NotificationTimes,
   skipsFrom: number
 ): number => {
-  if (since === -Infinity) return since
+  // Producers may have skipped NOTIFY all along (a busy lane): no notification can help.
+  if (since === -Infinity || skipsFrom <= since) return since
   const first = notifications.firstAfter(since)
-  return first === undefined || first > repliedAt ? since : Math.max(since, Math.min(first, skipsFrom))
+  return first === undefined || first > repliedAt ? since : Math.min(first, skipsFrom)
 }
 
 /** One row's latency from the estimated commit, in seconds (clamped at 0). */
