@@ -39,8 +39,17 @@ import { join, resolve } from "node:path"
 import { promisify } from "node:util"
 import postgres from "postgres"
 import { competitors, PAD, relayBaseline, root, streamOf } from "./lib/competitors.mjs"
-import { findBinary, pgSettings, procSample, sleep, startPostgres, startRedis, treeTicks } from "./lib/servers.mjs"
-import { cdfPoints, fmtMs, fmtNum, median, percentile, round } from "./lib/stats.mjs"
+import {
+  findBinary,
+  freePort,
+  pgSettings,
+  procSample,
+  sleep,
+  startPostgres,
+  startRedis,
+  treeTicks
+} from "./lib/servers.mjs"
+import { cdfPoints, fmtMs, fmtNum, histogramQuantile, median, parseHistogram, percentile, round } from "./lib/stats.mjs"
 import { latencyValue, summaryTable } from "./lib/summary.mjs"
 
 // ---------------------------------------------------------------------------------------------- flags
@@ -646,8 +655,14 @@ const warmUp = async (c, sql, stream) => {
 const latencyTurn = async (c, { handle, producerSql, stream }) => {
   let p
   const rows = []
+  // The relay's own estimate (outbox_relay_commit_latency_seconds), read from its /metrics around each rate.
+  const adminPort = c.kind === "relay" ? await freePort() : null
+  const commitHistogram = async () =>
+    adminPort === null ? null : await fetch(`http://127.0.0.1:${adminPort}/metrics`)
+      .then((r) => r.text())
+      .then((text) => parseHistogram(text, "outbox_relay_commit_latency_seconds"), () => null)
   try {
-    p = startCompetitor(c, handle.url)
+    p = startCompetitor(c, handle.url, adminPort === null ? {} : { RELAY_HTTP_PORT: String(adminPort) })
     const warmed = await warmUp(c, producerSql, stream)
     if (warmed < 50) throw new Error(`warm-up: only ${warmed}/50 events arrived within 30 s\n${p.logTail()}`)
     for (const rate of config.latencyRates) {
@@ -660,8 +675,10 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
         runTag,
         () => (produced ? produced.sent - produced.failed : null)
       )
+      const histogramBefore = await commitHistogram()
       produced = await produce(c, producerSql, rate, config.latencySec, runTag)
       await consumer.finish(config.latencyDrainWaitSec * 1000)
+      const histogramAfter = await commitHistogram()
       const values = [...consumer.latencies.values()]
       const delivered = values.length
       const expected = produced.sent - produced.failed
@@ -696,7 +713,10 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
         fromCommitMax: round(percentile(fromCommit, 100), 3),
         // The producer's own INSERT + COMMIT (no relay can see an event before this returns).
         commitP50: round(percentile(produced.commits, 50), 3),
-        commitP99: round(percentile(produced.commits, 99), 3)
+        commitP99: round(percentile(produced.commits, 99), 3),
+        // The relay's histogram over this rate (interpolated in its buckets); null for other competitors.
+        relayHistogramP50: round(histogramQuantile(histogramBefore, histogramAfter, 50), 3),
+        relayHistogramP99: round(histogramQuantile(histogramBefore, histogramAfter, 99), 3)
       }
       rows.push(row)
       log(
@@ -704,6 +724,9 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
           fmtMs(row.max)
         }` +
           `; from commit p50 ${fmtMs(row.fromCommitP50)} p99 ${fmtMs(row.fromCommitP99)}` +
+          (row.relayHistogramP50 === null
+            ? ""
+            : ` (relay's histogram p50 ${fmtMs(row.relayHistogramP50)} p99 ${fmtMs(row.relayHistogramP99)})`) +
           ` (producer's INSERT+COMMIT p50 ${fmtMs(row.commitP50)} p99 ${fmtMs(row.commitP99)})` +
           ` (${delivered}/${expected} delivered, producer ${produced.achievedRate}/s)`
       )

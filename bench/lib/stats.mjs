@@ -68,3 +68,31 @@ export const fmtMs = (x) => {
   if (x >= 10) return `${x.toFixed(1)} ms`
   return `${x.toFixed(2)} ms`
 }
+
+/**
+ * A Prometheus histogram's cumulative bucket counts, `[[le, count], ...]` in order, read from `/metrics`
+ * text; null when the metric is not there (an older build).
+ */
+export const parseHistogram = (text, name) => {
+  const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} ([0-9.eE+-]+)$`, "gm"))]
+    .map(([, le, count]) => [le === "+Inf" ? Infinity : Number(le), Number(count)])
+  return buckets.length ? buckets : null
+}
+
+/**
+ * Quantile `q` (0-100) in ms of what a histogram observed between two readings, interpolated linearly
+ * inside its bucket as Prometheus' histogram_quantile does; null when nothing was observed.
+ */
+export const histogramQuantile = (before, after, q) => {
+  if (!before || !after) return null
+  const counts = after.map(([le, count], i) => [le, count - (before[i]?.[1] ?? 0)])
+  const total = counts.at(-1)[1]
+  if (total <= 0) return null
+  const rank = (q / 100) * total
+  const i = counts.findIndex(([, count]) => count >= rank)
+  const [upper, count] = counts[i]
+  const [lower, below] = i > 0 ? counts[i - 1] : [0, 0]
+  // Past the last finite bucket: its bound is all that is known.
+  if (upper === Infinity) return lower * 1000
+  return (lower + ((upper - lower) * (rank - below)) / Math.max(1, count - below)) * 1000
+}

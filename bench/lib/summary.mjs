@@ -58,6 +58,9 @@ export const latencyTable = (results) => {
     `${l.rate}/s`,
     l.fromCommitP50 === undefined ? "n/a" : fmtMs(latencyValue(l, "fromCommitP50")),
     l.fromCommitP99 === undefined ? "n/a" : fmtMs(latencyValue(l, "fromCommitP99")),
+    l.relayHistogramP50 === undefined || l.relayHistogramP50 === null
+      ? "-"
+      : `${fmtMs(l.relayHistogramP50)} / ${fmtMs(l.relayHistogramP99)}`,
     fmtMs(latencyValue(l, "p50")),
     fmtMs(latencyValue(l, "p90")),
     fmtMs(latencyValue(l, "p99")),
@@ -73,6 +76,7 @@ export const latencyTable = (results) => {
     "target rate",
     "p50 from commit",
     "p99 from commit",
+    "relay's own estimate p50 / p99",
     "p50",
     "p90",
     "p99",

@@ -12,8 +12,10 @@
  *   one with backoff, for ever.
  *
  * Wake-ups coalesce: each lane's queue holds at most one, so a burst of commits costs one drain. The slow
- * poll (`RELAY_POLL_INTERVAL`) is the lane's own timer, in `Lane`.
+ * poll (`RELAY_POLL_INTERVAL`) is the lane's own timer, in `Lane`. The receipt times of notifications
+ * are also kept (`NotificationTimes`), for the estimate of when a claimed row committed (`CommitEstimate`).
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -28,6 +30,7 @@ import pgListen from "pg-listen"
 import { describe } from "../shared/Errors.js"
 import { listenReconnectDelay } from "../shared/Retry.js"
 import { postgresTarget } from "../shared/Tls.js"
+import { NotificationTimes, preciseMillis } from "./CommitEstimate.js"
 import { Health } from "./Health.js"
 import { RelayConfig } from "./RelayConfig.js"
 
@@ -58,6 +61,8 @@ const make = Effect.gen(function*() {
   )
   const target = postgresTarget(Redacted.value(config.listenDatabaseUrl), config.databaseCa)
   const pingChannel = `outbox_relay_ping_${process.pid}_${randomBytes(4).toString("hex")}`
+  const clock = yield* Clock.Clock
+  const notifications = new NotificationTimes()
 
   let healthySinceLastFailure = false
   const session = Effect.scoped(Effect.gen(function*() {
@@ -81,10 +86,21 @@ const make = Effect.gen(function*() {
       ),
       (subscriber) => Effect.promise(() => subscriber.close()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
     )
-    subscriber.notifications.on(channel, () => wake("notification"))
+    // Until LISTEN is in place (and again from a drop until pg-listen has re-LISTENed), notifications
+    // can be missed: their times say nothing then.
+    let listened = false
+    yield* Effect.addFinalizer(() => Effect.sync(() => notifications.deaf()))
+    subscriber.notifications.on(channel, () => {
+      notifications.record(preciseMillis(clock))
+      wake("notification")
+    })
     subscriber.notifications.on(pingChannel, (token: string) => pending.get(token)?.())
     // pg-listen re-LISTENs by itself after a dropped connection, then says "connected".
-    subscriber.events.on("connected", () => wake("connected"))
+    subscriber.events.on("reconnect", () => notifications.deaf())
+    subscriber.events.on("connected", () => {
+      if (listened) notifications.listening(preciseMillis(clock))
+      wake("connected")
+    })
     subscriber.events.on("error", (error: Error) => fail(describe(error)))
 
     const attempt = (what: string, run: () => Promise<unknown> | undefined) =>
@@ -94,6 +110,8 @@ const make = Effect.gen(function*() {
       })
     yield* attempt("connect", () => subscriber.connect())
     yield* attempt("listen", () => subscriber.listenTo(channel))
+    listened = true
+    notifications.listening(preciseMillis(clock))
     yield* attempt("listen", () => subscriber.listenTo(pingChannel))
 
     const check = Effect.callback<void, ListenFailed>((resume) => {
@@ -148,12 +166,14 @@ const make = Effect.gen(function*() {
     }
   }))
 
-  return Wakeups.of({ subscribe })
+  return Wakeups.of({ subscribe, notifications })
 })
 
 export class Wakeups extends Context.Service<Wakeups, {
   /** A queue of coalesced wake-ups of one's own (one per lane): take one, then drain the outbox. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<Wakeup>, never, Scope.Scope>
+  /** When recent notifications arrived (relay clock, `preciseMillis`), for the commit estimate. */
+  readonly notifications: NotificationTimes
 }>()("outbox-relay/relay/Wakeups") {
   static readonly layer = Layer.effect(this, make)
 }

@@ -45,6 +45,8 @@ const make = Effect.gen(function*() {
   // session ends while idle (pg_terminate_backend, a Postgres restart), and a new session holds
   // neither our leases nor our transaction: every claim and commit checks it is still this one.
   let sessionPid: number | undefined
+  // Bumped whenever `owned` changes: a claim on new slots may find rows committed long ago.
+  let slotsVersion = 0
   const connection = () =>
     client ??= makePostgresClient(config.databaseUrl, {
       max: 1,
@@ -70,6 +72,7 @@ const make = Effect.gen(function*() {
     emptyOpen = false
     owned = new Set()
     epochs = new Map()
+    slotsVersion++
     sessionPid = undefined
     return current ? Effect.promise(() => current.end({ timeout: 0 })).pipe(Effect.ignore) : Effect.void
   })
@@ -205,6 +208,7 @@ const make = Effect.gen(function*() {
         }
         owned = new Set()
         epochs = new Map()
+        slotsVersion++
         sessionPid = pid
         // A new session has no prepared claim either: the next claim prepares it again.
         preparedOn = undefined
@@ -221,6 +225,7 @@ const make = Effect.gen(function*() {
             slots.forEach((slot) => {
               owned.delete(slot)
               epochs.delete(slot)
+              slotsVersion++
             })
           )
         ),
@@ -245,6 +250,7 @@ const make = Effect.gen(function*() {
         const [slot, epoch] = pair.split(":")
         owned.add(Number(slot))
         epochs.set(Number(slot), epoch!)
+        slotsVersion++
       }
     })
 
@@ -252,6 +258,7 @@ const make = Effect.gen(function*() {
     claimBatch,
     settle,
     owned: () => owned,
+    slotsVersion: () => slotsVersion,
     epochs: () => epochs,
     dropLeases: discardConnection,
     liveRelays,
@@ -273,6 +280,8 @@ export class ClaimSession extends Context.Service<ClaimSession, {
   readonly settle: Effect.Effect<void, DatabaseUnavailable>
   /** The slots this session leases now (empty after the connection was replaced). */
   readonly owned: () => ReadonlySet<number>
+  /** Changes whenever the owned slots change (leased, released, lost with the session). */
+  readonly slotsVersion: () => number
   /** The epoch each owned slot was leased with (its fencing token in Redis). */
   readonly epochs: () => ReadonlyMap<number, string>
   /**

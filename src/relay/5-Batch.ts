@@ -14,10 +14,12 @@
  * attempt records instead of a command of their own. Before the lane sleeps, `settle` commits what is
  * left open (docs/design.md, Round trips).
  *
+ * Latency from commit: each batch remembers what its claim tells about the next one's rows (they
+ * committed after it was sent, when it came back less than full), for `CommitEstimate`.
+ *
  * Shutdown: a batch in flight is uninterruptible (each step has a timeout), so SIGTERM lets it commit
  * or roll back before the connections close.
  */
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -26,9 +28,12 @@ import * as Tracer from "effect/Tracer"
 import type { TransientError } from "../shared/Errors.js"
 import { isRealTracer } from "../shared/OtlpTracing.js"
 import { retryBatch } from "../shared/Retry.js"
+import { Wakeups } from "./1-Wakeups.js"
 import { ClaimSession } from "./3-ClaimSession.js"
 import { makeLedger, StreamPublisher } from "./4-Publish.js"
+import { WakeRegistry } from "./7-WakeRegistry.js"
 import { startBatchSpan } from "./BatchSpan.js"
+import { committedAfter, currentMillis } from "./CommitEstimate.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { Health } from "./Health.js"
 import { recordLatency } from "./Latency.js"
@@ -48,10 +53,14 @@ const make = Effect.gen(function*() {
   const session = yield* ClaimSession
   const publisher = yield* StreamPublisher
   const health = yield* Health
+  const registry = yield* WakeRegistry
+  const notifications = (yield* Wakeups).notifications
   // Decided once per lane: without a tracer (no RELAY_OTLP_ENDPOINT) a batch makes no span and reads no headers.
   const tracing = isRealTracer(yield* Tracer.Tracer)
   // This lane's publish attempts not yet known to have committed.
   const ledger = makeLedger()
+  // The last claim, when it bounds the commits of the next one's rows from below.
+  let lastClaim: { readonly sentAt: number; readonly slotsVersion: number } | undefined
 
   /**
    * One batch. Its COMMIT is left for the lane's next claim (same round trip) or `settle`, and its
@@ -59,9 +68,20 @@ const make = Effect.gen(function*() {
    * letters: those are recorded and committed before it returns.
    */
   const runBatch = Effect.gen(function*() {
-    const started = yield* Clock.currentTimeMillis
+    const started = yield* currentMillis
+    // Rows this claim finds committed after the previous claim was sent, if that one came back less
+    // than full on the same slots. Taken once: a failure from here on leaves the next claim nothing.
+    const previous = lastClaim
+    lastClaim = undefined
+    const slotsVersion = session.slotsVersion()
+    const since = previous !== undefined && previous.slotsVersion === slotsVersion ? previous.sentAt : -Infinity
     const batch = yield* session.claimBatch(config.batchSize)
-    if (batch.rows.length === 0) return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+    const repliedAt = yield* currentMillis
+    const thisClaim = batch.rows.length < config.batchSize ? { sentAt: started, slotsVersion } : undefined
+    if (batch.rows.length === 0) {
+      lastClaim = thisClaim
+      return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+    }
     const span = tracing ? yield* startBatchSpan(batch.rows) : undefined
     const dead: Array<DeadLetter> = []
     const publishable: Array<OutboxRow> = []
@@ -70,11 +90,11 @@ const make = Effect.gen(function*() {
       if (reason === undefined) publishable.push(row)
       else dead.push({ row, reason })
     }
-    const publishStarted = yield* Clock.currentTimeMillis
+    const publishStarted = yield* currentMillis
     const outcomes = yield* publisher.publish(publishable, session.epochs(), ledger).pipe(
       Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
     )
-    const publishEnded = yield* Clock.currentTimeMillis
+    const publishEnded = yield* currentMillis
     const published: Array<OutboxRow> = []
     let duplicates = 0
     outcomes.forEach((outcome, i) => {
@@ -96,12 +116,13 @@ const make = Effect.gen(function*() {
       yield* publisher.forgetLater(ledger)
       yield* reportDead(dead)
     }
-    const ended = yield* Clock.currentTimeMillis
+    const ended = yield* currentMillis
+    const commitBound = committedAfter(since, repliedAt, notifications, registry.skipsFrom(since))
     // One step for the updates (each `Metric.update` is an effect of its own). Latency is measured
     // to the moment the XADDs were acknowledged, with the clock reading already taken for that.
     yield* Effect.contextWith((context: Context.Context<never>) => {
       Metrics.eventsRelayed.updateUnsafe(published.length, context)
-      recordLatency(published, publishEnded, context)
+      recordLatency(published, publishEnded, commitBound, context)
       Metrics.eventsDuplicateSkipped.updateUnsafe(duplicates, context)
       Metrics.eventsDeadLettered.updateUnsafe(dead.length, context)
       Metrics.batchSize.updateUnsafe(batch.rows.length, context)
@@ -114,6 +135,7 @@ const make = Effect.gen(function*() {
       span.attribute("outbox.duplicates", duplicates)
       span.attribute("outbox.dead_lettered", dead.length)
     }
+    lastClaim = thisClaim
     return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
   }).pipe(
     Effect.scoped,
@@ -180,6 +202,8 @@ const make = Effect.gen(function*() {
   const settle = session.settle.pipe(
     Effect.catch((error) =>
       Effect.gen(function*() {
+        // Rows the last claim took may be back: committed long before it was sent.
+        lastClaim = undefined
         // The batch's rows are back (or deleted: a failed COMMIT's outcome is unknown); its attempts
         // become orphans below, so publishing them again adds nothing.
         yield* Metric.update(Metrics.batchFailures, 1)

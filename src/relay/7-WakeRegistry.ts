@@ -18,6 +18,7 @@ import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
 import { randomBytes } from "node:crypto"
 import type { DatabaseUnavailable } from "../shared/Errors.js"
+import { currentMillis } from "./CommitEstimate.js"
 import { makePostgresClient, runQuery } from "./Database.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { statements } from "./Statements.js"
@@ -52,10 +53,17 @@ const make = Effect.gen(function*() {
   // Local view of the flag: set, and until when (local clock, with a margin for clock skew).
   let awakeUntil = 0
   let flagSet = false
+  // For the commit estimate (`skipsFrom`, relay clock in `currentMillis`): every producer that
+  // skipped its NOTIFY for this lane's flag had committed by `quietFrom`, and the flag has not been
+  // raised again before `raisedAt`. Nothing is known before the lane registers.
+  let quietFrom = Infinity
+  let raisedAt = Infinity
 
   const markAwake = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     if (flagSet && awakeUntil - now > leaseMs / 2) return
+    // Before the query: it may set the flag even when it fails.
+    raisedAt = Math.min(raisedAt, yield* currentMillis)
     yield* query("markAwake", sqlText.markAwake, [relayId, leaseMs])
     flagSet = true
     awakeUntil = now + leaseMs
@@ -68,7 +76,15 @@ const make = Effect.gen(function*() {
   })
 
   const handoverDone = query("handover", sqlText.tryHandover, []).pipe(
-    Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true)
+    Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true),
+    Effect.tap((done) =>
+      done && !flagSet
+        ? Effect.map(currentMillis, (now) => {
+          quietFrom = now
+          raisedAt = Infinity
+        })
+        : Effect.void
+    )
   )
 
   // The lane registers itself when it starts relaying (`register`); while registered, the
@@ -82,10 +98,14 @@ const make = Effect.gen(function*() {
   // heartbeat writes it (a caller that gives up calls `unregister`).
   const register = Semaphore.withPermit(
     rowLock,
-    Effect.suspend(() => {
+    Effect.gen(function*() {
       registered = true
       flagSet = false
-      return Effect.asVoid(query("register", sqlText.markAsleep, [relayId]))
+      // A producer that read the summary before this lane counted may still skip its NOTIFY and
+      // commit after this: the estimate's blind spot while such a transaction stays open.
+      quietFrom = yield* currentMillis
+      raisedAt = Infinity
+      yield* query("register", sqlText.markAsleep, [relayId])
     })
   )
   const unregister = Semaphore.withPermit(
@@ -93,6 +113,7 @@ const make = Effect.gen(function*() {
     Effect.suspend(() => {
       registered = false
       flagSet = false
+      quietFrom = Infinity
       return Effect.asVoid(query("unregister", sqlText.unregister, [relayId]))
     })
   )
@@ -116,6 +137,7 @@ const make = Effect.gen(function*() {
     handoverDone,
     isAwake: Effect.sync(() => flagSet),
     flagExpiresAt: Effect.sync(() => awakeUntil + 1000),
+    skipsFrom: (since) => since < quietFrom ? -Infinity : raisedAt,
     register,
     unregister
   })
@@ -132,6 +154,12 @@ export class WakeRegistry extends Context.Service<WakeRegistry, {
   readonly isAwake: Effect.Effect<boolean>
   /** When a failed `markAsleep` leaves the flag set, the time (ms, local clock) it surely expired. */
   readonly flagExpiresAt: Effect.Effect<number>
+  /**
+   * For rows committed after `since` (relay clock, `currentMillis`): from when one of them may have
+   * been committed without a NOTIFY because of this lane's flag. -Infinity when that is possible from
+   * `since` on (the flag was, or may have been, up then); Infinity when every such row notified.
+   */
+  readonly skipsFrom: (since: number) => number
   /**
    * Registers this lane (asleep): from now on producers notify until it marks itself awake, its
    * heartbeat runs, and other lanes and relays count it when they share the slots.

@@ -1,13 +1,15 @@
 /**
- * The relay's latency histogram: per event, the time from its `created_at` to Redis acknowledging its
- * XADD. Runs once per published batch with the one clock reading the batch already took, so it costs
- * a timestamp parse and a histogram update per event and nothing else.
+ * The relay's latency histograms: per event, the time from its `created_at`, and from the estimate of
+ * its commit (`CommitEstimate`), to Redis acknowledging its XADD. Runs once per published batch with
+ * the clock reading the batch already took, so it costs a timestamp parse and two histogram updates
+ * per event and nothing else.
  *
  * `created_at` arrives as `timestamptz::text`: with Postgres's default DateStyle (ISO) that is
  * `YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM[:SS]]` (the offset of the session's TimeZone, fraction
  * without trailing zeros). That shape is read digit by digit; anything else goes to `Date.parse`.
  */
 import type * as Context from "effect/Context"
+import { commitLatencySeconds } from "./CommitEstimate.js"
 import type { OutboxRow } from "./Database.js"
 import * as Metrics from "./Metrics.js"
 
@@ -55,15 +57,22 @@ export const timestamptzMillis = (text: string): number => {
   return sign === 43 ? millis - offset * 1000 : millis + offset * 1000
 }
 
-/** Records the latency of each published row, acknowledged at `ackedAt` (epoch ms). */
+/**
+ * Records the latencies of each published row, acknowledged at `ackedAt` (epoch ms), whose commit
+ * came after `committedAfter` (epoch ms, -Infinity when unknown).
+ */
 export const recordLatency = (
   rows: ReadonlyArray<OutboxRow>,
   ackedAt: number,
+  committedAfter: number,
   context: Context.Context<never>
 ): void => {
   for (let i = 0; i < rows.length; i++) {
     const created = timestamptzMillis(rows[i]!.created_at)
     // NaN (unreadable) is skipped; a negative age (clocks apart) counts as 0.
-    if (created === created) Metrics.latencySeconds.updateUnsafe(Math.max(0, ackedAt - created) / 1000, context)
+    if (created === created) {
+      Metrics.latencySeconds.updateUnsafe(Math.max(0, ackedAt - created) / 1000, context)
+      Metrics.commitLatencySeconds.updateUnsafe(commitLatencySeconds(created, committedAfter, ackedAt), context)
+    }
   }
 }
