@@ -68,3 +68,10 @@ export const fmtMs = (x) => {
   if (x >= 10) return `${x.toFixed(1)} ms`
   return `${x.toFixed(2)} ms`
 }
+
+/** Per-round ratios a / b (null where either is missing) and their median. */
+export const pairedRatios = (as, bs) => {
+  const ok = (x) => x !== null && x !== undefined && x > 0 && Number.isFinite(x)
+  const perRound = as.map((a, i) => (ok(a) && ok(bs[i]) ? round(a / bs[i], 3) : null))
+  return { perRound, median: round(median(perRound.filter((x) => x !== null)), 3) }
+}
