@@ -1,6 +1,6 @@
 /**
  * Relay CPU per event at a steady producer rate: what a relay costs on cores it shares with its producers.
- * For each rate, the relay, the baseline build (--baseline) and the least-work relay (LISTEN mode) take
+ * For each rate, the relay, the baseline build (--baseline) and the least-work relay (polling every 10 ms) take
  * turns round by round (the order rotates), each turn on a fresh database: the competitor starts, pgbench
  * produces at the rate (`-R`, 8 clients, single-row INSERT transactions) for a warm-up, the measured window
  * and a short tail, so the producers' backends are still alive when the window closes and their CPU is
@@ -25,50 +25,69 @@ const CLIENTS = 8
 const TAIL_SEC = 1
 const DELIVERY_WAIT_MS = 15_000
 /**
- * The least-work relay LISTENs here (one worker woken by the trigger's NOTIFY, as in the overhead
- * scenario): polling every 1 ms, its idle claims would be most of its CPU per event at these rates and
- * would take the cores the producers need to reach them.
+ * The least-work relay polls every 10 ms here. At 1 ms (its setting in drain and latency) its idle claims
+ * take the cores the producers need: they fell far short of both rates; woken by a NOTIFY on every commit
+ * instead (BENCH_WORKERS=listen), the producers' commits queue on the notify lock and fall short too.
  */
-const envOf = (c) => (c.name === "floor" ? { BENCH_WORKERS: "listen" } : undefined)
+export const floorEnv = { BENCH_POLL_MS: "10" }
+const envOf = (c) => (c.name === "floor" ? floorEnv : undefined)
 
 // ---------------------------------------------------------------------------------------------- profile
-/** Self time by function (name, file, line) from a .cpuprofile: the `top` heaviest, as text lines. */
-export const profileSummary = (profile, top = 25) => {
+/** This process's monotonic clock in µs: V8 stamps profile samples with the same system clock. */
+const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n)
+
+/**
+ * Self time by function (name, file, line) from a .cpuprofile, as text lines: the `top` heaviest, counted
+ * over the samples inside `window` ({ from, to } in monotonic µs), or over all of them when none fall in it.
+ */
+export const profileSummary = (profile, window, top = 25) => {
   const short = (url) => url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/(dist|bench)\//, "$1/")
+  const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]))
+  const hitsById = new Map()
+  let at = profile.startTime
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0
+    if (!window || (at >= window.from && at <= window.to)) hitsById.set(id, (hitsById.get(id) ?? 0) + 1)
+  })
+  const inWindow = hitsById.size > 0
+  const hits = inWindow
+    ? hitsById
+    : new Map(profile.nodes.map((n) => [n.id, n.hitCount ?? 0]))
   const byFunction = new Map()
   let total = 0
   let idle = 0
-  for (const node of profile.nodes) {
-    const hits = node.hitCount ?? 0
-    if (hits === 0) continue
-    const { functionName, url, lineNumber } = node.callFrame
-    total += hits
-    if (functionName === "(idle)") idle += hits
-    const key = url ? `${functionName || "(anonymous)"} ${short(url)}:${lineNumber + 1}` : functionName
-    byFunction.set(key, (byFunction.get(key) ?? 0) + hits)
+  for (const [id, count] of hits) {
+    if (count === 0) continue
+    const { functionName, url, lineNumber } = frames.get(id)
+    total += count
+    if (functionName === "(idle)") idle += count
+    const key = url ? `${functionName || "(anonymous)"} ${short(url)}:${lineNumber + 1}` : functionName || "(native)"
+    byFunction.set(key, (byFunction.get(key) ?? 0) + count)
   }
-  const seconds = (profile.endTime - profile.startTime) / 1e6
   const busy = total - idle
-  const rows = [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, top).map(([key, hits]) =>
-    `${String(hits).padStart(7)} ${(100 * hits / total).toFixed(1).padStart(5)}% ${
-      key === "(idle)" ? "    -" : (100 * hits / busy).toFixed(1).padStart(5)
+  const rows = [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, top).map(([key, count]) =>
+    `${String(count).padStart(7)} ${(100 * count / total).toFixed(1).padStart(5)}% ${
+      key === "(idle)" ? "     " : (100 * count / busy).toFixed(1).padStart(5)
     }%  ${key}`
   )
+  const span = window && inWindow
+    ? `the measured window (${((window.to - window.from) / 1e6).toFixed(1)} s)`
+    : `the whole process life (${((profile.endTime - profile.startTime) / 1e6).toFixed(1)} s, start-up included)`
   return [
-    `${fmtNum(total)} samples over ${seconds.toFixed(1)} s, ${fmtNum(busy)} not idle`,
+    `${fmtNum(total)} samples over ${span}, ${fmtNum(busy)} not idle`,
     "",
     "samples  of all  of busy  function (self time)",
     ...rows
   ]
 }
 
-const writeProfile = ({ dir, competitor, rate, resultsDir, log }) => {
+const writeProfile = ({ dir, competitor, rate, window, resultsDir, log }) => {
   const file = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).sort().at(-1)
   if (!file) throw new Error(`--cpu-prof: no .cpuprofile in ${dir} (did the relay exit cleanly?)`)
   const suffix = competitor === "relay" ? "" : `-${competitor}`
   const kept = join(resultsDir, `steady-${rate}${suffix}.cpuprofile`)
   copyFileSync(join(dir, file), kept)
-  const lines = profileSummary(JSON.parse(readFileSync(join(dir, file), "utf8")))
+  const lines = profileSummary(JSON.parse(readFileSync(kept, "utf8")), window)
   const text = [`${competitor} at ${fmtNum(rate)} events/s (${kept.replace(`${root}/`, "")})`, ...lines].join("\n")
   const out = join(resultsDir, `steady-profile-${rate}${suffix}.txt`)
   writeFileSync(out, `${text}\n`)
@@ -94,12 +113,13 @@ const steadyTurn = async (ctx, c, rate, { profileDir }) => {
     await sleep(1000)
     const snapshot = async () => {
       const at = performance.now()
+      const micros = monotonicMicros()
       const cpu = procSample(p.pid)?.cpuTicks
       const servers = treeTicks(serverPids)
       const [{ id }] = await handle.sql.unsafe(
         "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox_events', 'id')::regclass), 0)::int AS id"
       )
-      return { at, cpu, servers, id, length: await redis.xlen(stream) }
+      return { at, micros, cpu, servers, id, length: await redis.xlen(stream) }
     }
     const bench = ctx.pgbenchRun(handle.db, c.pgbenchScript, CLIENTS, warmSec + seconds + TAIL_SEC, [
       "-R",
@@ -115,6 +135,7 @@ const steadyTurn = async (ctx, c, rate, { profileDir }) => {
     if (a.cpu === undefined || b.cpu === undefined) throw new Error(`${c.name} exited:\n${p.logTail()}`)
     const windowSec = (b.at - a.at) / 1000
     row.windowSeconds = round(windowSec, 2)
+    row.window = { from: a.micros, to: b.micros }
     row.producedInWindow = b.id - a.id
     row.relayedInWindow = b.length - a.length
     row.achievedRate = Math.round(row.producedInWindow / windowSec)
@@ -166,7 +187,17 @@ export const runSteady = async ({ group, rounds, quick, cpuProf, ...ctx }) => {
   const resultsDir = join(root, "bench", "results")
   mkdirSync(resultsDir, { recursive: true })
   const turnCtx = { ...ctx, seconds, warmSec }
-  const out = { rates: [], seconds, warmSec, tailSec: TAIL_SEC, clients: CLIENTS, rounds, group, profiles: [] }
+  const out = {
+    rates: [],
+    seconds,
+    warmSec,
+    tailSec: TAIL_SEC,
+    clients: CLIENTS,
+    rounds,
+    group,
+    floorEnv: group.includes("floor") ? floorEnv : undefined,
+    profiles: []
+  }
   const profiledRate = Math.max(...steadyRates)
   for (const rate of steadyRates) {
     const turns = Object.fromEntries(group.map((n) => [n, []]))
@@ -181,7 +212,9 @@ export const runSteady = async ({ group, rounds, quick, cpuProf, ...ctx }) => {
           const row = await steadyTurn(turnCtx, c, rate, { profileDir })
           turns[name].push({ ...row, round: r + 1 })
           if (profileDir && !row.error) {
-            out.profiles.push(writeProfile({ dir: profileDir, competitor: name, rate, resultsDir, log: ctx.log }))
+            out.profiles.push(
+              writeProfile({ dir: profileDir, competitor: name, rate, window: row.window, resultsDir, log: ctx.log })
+            )
           }
         } catch (error) {
           ctx.noteError(`steady profile ${name} @${rate}/s`, error)
