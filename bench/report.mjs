@@ -459,9 +459,10 @@ ${competitorsList}
   relay process and the Postgres + Redis process trees (producers' backends included) over the producing window.` +
   `${soakOnlyNote}
 - **Steady rate** (\`npm run bench -- --scenario steady --only relay,floor\`, \`bench/steady.mjs\`): at 1,000 and
-  4,000 events/s, the relay, the least-work relay (polling every 10 ms: at 1 ms, or woken by a NOTIFY on every
-  commit, it held the producers below the rate) and, with \`--baseline\`, the baseline build take turns, 3 rounds
-  (\`--rounds\`), the order rotating, each turn on a fresh database. pgbench produces at the rate (\`-R\`, 8
+  4,000 events/s, the relay, the least-work relay and, with \`--baseline\`, the baseline build take turns, 3
+  rounds (\`--rounds\`), the order rotating, each turn on a fresh database. The least-work relay polls every 10 ms
+  with the wake-up trigger disabled: it never marks itself awake, so the trigger would NOTIFY on every commit,
+  and the producers' commits, queueing on the notify lock, fell short of 4,000/s. pgbench produces at the rate (\`-R\`, 8
   clients, single-row INSERT transactions) for a warm-up of 3 s, a 30 s window and 1 s more, so the producers'
   backends are still alive when the window closes. Over the window: the competitor process's CPU and the
   Postgres + Redis process trees' CPU (the producers' own work included, the same for every competitor), each

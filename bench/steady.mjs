@@ -1,15 +1,16 @@
 /**
  * Relay CPU per event at a steady producer rate: what a relay costs on cores it shares with its producers.
- * For each rate, the relay, the baseline build (--baseline) and the least-work relay (polling every 10 ms) take
- * turns round by round (the order rotates), each turn on a fresh database: the competitor starts, pgbench
- * produces at the rate (`-R`, 8 clients, single-row INSERT transactions) for a warm-up, the measured window
- * and a short tail, so the producers' backends are still alive when the window closes and their CPU is
- * counted. Over the window: the competitor's CPU and the Postgres + Redis process trees' CPU (the
- * producers' own work included, the same for every competitor), each per event relayed (stream entries
- * added in the window), and the producers' achieved rate (the outbox id sequence). After the tail, every
- * committed event must be in the stream. With `--cpu-prof` the relay builds' turns at the top rate in the
- * first round run under `node --cpu-prof`; those turns are left out of medians and ratios (the profiler
- * costs CPU too) and the top functions by self time go to bench/results/steady-profile-<rate>[-<name>].txt.
+ * For each rate, the relay, the baseline build (--baseline) and the least-work relay (polling every 10 ms,
+ * no trigger) take turns round by round (the order rotates), each turn on a fresh database: the competitor
+ * starts, pgbench produces at the rate (`-R`, 8 clients, single-row INSERT transactions) for a warm-up, the
+ * measured window and a short tail, so the producers' backends are still alive when the window closes and
+ * their CPU is counted. Over the window: the competitor's CPU and the Postgres + Redis process trees' CPU
+ * (the producers' own work included, the same for every competitor), each per event relayed (stream
+ * entries added in the window), and the producers' achieved rate (the outbox id sequence). After the tail,
+ * every committed event must be in the stream. With `--cpu-prof` the relay builds' turns at the top rate in
+ * the first round run under `node --cpu-prof`; those turns are left out of medians and ratios (the profiler
+ * costs CPU too) and the top functions by self time over the window go to
+ * bench/results/steady-profile-<rate>[-<name>].txt.
  *
  *   npm run bench -- --scenario steady --only relay,floor [--quick] [--rounds n] [--cpu-prof] [--baseline <dir>]
  */
@@ -25,9 +26,10 @@ const CLIENTS = 8
 const TAIL_SEC = 1
 const DELIVERY_WAIT_MS = 15_000
 /**
- * The least-work relay polls every 10 ms here. At 1 ms (its setting in drain and latency) its idle claims
- * take the cores the producers need: they fell far short of both rates; woken by a NOTIFY on every commit
- * instead (BENCH_WORKERS=listen), the producers' commits queue on the notify lock and fall short too.
+ * The least-work relay polls every 10 ms here, with the wake-up trigger disabled. It never marks itself
+ * awake, so the trigger would NOTIFY on every commit, and those commits queue on the notify lock: the
+ * producers fell far short of 4,000/s (as they did with it LISTENing, BENCH_WORKERS=listen). A 1 ms poll's
+ * idle claims cost more CPU than the events they bring at these rates.
  */
 export const floorEnv = { BENCH_POLL_MS: "10" }
 const envOf = (c) => (c.name === "floor" ? floorEnv : undefined)
@@ -109,6 +111,7 @@ const steadyTurn = async (ctx, c, rate, { profileDir }) => {
   const row = { competitor: c.name, rate, profiled: Boolean(profileDir) }
   let p
   try {
+    if (c.name === "floor") await handle.sql.unsafe("ALTER TABLE outbox_events DISABLE TRIGGER USER")
     p = ctx.startCompetitor(c, handle.url, envOf(c), profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [])
     await sleep(1000)
     const snapshot = async () => {
