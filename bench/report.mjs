@@ -462,14 +462,14 @@ ${competitorsList}
   4,000 events/s, the relay, the least-work relay and, with \`--baseline\`, the baseline build take turns, 3
   rounds (\`--rounds\`), the order rotating, each turn on a fresh database. The least-work relay polls every 10 ms
   with the wake-up trigger disabled: it never marks itself awake, so the trigger would NOTIFY on every commit,
-  and the producers' commits, queueing on the notify lock, fell short of 4,000/s. pgbench produces at the rate (\`-R\`, 8
-  clients, single-row INSERT transactions) for a warm-up of 3 s, a 30 s window and 1 s more, so the producers'
-  backends are still alive when the window closes. Over the window: the competitor process's CPU and the
-  Postgres + Redis process trees' CPU (the producers' own work included, the same for every competitor), each
-  per event relayed; the producers' achieved rate (the outbox id sequence); and, after the run, every committed
-  event must be in the stream. \`--cpu-prof\` runs the relay's 4,000/s turn of the first round under
-  \`node --cpu-prof\` (left out of medians) and writes its top functions by self time over the window to
-  \`bench/results/steady-profile-4000.txt\`.
+  and the producers' commits, queueing on the notify lock, fell short of 4,000/s. pgbench produces at the rate
+  (\`-R\`, 8 clients, single-row INSERT transactions) for a warm-up of 3 s, a 30 s window and 1 s more, so the
+  producers' backends are still alive when the window closes. Over the window: the competitor process's CPU
+  and the Postgres + Redis process trees' CPU (the producers' own work included, the same for every
+  competitor), each per event relayed; the producers' achieved rate (the outbox id sequence); and, after the
+  run, every committed event must be in the stream. \`--cpu-prof\` runs the relay's 4,000/s turn of the first
+  round under \`node --cpu-prof\` (left out of medians) and writes its top functions by self time over the
+  window to \`bench/results/steady-profile-4000.txt\`.
 
 ## Results
 
