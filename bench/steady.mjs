@@ -239,9 +239,10 @@ export const runSteady = async ({ group, rounds, quick, cpuProf, ...ctx }) => {
       const cpu = pairedRatios(of("relay", "cpuMicrosPerEvent"), of(other, "cpuMicrosPerEvent"))
       const server = pairedRatios(of("relay", "serverCpuMicrosPerEvent"), of(other, "serverCpuMicrosPerEvent"))
       ratios.push({ to: other, cpu, server })
+      const perRound = (r) => r.perRound.map((x) => x ?? "-").join(", ")
       ctx.log(
-        `  @${fmtNum(rate)}/s relay / ${other} CPU/event per round ${cpu.perRound.join(", ")}; median ${cpu.median}` +
-          `; servers per round ${server.perRound.join(", ")}; median ${server.median}`
+        `  @${fmtNum(rate)}/s relay / ${other} CPU/event per round ${perRound(cpu)}; median ${cpu.median}` +
+          `; servers per round ${perRound(server)}; median ${server.median}`
       )
     }
     for (const n of group) {
