@@ -211,9 +211,16 @@ export const runSteady = async ({ group, rounds, quick, cpuProf, ...ctx }) => {
         const c = competitors[name]
         const profile = cpuProf && r === 0 && rate === profiledRate && c.kind === "relay"
         const profileDir = profile ? mkdtempSync(join(tmpdir(), "steady-prof-")) : undefined
+        let row
         try {
-          const row = await steadyTurn(turnCtx, c, rate, { profileDir })
-          turns[name].push({ ...row, round: r + 1 })
+          row = await steadyTurn(turnCtx, c, rate, { profileDir })
+        } catch (error) {
+          // Setting up the turn failed (its database): the round keeps its place, without figures.
+          row = { competitor: name, rate, error: error.message }
+          ctx.noteError(`steady ${name} @${rate}/s`, error)
+        }
+        turns[name].push({ ...row, round: r + 1 })
+        try {
           if (profileDir && !row.error) {
             out.profiles.push(
               writeProfile({ dir: profileDir, competitor: name, rate, window: row.window, resultsDir, log: ctx.log })
