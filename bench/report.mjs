@@ -18,7 +18,8 @@ import {
   latencyTable,
   overheadTable,
   ratios,
-  soakTable
+  soakTable,
+  steadyTable
 } from "./lib/summary.mjs"
 import { barChart, lineChart, palette } from "./lib/svg.mjs"
 import { profileTable } from "./profile.mjs"
@@ -344,6 +345,19 @@ ${clusterTable(results.cluster)}
 `
   : ""
 
+/** The steady scenario, when the run has it (older cited runs do not). */
+const steadySection = results.steady?.rates.length
+  ? `### CPU per event at a steady rate (pgbench -R, ${results.steady.clients} clients, ${results.steady.seconds} s)
+
+Each turn's competitor CPU and Postgres + Redis CPU over the producing window, per event relayed, per round
+(competitors taking turns, the order rotating) and the median; the ratio rows divide the relay's figure by the
+other's in the same round. "(prof)": under \`--cpu-prof\`, left out of the median.
+
+${steadyTable(results)}
+
+`
+  : ""
+
 const abSection = results.ab && (results.ab.drain.length || results.ab.latency.length)
   ? `
 ### A/B: this build and the baseline, taking turns
@@ -444,6 +458,18 @@ ${competitorsList}
   claim becomes an UPDATE, the table holds rate × retention rows, and the purge deletes them again. "CPU s" is the
   relay process and the Postgres + Redis process trees (producers' backends included) over the producing window.` +
   `${soakOnlyNote}
+- **Steady rate** (\`npm run bench -- --scenario steady --only relay,floor\`, \`bench/steady.mjs\`): at 1,000 and
+  4,000 events/s, the relay, the least-work relay and, with \`--baseline\`, the baseline build take turns, 3
+  rounds (\`--rounds\`), the order rotating, each turn on a fresh database. The least-work relay polls every 10 ms
+  with the wake-up trigger disabled: it never marks itself awake, so the trigger would NOTIFY on every commit,
+  and the producers' commits, queueing on the notify lock, fell short of 4,000/s. pgbench produces at the rate
+  (\`-R\`, 8 clients, single-row INSERT transactions) for a warm-up of 3 s, a 30 s window and 1 s more, so the
+  producers' backends are still alive when the window closes. Over the window: the competitor process's CPU
+  and the Postgres + Redis process trees' CPU (the producers' own work included, the same for every
+  competitor), each per event relayed; the producers' achieved rate (the outbox id sequence); and, after the
+  run, every committed event must be in the stream. \`--cpu-prof\` runs the relay's 4,000/s turn of the first
+  round under \`node --cpu-prof\` (left out of medians) and writes its top functions by self time over the
+  window to \`bench/results/steady-profile-4000.txt\`.
 
 ## Results
 
@@ -473,7 +499,7 @@ ${results.soak.length ? soakTable(results) : "Not run (`npm run bench -- --scena
 
 ${soakCharts.join("\n\n")}
 
-${consumerSection}${clusterSection}### Ratios
+${consumerSection}${clusterSection}${steadySection}### Ratios
 
 ${ratios(results)}
 ${abSection}

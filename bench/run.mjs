@@ -10,11 +10,17 @@
  *                                          (floor, the least-work relay, takes turns with the relay round by
  *                                          round in drain and latency)
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue |
- *                                          consumer | cluster (comma-separated; enqueue: the typed producer
- *                                          helper enqueueMany against a hand-written multi-row INSERT;
+ *                                          consumer | cluster | steady (comma-separated; enqueue: the typed
+ *                                          producer helper enqueueMany against a hand-written multi-row INSERT;
  *                                          consumer: startConsumer against a least-work consumer,
  *                                          bench/consumer.mjs; cluster: the relay draining into a 3-master
- *                                          Redis Cluster against one Redis, bench/cluster.mjs)
+ *                                          Redis Cluster against one Redis, bench/cluster.mjs; steady: relay
+ *                                          and server CPU per event at 1,000 and 4,000 events/s from pgbench
+ *                                          -R, relay, baseline and floor taking turns, --rounds n (default 3),
+ *                                          bench/steady.mjs; off with --quick unless asked for)
+ *   npm run bench -- --cpu-prof            steady only: the relay's 4,000/s turns of the first round run under
+ *                                          node --cpu-prof (left out of medians and ratios); top functions by
+ *                                          self time in bench/results/steady-profile-4000.txt
  *   npm run bench -- --soak 600            table-health soak for 600 s (default: 60 s in the full run,
  *                                          off with --quick); the relay soaks twice: deleting on publish,
  *                                          and with RELAY_RETENTION
@@ -49,7 +55,17 @@ import {
   startRedis,
   treeTicks
 } from "./lib/servers.mjs"
-import { cdfPoints, fmtMs, fmtNum, histogramQuantile, median, parseHistogram, percentile, round } from "./lib/stats.mjs"
+import {
+  cdfPoints,
+  fmtMs,
+  fmtNum,
+  histogramQuantile,
+  median,
+  pairedRatios,
+  parseHistogram,
+  percentile,
+  round
+} from "./lib/stats.mjs"
 import { latencyValue, summaryTable } from "./lib/summary.mjs"
 
 // ---------------------------------------------------------------------------------------------- flags
@@ -72,13 +88,15 @@ const known = new Set([
   "no-report",
   "baseline",
   "rounds",
+  "cpu-prof",
   "help"
 ])
 for (const a of argv) {
   if (a.startsWith("--") && !known.has(a.slice(2))) throw new Error(`unknown flag ${a}`)
 }
 if (flag("help")) {
-  console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").slice(2, 23).join("\n"))
+  const header = readFileSync(new URL(import.meta.url), "utf8").split("\n")
+  console.log(header.slice(2, header.findIndex((line) => line.startsWith(" * Writes bench/results")) - 1).join("\n"))
   process.exit(0)
 }
 const quick = flag("quick")
@@ -131,7 +149,7 @@ if (!Number.isInteger(abRounds) || abRounds < 1 || abRounds > 50) {
 }
 const scenarios = scenarioArg
   ? scenarioArg.split(",").map((s) => {
-    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue", "consumer", "cluster"].includes(s)) {
+    if (!["drain", "latency", "overhead", "soak", "profile", "enqueue", "consumer", "cluster", "steady"].includes(s)) {
       throw new Error(`--scenario: unknown ${s}`)
     }
     return s
@@ -144,11 +162,13 @@ const scenarios = scenarioArg
     "profile",
     "enqueue",
     "consumer",
-    "cluster"
+    "cluster",
+    ...(quick ? [] : ["steady"])
   ]
-if (roundsArg !== undefined && !baselineDir && !scenarios.includes("consumer")) {
-  throw new Error("--rounds goes with --baseline or the consumer scenario")
+if (roundsArg !== undefined && !baselineDir && !scenarios.includes("consumer") && !scenarios.includes("steady")) {
+  throw new Error("--rounds goes with --baseline or the consumer or steady scenario")
 }
+if (flag("cpu-prof") && !scenarios.includes("steady")) throw new Error("--cpu-prof goes with the steady scenario")
 
 const config = quick
   ? {
@@ -205,6 +225,8 @@ const results = {
   enqueue: null,
   /** startConsumer (defaults, best settings) against a least-work consumer, per round (bench/consumer.mjs). */
   consumer: null,
+  /** CPU per event at steady producer rates, relay / floor / baseline taking turns (bench/steady.mjs). */
+  steady: null,
   /** The relay against the least-work relay, taking turns: per-round ratios and their median. */
   yardstick: { drain: [], latency: [] },
   /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
@@ -341,8 +363,8 @@ const dropDb = async ({ db, sql }) => {
   await admin.unsafe(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`).catch((e) => noteError(`drop ${db}`, e))
 }
 
-const startCompetitor = (c, url, env) => {
-  const p = c.start(url, redisServer.url, env)
+const startCompetitor = (c, url, env, nodeArgs) => {
+  const p = c.start(url, redisServer.url, env, nodeArgs)
   live.add(p)
   p.exited.then(() => live.delete(p))
   return p
@@ -475,13 +497,6 @@ const drainOnce = async (c, n, capSec) => {
 
 /** Competitors in `group` take turns; odd rounds reverse the order, so going first favours neither. */
 const inTurns = (group, round) => (round % 2 ? [...group].reverse() : group)
-
-/** Per-round ratios a / b (null where either is missing) and their median. */
-const pairedRatios = (as, bs) => {
-  const ok = (x) => x !== null && x !== undefined && x > 0 && Number.isFinite(x)
-  const perRound = as.map((a, i) => (ok(a) && ok(bs[i]) ? round(a / bs[i], 3) : null))
-  return { perRound, median: round(median(perRound.filter((x) => x !== null)), 3) }
-}
 
 const runDrain = async () => {
   log("== drain")
@@ -1187,6 +1202,29 @@ try {
         (await import("./cluster.mjs")).runCluster({
           ...shared,
           rounds: roundsArg === undefined ? undefined : abRounds
+        })
+    )
+  }
+  const steadyGroup = ["relay", "relay-baseline", "floor"].filter((n) => selected.includes(n))
+  if (scenarios.includes("steady") && steadyGroup.length) {
+    await moduleScenario(
+      "steady",
+      "CPU per event at 1,000 and 4,000 events/s from pgbench -R (bench/steady.mjs)",
+      async () =>
+        (await import("./steady.mjs")).runSteady({
+          group: steadyGroup,
+          rounds: roundsArg === undefined ? 3 : abRounds,
+          quick,
+          cpuProf: flag("cpu-prof"),
+          log,
+          noteError,
+          freshDb,
+          dropDb,
+          startCompetitor,
+          stopCompetitor,
+          pgbenchRun,
+          redis,
+          serverPids: [pg.pid, redisServer.pid]
         })
     )
   }

@@ -111,8 +111,9 @@ const relayBuild = ({ name, label, dir, settings }) => {
     insertOne: relayTable.insertOne,
     pgbenchScript: relayTable.pgbenchScript,
     pendingSql: relayTable.pendingSql,
-    start: (dbUrl, redisUrl, extraEnv = {}) =>
-      spawnLogged(name, process.execPath, [main], relayEnv(dbUrl, redisUrl, streamPrefix, extraEnv), dir),
+    // `nodeArgs` (e.g. --cpu-prof) survive the heap-tuning restart: main.js passes process.execArgv on.
+    start: (dbUrl, redisUrl, extraEnv = {}, nodeArgs = []) =>
+      spawnLogged(name, process.execPath, [...nodeArgs, main], relayEnv(dbUrl, redisUrl, streamPrefix, extraEnv), dir),
     hasTriggers: true
   }
 }

@@ -96,3 +96,10 @@ export const histogramQuantile = (before, after, q) => {
   if (upper === Infinity) return lower * 1000
   return (lower + ((upper - lower) * (rank - below)) / Math.max(1, count - below)) * 1000
 }
+
+/** Per-round ratios a / b (null where either is missing) and their median. */
+export const pairedRatios = (as, bs) => {
+  const ok = (x) => x !== null && x !== undefined && x > 0 && Number.isFinite(x)
+  const perRound = as.map((a, i) => (ok(a) && ok(bs[i]) ? round(a / bs[i], 3) : null))
+  return { perRound, median: round(median(perRound.filter((x) => x !== null)), 3) }
+}

@@ -325,6 +325,54 @@ export const clusterTable = (c) =>
     ]
   )
 
+/**
+ * The steady scenario: per rate, each competitor's CPU µs per event relayed (its process, and Postgres +
+ * Redis) per round and the median, then the relay's per-round ratios to the least-work relay and the baseline.
+ */
+export const steadyTable = (results) => {
+  const s = results.steady
+  const perRound = (turns, key) =>
+    turns.map((t) => (t.error ? "err" : `${fmtNum(t[key], 0)}${t.profiled ? " (prof)" : ""}`)).join(" / ")
+  const ratioCells = (r) => r.perRound.map((x) => (x === null ? "-" : x.toFixed(2))).join(" / ")
+  const rows = s.rates.flatMap((r) => [
+    ...s.group.map((n) => {
+      const turns = r.turns[n]
+      const committed = turns.reduce((a, t) => a + (t.committed || 0), 0)
+      const delivered = turns.reduce((a, t) => a + (t.delivered || 0), 0)
+      return [
+        `${fmtNum(r.rate)}/s`,
+        label(results, n),
+        perRound(turns, "cpuMicrosPerEvent"),
+        `**${fmtNum(r.medians[n].cpuMicrosPerEvent, 0)}**`,
+        perRound(turns, "serverCpuMicrosPerEvent"),
+        `**${fmtNum(r.medians[n].serverCpuMicrosPerEvent, 0)}**`,
+        fmtNum(r.medians[n].achievedRate),
+        `${fmtNum(delivered)}/${fmtNum(committed)}${r.medians[n].allDelivered ? "" : " NOT ALL"}`
+      ]
+    }),
+    ...r.ratios.map((x) => [
+      `${fmtNum(r.rate)}/s`,
+      `relay / ${label(results, x.to)}`,
+      ratioCells(x.cpu),
+      `**${x.cpu.median?.toFixed(2) ?? "n/a"}×**`,
+      ratioCells(x.server),
+      `**${x.server.median?.toFixed(2) ?? "n/a"}×**`,
+      "",
+      ""
+    ])
+  ])
+  return table([
+    "rate",
+    "competitor",
+    "CPU µs/event per round",
+    "median",
+    "Postgres+Redis µs/event per round",
+    "median",
+    "producers ev/s",
+    "delivered/committed"
+  ], rows)
+}
+
 /** The relay against the least-work relay, taking turns round by round: per-round ratios and medians. */
 export const yardstickTable = (y) => {
   const rows = [
@@ -362,6 +410,13 @@ export const summaryTable = (results) => {
       `### Redis Cluster (drain of ${fmtNum(results.cluster.events)} events over ${results.cluster.topics} topics)\n\n${
         clusterTable(results.cluster)
       }`
+    )
+  }
+  if (results.steady?.rates.length) {
+    const { clients, seconds } = results.steady
+    parts.push(
+      `### Steady rate: CPU per event relayed (pgbench -R, ${clients} clients, ${seconds} s per turn;` +
+        ` (prof): under --cpu-prof, not in the median)\n\n${steadyTable(results)}`
     )
   }
   if (results.yardstick && (results.yardstick.drain.length || results.yardstick.latency.length)) {
