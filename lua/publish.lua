@@ -4,15 +4,16 @@
 -- KEYS[2]  the stream's attempts ("{<stream>}:attempts"; the hash tag puts every key of the stream in
 --          its cluster slot): attempt token -> record of a call whose Postgres transaction is not known
 --          to have committed
--- KEYS[3]  the stream's orphans ("{<stream>}:orphans"): records of attempts that failed, or whose
---          lease holder lost the slots; while any is kept, every call looks its events up there
+-- KEYS[3]  the stream's orphans ("{<stream>}:orphans"): event_id -> token, the events of attempts that
+--          failed or whose lease holder lost the slots; while any is kept, every call looks its
+--          events up there, and an event found is taken out (this call's record holds it now)
 -- KEYS[4]  the stream's fence ("{<stream>}:fence"): outbox slot -> the highest lease epoch a call for
 --          this stream has carried for that slot
 -- KEYS[5]  the markers of relays before attempt records ("{<stream>}:inflight", event_id -> entry id);
 --          looked up while they last (they expire within an hour of the last such relay's call)
 -- ARGV[1]  MAXLEN for approximate trimming ("0": no trimming)
 -- ARGV[2]  TTL in milliseconds of the attempts (refreshed on every call) and of the orphans (set when
---          one is added)
+--          an attempt becomes one)
 -- ARGV[3]  f: how many (slot, epoch) pairs follow: the outbox slots of this call's events and the
 --          epoch each was leased with (sql/0007_slot_epochs.sql)
 -- ARGV[4..3+2f] slot, epoch, slot, epoch, ...
@@ -33,8 +34,8 @@
 -- older epoch becomes an orphan: its lease holder is gone, so its transaction may never commit.
 --
 -- Once only: an event is added again only by a call after an attempt that added it did not commit.
--- That attempt's record is then an orphan (its relay abandons it with its next call, or the fence
--- above makes it one when another lane leases the slots), so while orphans exist every event is
+-- That attempt's events are then orphans (its relay abandons it with its next call, or the fence
+-- above orphans it when another lane leases the slots), so while orphans exist every event is
 -- looked up in them first. Records of attempts that committed are dropped with the next call; a
 -- crashed relay's records go with the attempts' TTL.
 --
@@ -56,8 +57,23 @@ local ttl = ARGV[2]
 local transient = { 'OOM', 'READONLY', 'LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN',
                     'NOREPLICAS', 'MISCONF', 'NOTBUSY' }
 
+local chunk = 200
+
+-- Moves an attempt's events from its record to the orphans.
 local function orphan(token, record)
-  redis.call('HSET', orphans, token, record)
+  local ids = string.match(record, '|(.*)$')
+  local pairs_ = {}
+  if ids then
+    for id in string.gmatch(ids, '[^,]+') do
+      pairs_[#pairs_ + 1] = id
+      pairs_[#pairs_ + 1] = token
+      if #pairs_ >= 2 * chunk then
+        redis.call('HSET', orphans, unpack(pairs_))
+        pairs_ = {}
+      end
+    end
+  end
+  if #pairs_ > 0 then redis.call('HSET', orphans, unpack(pairs_)) end
   redis.call('HDEL', attempts, token)
   redis.call('PEXPIRE', orphans, ttl)
 end
@@ -106,8 +122,19 @@ local forget = tonumber(ARGV[at])
 if forget > 0 then
   local tokens = { unpack(ARGV, at + 1, at + forget) }
   redis.call('HDEL', attempts, unpack(tokens))
-  -- A committed attempt made an orphan by a lease change in between is no orphan.
-  redis.call('HDEL', orphans, unpack(tokens))
+  -- A committed attempt orphaned by a lease change in between: its events are no orphans.
+  if redis.call('EXISTS', orphans) == 1 then
+    local committed = {}
+    for _, t in ipairs(tokens) do committed[t] = true end
+    local all = redis.call('HGETALL', orphans)
+    local gone = {}
+    for i = 1, #all, 2 do
+      if committed[all[i + 1]] then gone[#gone + 1] = all[i] end
+    end
+    for from = 1, #gone, chunk do
+      redis.call('HDEL', orphans, unpack(gone, from, math.min(#gone, from + chunk - 1)))
+    end
+  end
 end
 at = at + 1 + forget  -- ARGV index of a
 local abandon = tonumber(ARGV[at])
@@ -123,33 +150,28 @@ local fields = ENVELOPE_FIELD_COUNT
 local count = (#ARGV - base + 1) / fields
 if count == 0 then return 0 end
 
--- Event ids an earlier attempt added without committing: the orphans' and the older relays' markers.
+-- Event ids of this call an earlier attempt added without committing: orphans and older relays'
+-- markers. Orphans found are taken out once this call has added the rest (its record holds them).
 local added = nil
-local function lookup()
-  added = {}
-  if redis.call('EXISTS', orphans) == 1 then
-    for _, r in ipairs(redis.call('HVALS', orphans)) do
-      local ids = string.match(r, '|(.*)$')
-      if ids then
-        for id in string.gmatch(ids, '[^,]+') do added[id] = true end
+local found = {}
+local function lookup(key, takeOut)
+  if redis.call('EXISTS', key) == 0 then return end
+  for from = 0, count - 1, chunk do
+    local to = math.min(count, from + chunk) - 1
+    local ids = {}
+    for i = from, to do ids[#ids + 1] = ARGV[base + i * fields] end
+    local hits = redis.call('HMGET', key, unpack(ids))
+    for i = 1, #ids do
+      if hits[i] then
+        added = added or {}
+        added[ids[i]] = true
+        if takeOut then found[#found + 1] = ids[i] end
       end
     end
   end
-  if redis.call('EXISTS', legacy) == 1 then
-    local chunk = 200
-    for from = 0, count - 1, chunk do
-      local to = math.min(count, from + chunk) - 1
-      local ids = {}
-      for i = from, to do ids[#ids + 1] = ARGV[base + i * fields] end
-      local found = redis.call('HMGET', legacy, unpack(ids))
-      for i = 1, #ids do
-        if found[i] then added[ids[i]] = true end
-      end
-    end
-  end
-  if next(added) == nil then added = nil end
 end
-lookup()
+lookup(orphans, true)
+lookup(legacy, false)
 
 -- out stays nil while every event is added; the first exception fills in "+" for those before it.
 local out = nil
@@ -160,11 +182,12 @@ local function mark(i, value)
   end
   out[i] = value
 end
--- The record of what this call added, when it is not exactly the caller's (an exception, an abort).
+-- The record of the events this call stands for (added now or before), when that is not exactly the
+-- caller's record (an event refused, an abort).
 local function ownRecord(upto)
   local ids = {}
   for i = 0, upto - 1 do
-    if not out or out[i + 1] == '+' then ids[#ids + 1] = ARGV[base + i * fields] end
+    if not out or string.sub(out[i + 1], 1, 1) ~= '!' then ids[#ids + 1] = ARGV[base + i * fields] end
   end
   return string.match(record, '^[^|]*|') .. table.concat(ids, ',')
 end
@@ -199,5 +222,8 @@ for i = 0, count - 1 do
 end
 redis.call('HSET', attempts, token, out and ownRecord(count) or record)
 redis.call('PEXPIRE', attempts, ttl)
+for from = 1, #found, chunk do
+  redis.call('HDEL', orphans, unpack(found, from, math.min(#found, from + chunk - 1)))
+end
 if out then return out end
 return count

@@ -23,14 +23,6 @@ import { firstLaneRebalanced, helpOnce, type LaneCrew, signalBacklog } from "./9
 import { Backpressure } from "./Backpressure.js"
 import { RelayConfig } from "./RelayConfig.js"
 
-/**
- * An awake lane whose claim comes back empty polls on at this pace before it hands over: producers
- * committing every few milliseconds would otherwise flip it asleep and awake again between commits,
- * each flip a few round trips (flag, hand-over lock, claims) and notifications for the producers.
- */
-const lingerPoll = Duration.millis(1)
-const lingerFor = 5
-
 /** One lane's own services: its claim session and slots, its row in outbox_relay_wake, its batches. */
 const laneServices = Batch.layer.pipe(
   Layer.provideMerge(SlotLeases.layer),
@@ -92,15 +84,12 @@ export const runLane = (lane: number, crew: LaneCrew) =>
     /** Claims until a claim comes back empty and no producer relies on this lane being awake. */
     const drainCycle = Effect.gen(function*() {
       let busyClaims = 0
-      // When the claims of an awake lane started coming back empty.
-      let emptySince: number | undefined
       while (true) {
         if (backpressure.paused()) yield* waitForMemory
         yield* maybeRebalance
         const result = yield* batch.next
         if (lane === 0 && result.claimed >= config.batchSize) signalBacklog(crew)
         if (result.claimed > 0) {
-          emptySince = undefined
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
           if (++busyClaims >= 2) {
             yield* markAwake(registry)
@@ -112,14 +101,6 @@ export const runLane = (lane: number, crew: LaneCrew) =>
           continue
         }
         if (!(yield* registry.isAwake)) return
-        const now = yield* Clock.currentTimeMillis
-        emptySince ??= now
-        if (now - emptySince < lingerFor) {
-          // Producers skip NOTIFY while the flag is up, but one may not have seen it yet.
-          yield* Effect.raceFirst(Effect.sleep(lingerPoll), Queue.take(wakeups))
-          continue
-        }
-        emptySince = undefined
         const stillBusy = yield* handOver(registry, wakeups, batch.next)
         // The last claim, after every producer that skipped its NOTIFY has committed.
         if (!stillBusy && (yield* batch.next).claimed === 0) return
