@@ -98,7 +98,7 @@ const make = Effect.gen(function*() {
   }
   // Tokens are unique per relay process and call: this process's tag and a counter.
   const tag = Math.random().toString(36).slice(2, 10)
-  let calls_ = 0
+  let callCount = 0
   const redis = yield* Effect.acquireRelease(
     Effect.sync(() => {
       const client = makeRedisClient(config.redisUrl, {
@@ -239,7 +239,7 @@ const make = Effect.gen(function*() {
     ledger.unconfirmed = []
     const groups = groupByStream(config.streamPrefix, rows)
     const calls = groups.map(([stream, group]): ScriptCall => {
-      const token = `${tag}:${++calls_}`
+      const token = `${tag}:${++callCount}`
       ledger.unconfirmed.push([stream, token])
       return {
         stream,
