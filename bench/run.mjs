@@ -4,7 +4,7 @@
  * relay, on ONE throwaway Postgres (fsync and synchronous_commit on) and ONE throwaway Redis
  * (no persistence), each competitor in its own database and its own stream.
  *
- *   npm run bench                          full run (about 15 minutes on 2 cores)
+ *   npm run bench                          full run (half an hour or more on 2 cores)
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
  *                                          (floor, the least-work relay, takes turns with the relay round by
