@@ -130,6 +130,49 @@ describe("NOTIFY hand-over", () => {
       }).pipe(Effect.scoped))
   }
 
+  it.live("relays commits that land while a batch is in flight at once, and commits its last batch when idle", () =>
+    Effect.gen(function*() {
+      // Sparse writers: many commits land while a batch is in flight, with the lane's flag down, so
+      // only their notifications can wake it (the poll is a minute).
+      const t = yield* testEnv("in-flight", { RELAY_POLL_INTERVAL: "1 minute", RELAY_CONCURRENCY: "1" })
+      yield* Layer.build(relayLayer(t.env))
+      const stream = `${t.prefix}orders`
+      const writers = 4
+      const until = Date.now() + 1_500
+      const counts = yield* promise(() =>
+        Promise.all(Array.from({ length: writers }, async (_, w) => {
+          let i = 0
+          while (Date.now() < until) {
+            await insertEvents(t.sql, [{ topic: "orders", aggregate_id: `w${w}`, payload: { w, i: i++ } }])
+            await new Promise((r) => setTimeout(r, Math.random() * 4))
+          }
+          return i
+        }))
+      )
+      const produced = counts.reduce((a, b) => a + b, 0)
+      const lastCommit = Date.now()
+      const length = yield* promise(() => eventually(() => t.redis.xlen(stream), (n) => n >= produced, 3_000, 5))
+      assert.strictEqual(length, produced, "every event arrived, none twice")
+      assert.isBelow(Date.now() - lastCommit, 1_000, "the last ones did not wait for the poll")
+      const entries = yield* promise(() => t.redis.xrange(stream, "-", "+"))
+      const next = new Array<number>(writers).fill(0)
+      for (const [, fields] of entries) {
+        const { i, w } = JSON.parse(fields[fields.indexOf("payload") + 1]!) as { w: number; i: number }
+        assert.strictEqual(i, next[w], `writer ${w}: in commit order`)
+        next[w]!++
+      }
+      // Idle now: the last batch's deletion is committed soon after, not left open.
+      const pending = yield* promise(() =>
+        eventually(
+          async () => (await t.sql`SELECT count(*)::int AS n FROM outbox_events`)[0]!.n,
+          (n) => n === 0,
+          1_000,
+          5
+        )
+      )
+      assert.strictEqual(pending, 0, "no published row left in the table")
+    }).pipe(Effect.scoped))
+
   it.live("wakes the relay for producers in REPEATABLE READ and SERIALIZABLE transactions", () =>
     Effect.gen(function*() {
       const t = yield* testEnv("isolation", { RELAY_POLL_INTERVAL: "1 minute" })

@@ -46,6 +46,8 @@ export interface BatchResult {
   readonly published: number
   readonly duplicates: number
   readonly dead: number
+  /** When the claim was sent (relay clock, `currentMillis`). */
+  readonly sentAt: number
 }
 
 const make = Effect.gen(function*() {
@@ -80,7 +82,7 @@ const make = Effect.gen(function*() {
     const thisClaim = batch.rows.length < config.batchSize ? { sentAt: started, slotsVersion } : undefined
     if (batch.rows.length === 0) {
       lastClaim = thisClaim
-      return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+      return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: started }
     }
     const span = tracing ? yield* startBatchSpan(batch.rows) : undefined
     const dead: Array<DeadLetter> = []
@@ -136,7 +138,7 @@ const make = Effect.gen(function*() {
       span.attribute("outbox.dead_lettered", dead.length)
     }
     lastClaim = thisClaim
-    return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length }
+    return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length, sentAt: started }
   }).pipe(
     Effect.scoped,
     // Another relay leases these slots now (this one was paused past the end of its session): the
@@ -148,7 +150,7 @@ const make = Effect.gen(function*() {
         yield* Effect.logWarning("slot leases lost: Redis fenced the batch off; rolled back, leasing again").pipe(
           Effect.annotateLogs({ reason: error.message })
         )
-        return { claimed: 0, published: 0, duplicates: 0, dead: 0 }
+        return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: -Infinity }
       })),
     Effect.uninterruptible
   )

@@ -23,6 +23,9 @@ import { firstLaneRebalanced, helpOnce, type LaneCrew, signalBacklog } from "./9
 import { Backpressure } from "./Backpressure.js"
 import { RelayConfig } from "./RelayConfig.js"
 
+/** How long a lane going idle keeps its last COMMIT for the next claim to carry. */
+const settleDelay = Duration.millis(5)
+
 /** One lane's own services: its claim session and slots, its row in outbox_relay_wake, its batches. */
 const laneServices = Batch.layer.pipe(
   Layer.provideMerge(SlotLeases.layer),
@@ -37,7 +40,8 @@ export const runLane = (lane: number, crew: LaneCrew) =>
     const backpressure = yield* Backpressure
     const leases = yield* SlotLeases
     const registry = yield* WakeRegistry
-    const wakeups = yield* (yield* Wakeups).subscribe
+    const { notifications, subscribe } = yield* Wakeups
+    const wakeups = yield* subscribe
     const nudge = crew.nudges[lane]!
 
     // Slot leases are checked at most this often (and on every wake-up after that).
@@ -81,22 +85,38 @@ export const runLane = (lane: number, crew: LaneCrew) =>
       }
     })
 
-    /** Claims until a claim comes back empty and no producer relies on this lane being awake. */
+    /**
+     * Whether every row committed after `sentAt` (relay clock) sends its notification to this lane:
+     * no producer may skip NOTIFY for this lane's flag, and LISTEN has been up throughout.
+     */
+    const allNotify = (sentAt: number) =>
+      registry.skipsFrom(sentAt) === Infinity && notifications.listeningSince(sentAt)
+
+    /**
+     * Claims until a claim comes back empty (or every row it missed will notify) and no producer
+     * relies on this lane being awake.
+     */
     const drainCycle = Effect.gen(function*() {
       let busyClaims = 0
       while (true) {
         if (backpressure.paused()) yield* waitForMemory
         yield* maybeRebalance
+        // A wake-up from before the claim is sent is for rows the claim sees.
+        yield* Queue.clear(wakeups)
         const result = yield* batch.next
-        if (lane === 0 && result.claimed >= config.batchSize) signalBacklog(crew)
+        const full = result.claimed >= config.batchSize
+        if (lane === 0 && full) signalBacklog(crew)
         if (result.claimed > 0) {
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
           if (++busyClaims >= 2) {
             yield* markAwake(registry)
             // Producers keep us busy but the batch was not full: optionally let the next one grow.
-            if (busyPause && result.claimed < config.batchSize) {
+            if (busyPause && !full) {
               yield* Effect.sleep(config.busyPause)
             }
+          } else if (!full && allNotify(result.sentAt) && Queue.sizeUnsafe(wakeups) === 0) {
+            // Every row this claim missed notifies, and none has yet: no claim to find nothing.
+            return
           }
           continue
         }
@@ -137,6 +157,21 @@ export const runLane = (lane: number, crew: LaneCrew) =>
     // Nothing stays open while the lane sleeps: the last batch's COMMIT and its attempt tokens go out first.
     const drain = Effect.andThen(drainCycle, batch.settle)
 
+    /**
+     * Lane 0 between drains: what the last batch left open (its COMMIT, its attempt tokens) waits
+     * `settleDelay` for a wake-up, whose claim and script call carry it (no round trips of its own);
+     * then it is sent and the lane sleeps.
+     */
+    const rest = Effect.gen(function*() {
+      const woken = yield* Effect.raceFirst(
+        Effect.as(Queue.take(wakeups), true),
+        Effect.as(Effect.sleep(settleDelay), false)
+      )
+      if (woken) return
+      yield* batch.settle
+      yield* idle()
+    })
+
     if (lane === 0) {
       yield* registry.register.pipe(
         Effect.catch((error) =>
@@ -145,7 +180,8 @@ export const runLane = (lane: number, crew: LaneCrew) =>
           )
         )
       )
-      return yield* Effect.forever(Effect.andThen(drain, idle()))
+      // Stopped while resting or between batches: the last COMMIT and the attempt tokens still go out.
+      return yield* Effect.forever(Effect.andThen(drainCycle, rest)).pipe(Effect.onInterrupt(() => batch.settle))
     }
     return yield* Effect.forever(helpOnce({ lane, crew, registry, leases, drain, idle }))
   }).pipe(

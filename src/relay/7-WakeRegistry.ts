@@ -17,9 +17,9 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Semaphore from "effect/Semaphore"
 import { randomBytes } from "node:crypto"
-import type { DatabaseUnavailable } from "../shared/Errors.js"
-import { currentMillis } from "./CommitEstimate.js"
-import { makePostgresClient, runQuery } from "./Database.js"
+import { type DatabaseUnavailable, describe } from "../shared/Errors.js"
+import { currentMillis, preciseMillis } from "./CommitEstimate.js"
+import { makePostgresClient, runQuery, withTimeout } from "./Database.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { statements } from "./Statements.js"
 
@@ -59,32 +59,57 @@ const make = Effect.gen(function*() {
   let quietFrom = Infinity
   let raisedAt = Infinity
 
-  const markAwake = Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
-    if (flagSet && awakeUntil - now > leaseMs / 2) return
+  const clock = yield* Clock.Clock
+  const services = yield* Effect.context<never>()
+  const send = (text: string, params: Array<string | number>) =>
+    withTimeout(client.unsafe(text, params, { prepare: true }), Duration.toMillis(config.databaseTimeout))
+
+  const markAwake = Effect.suspend(() => {
+    const now = clock.currentTimeMillisUnsafe()
+    if (flagSet && awakeUntil - now > leaseMs / 2) return Effect.void
     // Before the query: it may set the flag even when it fails.
-    raisedAt = Math.min(raisedAt, yield* currentMillis)
-    yield* query("markAwake", sqlText.markAwake, [relayId, leaseMs])
+    raisedAt = Math.min(raisedAt, preciseMillis(clock))
+    // Set from the moment it is sent, whatever the outcome: a hand-over (`markAsleep`) follows either way.
     flagSet = true
     awakeUntil = now + leaseMs
+    // Not awaited: the lane claims on meanwhile. Whatever this connection runs later runs after it.
+    send(sqlText.markAwake, [relayId, leaseMs]).then(
+      () => {
+        awakeUntil = Math.max(awakeUntil, clock.currentTimeMillisUnsafe() + leaseMs)
+      },
+      (cause: unknown) => {
+        // A later hand-over clears what may have been set; until then it is only a hint.
+        Effect.runForkWith(services)(Effect.logDebug("could not mark the relay awake", describe(cause)))
+      }
+    )
+    return Effect.void
   })
 
-  const markAsleep = Effect.gen(function*() {
-    if (!flagSet) return
-    yield* query("markAsleep", sqlText.markAsleep, [relayId])
-    flagSet = false
-  })
+  const checkHandover = (free: boolean) => {
+    if (free && !flagSet) {
+      quietFrom = preciseMillis(clock)
+      raisedAt = Infinity
+    }
+    return free
+  }
+  const isFree = (rows: ReadonlyArray<unknown>) => (rows[0] as { free: boolean } | undefined)?.free === true
 
   const handoverDone = query("handover", sqlText.tryHandover, []).pipe(
-    Effect.map((rows) => (rows[0] as unknown as { free: boolean } | undefined)?.free === true),
-    Effect.tap((done) =>
-      done && !flagSet
-        ? Effect.map(currentMillis, (now) => {
-          quietFrom = now
-          raisedAt = Infinity
-        })
-        : Effect.void
-    )
+    Effect.map((rows) => checkHandover(isFree(rows)))
+  )
+
+  // The flag and the first hand-over check go out together: the check runs once the flag is down.
+  const markAsleep = Effect.suspend(() =>
+    flagSet
+      ? runQuery(
+        "markAsleep",
+        config.databaseTimeout,
+        () => Promise.all([client.unsafe(sqlText.markAsleep, [relayId]), client.unsafe(sqlText.tryHandover, [])])
+      ).pipe(Effect.map(([, rows]) => {
+        flagSet = false
+        return checkHandover(isFree(rows))
+      }))
+      : handoverDone
   )
 
   // The lane registers itself when it starts relaying (`register`); while registered, the
@@ -144,10 +169,16 @@ const make = Effect.gen(function*() {
 })
 
 export class WakeRegistry extends Context.Service<WakeRegistry, {
-  /** Marks this relay awake (or refreshes the lease when it is about to run out). */
-  readonly markAwake: Effect.Effect<void, DatabaseUnavailable>
-  /** Clears the flag; producers notify again from the moment this returns. */
-  readonly markAsleep: Effect.Effect<void, DatabaseUnavailable>
+  /**
+   * Marks this relay awake (or refreshes the lease when it is about to run out). Sends and returns:
+   * the flag is a hint, so the lane does not wait for it.
+   */
+  readonly markAwake: Effect.Effect<void>
+  /**
+   * Clears the flag (producers notify again from the moment this returns) and tells, as
+   * `handoverDone` does, whether the hand-over is already done.
+   */
+  readonly markAsleep: Effect.Effect<boolean, DatabaseUnavailable>
   /** True once every producer that may have seen the flag set has finished. Never blocks. */
   readonly handoverDone: Effect.Effect<boolean, DatabaseUnavailable>
   /** Whether this relay's flag is (as far as it knows) set. */

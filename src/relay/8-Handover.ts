@@ -17,12 +17,8 @@ import type { WakeRegistry } from "./7-WakeRegistry.js"
 const firstWait = Duration.micros(200n)
 const longestWait = Duration.millis(5)
 
-/**
- * Marks the lane awake. The flag is a hint to producers: failing to set it only costs notifications,
- * so a failure is logged and ignored.
- */
-export const markAwake = (registry: WakeRegistry["Service"]): Effect.Effect<void> =>
-  registry.markAwake.pipe(Effect.catch((error) => Effect.logDebug("could not mark the relay awake", error.message)))
+/** Marks the lane awake: sent, not awaited (a hint to producers; a failure only costs notifications). */
+export const markAwake = (registry: WakeRegistry["Service"]): Effect.Effect<void> => registry.markAwake
 
 /**
  * Clears the lane's flag and waits, claiming meanwhile with `claim`, until every producer that saw
@@ -35,21 +31,21 @@ export const handOver = (
   claim: Effect.Effect<BatchResult>
 ): Effect.Effect<boolean> =>
   Effect.gen(function*() {
-    let cleared = yield* Effect.orElseSucceed(Effect.as(registry.markAsleep, true), () => false)
+    // undefined: the flag could not be cleared.
+    const clear = Effect.orElseSucceed(registry.markAsleep, () => undefined)
+    let done = yield* clear
     let wait = firstWait
     while (true) {
-      if (cleared) {
-        const done = yield* Effect.orElseSucceed(registry.handoverDone, () => false)
-        if (done) return false
-      } else {
+      if (done === true) return false
+      if (done === undefined) {
         // The flag could not be cleared: it lapses with its lease, then producers notify again.
         const now = yield* Clock.currentTimeMillis
         if (now > (yield* registry.flagExpiresAt)) return false
-        cleared = yield* Effect.orElseSucceed(Effect.as(registry.markAsleep, true), () => false)
       }
-      // The flag is down, so producers notify again: a notification ends the wait at once.
+      // Once the flag is down, producers notify again: a notification ends the wait at once.
       yield* Effect.raceFirst(Effect.sleep(wait), Queue.take(wakeups))
       wait = Duration.min(Duration.times(wait, 2), longestWait)
       if ((yield* claim).claimed > 0) return true
+      done = done === undefined ? yield* clear : yield* Effect.orElseSucceed(registry.handoverDone, () => false)
     }
   })

@@ -36,7 +36,7 @@ export class NotificationTimes {
   // The newest time overwritten: the ring reaches back to any moment after it.
   private dropped = -Infinity
   // Before this, notifications may have been missed (no connection, or a reconnect).
-  private listeningSince = Infinity
+  private upSince = Infinity
 
   constructor(readonly capacity = notificationsKept) {
     this.times = new Float64Array(capacity)
@@ -52,12 +52,17 @@ export class NotificationTimes {
 
   /** LISTEN is in place from `at` on: every later commit's notification is received. */
   listening(at: number): void {
-    this.listeningSince = at
+    this.upSince = at
+  }
+
+  /** Whether LISTEN has been in place without a gap since `at` (every later commit's notification comes). */
+  listeningSince(at: number): boolean {
+    return this.upSince <= at
   }
 
   /** The connection is gone: notifications may be missed until `listening` again. */
   deaf(): void {
-    this.listeningSince = Infinity
+    this.upSince = Infinity
   }
 
   /**
@@ -65,7 +70,7 @@ export class NotificationTimes {
    * when the connection was not up throughout, or when the ring no longer reaches back to `since`.
    */
   firstAfter(since: number): number | undefined {
-    if (since < this.listeningSince || since <= this.dropped) return undefined
+    if (since < this.upSince || since <= this.dropped) return undefined
     let first: number | undefined
     for (let n = this.recorded - 1; n >= 0 && n >= this.recorded - this.capacity; n--) {
       const at = this.times[n % this.capacity]!
