@@ -71,7 +71,7 @@ describe("fencing", () => {
           const outcomes = yield* b.publisher.publish(batch.rows, b.session.epochs(), ledger)
           assert.isTrue(outcomes.every((o) => o._tag === "Published" && !o.duplicate))
           yield* batch.commit([])
-          yield* b.publisher.confirmLater(ledger, true)
+          yield* b.publisher.forgetLater(ledger)
           yield* b.publisher.flushForgotten
         }))
         assert.deepStrictEqual(yield* Effect.promise(payloads), [1, 2, 3, 4])

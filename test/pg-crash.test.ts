@@ -1,8 +1,7 @@
 /**
- * Postgres crashing in the middle of a drain. The relay commits its claims without waiting for the
- * WAL flush, so a crash can undo deletions of rows it already published: they come back, and the
- * attempt records it kept until a later commit was durable must keep them from entering the stream
- * twice.
+ * Postgres crashing (immediate stop: no shutdown checkpoint, recovery on start) in the middle of a
+ * drain, three times. Batches in flight are rolled back and published again: every event still
+ * enters the stream once, in order per aggregate.
  */
 import { Redis } from "ioredis"
 import postgres from "postgres"
@@ -55,7 +54,7 @@ describe("Postgres crash", () => {
                   SELECT 'orders', 'OrderPlaced', 'order-' || (g % 50), jsonb_build_object('seq', g)
                   FROM generate_series(${round * total}::int, ${(round + 1) * total - 1}::int) AS g`
         await sql.end({ timeout: 1 })
-        // Mid-drain: part of the backlog is in the stream, its deletions not all durable yet.
+        // Mid-drain: part of the backlog is in the stream, a batch likely between XADD and COMMIT.
         await eventually(() => reader.xlen(`${prefix}orders`), (n) => n >= round * total + 4_000, 20_000, 2)
         await pg!.stop("immediate")
         await pg!.start()

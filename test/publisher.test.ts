@@ -65,7 +65,7 @@ describe("StreamPublisher", () => {
           rows.filter((r) => r.topic === topic).map((r) => Number(r.id))
         )
       }
-      yield* publisher.confirmLater(ledger, true)
+      yield* publisher.forgetLater(ledger)
       yield* publisher.flushForgotten
       for (const topic of ["a", "b"]) {
         assert.deepStrictEqual(yield* hashKeys(t, attemptsKey(`${t.prefix}${topic}`)), [], "no attempt left")
@@ -103,7 +103,7 @@ describe("StreamPublisher", () => {
       const second = [row(4, "a"), row(5, "a")]
       yield* publisher.publish(first, epochs, ledger)
       const firstTokens = ledger.unconfirmed.map(([, token]) => token)
-      yield* publisher.confirmLater(ledger, true)
+      yield* publisher.forgetLater(ledger)
       // Queued, not sent: the records are still there until the stream's next call.
       assert.strictEqual((yield* attempts("a")).length, 1)
       yield* publisher.publish(second, epochs, ledger)
@@ -115,7 +115,7 @@ describe("StreamPublisher", () => {
       // attempts are forgotten, and a re-claim of an uncommitted one still finds it.
       const again = yield* publisher.publish(second, epochs, ledger)
       assert.isTrue(again.every((o) => o._tag === "Published" && o.duplicate))
-      yield* publisher.confirmLater(ledger, true)
+      yield* publisher.forgetLater(ledger)
       yield* publisher.flushForgotten
       assert.deepStrictEqual(yield* attempts("a"), [])
       assert.deepStrictEqual(yield* attempts("b"), [], "stream b's record went with the flush")
@@ -130,7 +130,7 @@ describe("StreamPublisher", () => {
       const taker = yield* makePublisher(t)
       const ledger = makeLedger()
       yield* giver.publish([row(1, "a")], epochs, ledger)
-      yield* giver.confirmLater(ledger, true)
+      yield* giver.forgetLater(ledger)
       // The slots move on before the giver's next call: the taker's call orphans the committed attempt.
       yield* taker.publish([row(4, "a")], newerEpochs, makeLedger())
       assert.strictEqual((yield* hashKeys(t, orphansKey(stream))).length, 1)
@@ -173,7 +173,7 @@ describe("StreamPublisher", () => {
       for (let batch = 0; batch < 10; batch++) {
         const rows = Array.from({ length: 100 }, (_, i) => row(batch * 100 + i + 1, "trimmed"))
         yield* publisher.publish(rows, epochs, ledger)
-        yield* publisher.confirmLater(ledger, true)
+        yield* publisher.forgetLater(ledger)
       }
       const length = yield* Effect.promise(() => t.redis.xlen(`${t.prefix}trimmed`))
       assert.isAtMost(length, 300)

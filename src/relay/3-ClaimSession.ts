@@ -26,12 +26,6 @@ import {
 import { RelayConfig } from "./RelayConfig.js"
 import { arrayParam, assertBackendPidSql, slotMask, statements } from "./Statements.js"
 
-/** The longest a lane's claims go on committing without waiting for the WAL flush. */
-const durableEvery = 100
-
-/** A deferred COMMIT that waits for the WAL flush (the claim's transaction turned that off). */
-const durableCommit = "SET LOCAL synchronous_commit TO on; COMMIT; "
-
 /** The name the claim statement is prepared under on a claim connection. */
 const claimStatement = "outbox_relay_claim"
 
@@ -66,13 +60,8 @@ const make = Effect.gen(function*() {
   // or by `settle`: a published batch whose COMMIT was deferred, or an empty claim's transaction
   // (it deleted nothing: no row locks, no snapshot between statements, only the table's ROW
   // EXCLUSIVE lock, for the few milliseconds until the lane claims again or settles).
-  let deferred: { readonly onCommitted: (durable: boolean) => Effect.Effect<void> } | undefined
+  let deferred: { readonly onCommitted: Effect.Effect<void> } | undefined
   let emptyOpen = false
-  // Claims commit without waiting for the WAL flush (no fsync in front of the next claim); at most
-  // `durableEvery` apart, and whenever the lane settles, a COMMIT waits for it (so do the earlier ones).
-  let lastDurableAt = -Infinity
-  // Whether the COMMIT in the round trip under way waits for the flush.
-  let closingDurable = false
   // The connection whose session has the claim prepared as `claimStatement`.
   let preparedOn: Client | undefined
 
@@ -98,34 +87,25 @@ const make = Effect.gen(function*() {
    * claimed: a COMMIT there would only draw a warning, and the rows it thinks it deletes were
    * already rolled back.
    */
-  const closingSql = (durable: boolean): string => {
-    closingDurable = deferred !== undefined && (durable || Date.now() - lastDurableAt >= durableEvery)
-    return deferred
-      ? `${assertBackendPidSql(sessionPid!)}; ${closingDurable ? durableCommit : "COMMIT; "}`
+  const closingSql = (): string =>
+    deferred
+      ? `${assertBackendPidSql(sessionPid!)}; COMMIT; `
       : emptyOpen
       ? "COMMIT; "
       : ""
-  }
 
   /** After the round trip that carried `closingSql` succeeded. */
   const closed = Effect.suspend(() => {
     const done = deferred
     deferred = undefined
     emptyOpen = false
-    if (done && closingDurable) lastDurableAt = Date.now()
-    return done ? done.onCommitted(closingDurable) : Effect.void
+    return done ? done.onCommitted : Effect.void
   })
 
   const settle = Effect.suspend(() =>
     deferred || emptyOpen
-      ? Effect.andThen(run("commit", (sql) => sql.unsafe(closingSql(true))), closed)
+      ? Effect.andThen(run("commit", (sql) => sql.unsafe(closingSql())), closed)
       : Effect.void
-  )
-
-  // A transaction of its own that commits durably: the WAL is flushed past every earlier commit.
-  const flush = run("commit", (sql) => sql.unsafe("SELECT txid_current()")).pipe(
-    Effect.tap(() => Effect.sync(() => (lastDurableAt = Date.now()))),
-    Effect.asVoid
   )
   // At shutdown: commit what was published (else it is rolled back and published again, deduplicated
   // by the attempt records), then close.
@@ -138,11 +118,7 @@ const make = Effect.gen(function*() {
   const claimBatch = Effect.fnUntraced(function*(limit: number) {
     if (owned.size === 0) {
       yield* settle
-      return {
-        rows: [],
-        commit: () => Effect.void,
-        commitLater: (onCommitted) => onCommitted(false)
-      } satisfies ClaimedBatch
+      return { rows: [], commit: () => Effect.void, commitLater: (onCommitted) => onCommitted } satisfies ClaimedBatch
     }
     const slots = [...owned]
     const open = { done: false }
@@ -157,8 +133,7 @@ const make = Effect.gen(function*() {
       run("claim", (sql) => {
         const prepare = preparedOn === sql ? "" : `PREPARE ${claimStatement}(int, text, text) AS ${claimSql}; `
         return sql.unsafe(
-          `${closingSql(false)}${prepare}BEGIN; SET LOCAL synchronous_commit TO off; ` +
-            `EXECUTE ${claimStatement}(${limit}, '${slotMask(slots)}', '${sessionPid}')`
+          `${closingSql()}${prepare}BEGIN; EXECUTE ${claimStatement}(${limit}, '${slotMask(slots)}', '${sessionPid}')`
         ).then((results) => {
           preparedOn = sql
           return lastResult(results) as unknown as Array<OutboxRow>
@@ -201,10 +176,8 @@ const make = Effect.gen(function*() {
                 reason
               ], { prepare: true })
           ),
-          sql.unsafe("SET LOCAL synchronous_commit TO on"),
           sql.unsafe("COMMIT")
         ])).pipe(
-          Effect.tap(() => Effect.sync(() => (lastDurableAt = Date.now()))),
           // Whatever the outcome, this transaction is over: no rollback at scope close.
           Effect.ensuring(Effect.sync(() => {
             open.done = true
@@ -212,7 +185,7 @@ const make = Effect.gen(function*() {
           })),
           Effect.asVoid
         )
-    const commitLater = (onCommitted: (durable: boolean) => Effect.Effect<void>) =>
+    const commitLater = (onCommitted: Effect.Effect<void>) =>
       Effect.sync(() => {
         if (rows.length === 0) return
         deferred = { onCommitted }
@@ -284,7 +257,6 @@ const make = Effect.gen(function*() {
   return ClaimSession.of({
     claimBatch,
     settle,
-    flush,
     owned: () => owned,
     slotsVersion: () => slotsVersion,
     epochs: () => epochs,
@@ -302,15 +274,10 @@ export class ClaimSession extends Context.Service<ClaimSession, {
    */
   readonly claimBatch: (limit: number) => Effect.Effect<ClaimedBatch, DatabaseUnavailable, Scope.Scope>
   /**
-   * Ends whatever the lane left open: a COMMIT deferred with `commitLater` (durably), or the
-   * transaction of an empty claim. Runs before the lane goes idle, before a rebalance, and at shutdown.
+   * Ends whatever the lane left open: a COMMIT deferred with `commitLater`, or the transaction of an
+   * empty claim. Runs before the lane goes idle, before a rebalance, and at shutdown.
    */
   readonly settle: Effect.Effect<void, DatabaseUnavailable>
-  /**
-   * Commits a transaction of its own durably (run after `settle`): every commit before it, even one
-   * that did not wait for the WAL flush, is durable once this succeeds.
-   */
-  readonly flush: Effect.Effect<void, DatabaseUnavailable>
   /** The slots this session leases now (empty after the connection was replaced). */
   readonly owned: () => ReadonlySet<number>
   /** Changes whenever the owned slots change (leased, released, lost with the session). */

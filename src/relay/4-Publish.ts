@@ -49,18 +49,15 @@ const added: PublishOutcome = { _tag: "Published", duplicate: false }
 const addedBefore: PublishOutcome = { _tag: "Published", duplicate: true }
 
 /**
- * One lane's attempts whose deletion is not yet known to be durable, as (stream, token) pairs.
- * `unconfirmed`: not known to have committed; the lane's next `publish` abandons whatever is still
- * there (its transaction failed or its outcome is unknown). `undurable`: committed without waiting
- * for the WAL flush, so a Postgres crash may still bring their rows back; their records stay until a
- * later commit is durable (`confirmLater`), or become orphans if the session is lost (`abandonLater`).
+ * One lane's attempts not yet known to have committed, as (stream, token) pairs. The lane's next
+ * `publish` abandons whatever is still here (its transaction failed or its outcome is unknown), and
+ * `forgetLater` takes them out once the transaction committed.
  */
 export interface PublishLedger {
   unconfirmed: Array<readonly [stream: string, token: string]>
-  undurable: Array<readonly [stream: string, token: string]>
 }
 
-export const makeLedger = (): PublishLedger => ({ unconfirmed: [], undurable: [] })
+export const makeLedger = (): PublishLedger => ({ unconfirmed: [] })
 
 /** How long the records of a crashed relay's attempts, and orphans, may linger before Redis drops them. */
 const recordTtl = Duration.hours(1)
@@ -277,30 +274,15 @@ const make = Effect.gen(function*() {
     return outcomes as ReadonlyArray<PublishOutcome>
   })
 
-  const confirmLater = (ledger: PublishLedger, durable: boolean) =>
+  const forgetLater = (ledger: PublishLedger) =>
     Effect.sync(() => {
-      if (!durable) {
-        ledger.undurable.push(...ledger.unconfirmed)
-      } else {
-        // A durable commit flushed the WAL past every earlier commit of the lane too.
-        for (const [stream, token] of ledger.undurable) queue(committed, stream, [token])
-        for (const [stream, token] of ledger.unconfirmed) queue(committed, stream, [token])
-        ledger.undurable = []
-      }
+      for (const [stream, token] of ledger.unconfirmed) queue(committed, stream, [token])
       ledger.unconfirmed = []
-    })
-
-  const durableLater = (ledger: PublishLedger) =>
-    Effect.sync(() => {
-      for (const [stream, token] of ledger.undurable) queue(committed, stream, [token])
-      ledger.undurable = []
     })
 
   const abandonLater = (ledger: PublishLedger) =>
     Effect.sync(() => {
-      for (const [stream, token] of ledger.undurable) queue(failed, stream, [token])
       for (const [stream, token] of ledger.unconfirmed) queue(failed, stream, [token])
-      ledger.undurable = []
       ledger.unconfirmed = []
     })
 
@@ -340,16 +322,7 @@ const make = Effect.gen(function*() {
     catch: fail("info")
   })
 
-  return StreamPublisher.of({
-    publish,
-    confirmLater,
-    durableLater,
-    abandonLater,
-    flushForgotten,
-    mirrorDeadLetters,
-    ping,
-    memory
-  })
+  return StreamPublisher.of({ publish, forgetLater, abandonLater, flushForgotten, mirrorDeadLetters, ping, memory })
 })
 
 export class StreamPublisher extends Context.Service<StreamPublisher, {
@@ -364,18 +337,11 @@ export class StreamPublisher extends Context.Service<StreamPublisher, {
     ledger: PublishLedger
   ) => Effect.Effect<ReadonlyArray<PublishOutcome>, RedisUnavailable | LeaseFenced>
   /**
-   * The ledger's unconfirmed attempts committed. `durable` (the commit waited for the WAL flush):
-   * their records, and those of every attempt committed before, may go. Queued: the next `publish`
-   * call for their stream drops them before it adds anything (no command of their own), or
-   * `flushForgotten` does. Otherwise they wait as undurable.
+   * The ledger's attempts committed: their records may go. Queued: the next `publish` call for their
+   * stream drops them before it adds anything (no command of their own), or `flushForgotten` does.
    */
-  readonly confirmLater: (ledger: PublishLedger, durable: boolean) => Effect.Effect<void>
-  /** Every commit so far is durable (a later one waited for the WAL flush): the undurable records may go. */
-  readonly durableLater: (ledger: PublishLedger) => Effect.Effect<void>
-  /**
-   * The ledger's attempts did not commit, may not have, or may be lost with the session: queued to
-   * become orphans, like `confirmLater`.
-   */
+  readonly forgetLater: (ledger: PublishLedger) => Effect.Effect<void>
+  /** The ledger's attempts did not commit (or may not have): queued to become orphans, like `forgetLater`. */
   readonly abandonLater: (ledger: PublishLedger) => Effect.Effect<void>
   /** Sends every queued token now (when the relay goes idle, and before it stops). Best effort. */
   readonly flushForgotten: Effect.Effect<void>

@@ -110,12 +110,12 @@ const make = Effect.gen(function*() {
     })
     if (dead.length === 0) {
       // Attempt records are only dropped once the deletion is durable.
-      yield* batch.commitLater((durable) => publisher.confirmLater(ledger, durable))
+      yield* batch.commitLater(publisher.forgetLater(ledger))
     } else {
       yield* batch.commit(dead).pipe(
         Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
       )
-      yield* publisher.confirmLater(ledger, true)
+      yield* publisher.forgetLater(ledger)
       yield* reportDead(dead)
     }
     const ended = yield* currentMillis
@@ -146,8 +146,6 @@ const make = Effect.gen(function*() {
     Effect.catchTag("LeaseFenced", (error) =>
       Effect.gen(function*() {
         yield* session.dropLeases
-        // Commits of the dropped session not known to be durable: their records become orphans.
-        yield* publisher.abandonLater(ledger)
         yield* Metric.update(Metrics.batchFailures, 1)
         yield* Effect.logWarning("slot leases lost: Redis fenced the batch off; rolled back, leasing again").pipe(
           Effect.annotateLogs({ reason: error.message })
@@ -192,8 +190,6 @@ const make = Effect.gen(function*() {
       Effect.tapError((error) =>
         Effect.gen(function*() {
           failing = true
-          // The claim session may be gone, and with it commits not known to be durable.
-          if (error._tag === "DatabaseUnavailable") yield* publisher.abandonLater(ledger)
           yield* Metric.update(Metrics.batchFailures, 1)
           yield* health.report(error._tag === "DatabaseUnavailable" ? "postgres" : "redis", error.message)
           yield* Effect.logWarning("batch failed; rolled back, will retry").pipe(
@@ -205,14 +201,7 @@ const make = Effect.gen(function*() {
       // The schedule never ends, so no error gets past the retry.
       Effect.orDie
     )
-  // Durable at the end: the attempt records of every commit go with the flushed tokens.
   const settle = session.settle.pipe(
-    // No deferred COMMIT was left to be the durable one: a transaction of its own flushes the rest.
-    Effect.andThen(
-      Effect.suspend(() =>
-        ledger.undurable.length > 0 ? Effect.andThen(session.flush, publisher.durableLater(ledger)) : Effect.void
-      )
-    ),
     Effect.catch((error) =>
       Effect.gen(function*() {
         // Rows the last claim took may be back: committed long before it was sent.

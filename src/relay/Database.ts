@@ -42,19 +42,15 @@ export interface DeadLetter {
 /** A claimed batch: its rows (in id order) are deleted in a transaction that is still open. */
 export interface ClaimedBatch {
   readonly rows: ReadonlyArray<OutboxRow>
-  /**
-   * Marks `dead` rows dead (kept in the table) and commits, durably: the published rows are gone for
-   * good.
-   */
+  /** Marks `dead` rows dead (kept in the table) and commits: the published rows are gone for good. */
   readonly commit: (dead: ReadonlyArray<DeadLetter>) => Effect.Effect<void, DatabaseUnavailable>
   /**
    * Leaves the COMMIT for later: it goes out in front of the lane's next claim, in the same round
-   * trip, or with `ClaimSession.settle`; `onCommitted` runs once it succeeded, told whether it was
-   * durable (waited for the WAL flush, which then covers every earlier commit too). If it fails, the
-   * rows are rolled back (or were deleted: the outcome of a failed COMMIT is unknown), exactly as when
+   * trip, or with `ClaimSession.settle`; `onCommitted` runs once it succeeded. If it fails, the rows are
+   * rolled back (or were deleted: the outcome of a failed COMMIT is unknown), exactly as when
    * `commit` fails, and the error surfaces from that next claim or settle.
    */
-  readonly commitLater: (onCommitted: (durable: boolean) => Effect.Effect<void>) => Effect.Effect<void>
+  readonly commitLater: (onCommitted: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 export interface OutboxStats {
