@@ -18,7 +18,7 @@ import { SlotLeases } from "./2-SlotLeases.js"
 import { ClaimSession } from "./3-ClaimSession.js"
 import { Batch } from "./5-Batch.js"
 import { WakeRegistry } from "./7-WakeRegistry.js"
-import { handOver, markAwake } from "./8-Handover.js"
+import { handOver } from "./8-Handover.js"
 import { firstLaneRebalanced, helpOnce, type LaneCrew, signalBacklog } from "./9-HelperLanes.js"
 import { Backpressure } from "./Backpressure.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -109,7 +109,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
         if (result.claimed > 0) {
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
           if (++busyClaims >= 2) {
-            yield* markAwake(registry)
+            yield* registry.markAwake
             // Producers keep us busy but the batch was not full: optionally let the next one grow.
             if (busyPause && !full) {
               yield* Effect.sleep(config.busyPause)
@@ -125,7 +125,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
         // The last claim, after every producer that skipped its NOTIFY has committed.
         if (!stillBusy && (yield* batch.next).claimed === 0) return
         busyClaims = 2
-        yield* markAwake(registry)
+        yield* registry.markAwake
       }
     })
 

@@ -46,8 +46,9 @@ const make = Effect.gen(function*() {
       Effect.promise(() => sql.unsafe(sqlText.unregister, [relayId]).then(() => sql.end({ timeout: 1 })))
         .pipe(Effect.timeout("2 seconds"), Effect.ignore)
   )
+  const statement = (text: string, params: Array<string | number>) => client.unsafe(text, params, { prepare: true })
   const query = (operation: string, text: string, params: Array<string | number>) =>
-    runQuery(operation, config.databaseTimeout, () => client.unsafe(text, params, { prepare: true }))
+    runQuery(operation, config.databaseTimeout, () => statement(text, params))
 
   const leaseMs = Duration.toMillis(awakeLease)
   // Local view of the flag: set, and until when (local clock, with a margin for clock skew).
@@ -61,8 +62,6 @@ const make = Effect.gen(function*() {
 
   const clock = yield* Clock.Clock
   const services = yield* Effect.context<never>()
-  const send = (text: string, params: Array<string | number>) =>
-    withTimeout(client.unsafe(text, params, { prepare: true }), Duration.toMillis(config.databaseTimeout))
 
   const markAwake = Effect.suspend(() => {
     const now = clock.currentTimeMillisUnsafe()
@@ -73,7 +72,7 @@ const make = Effect.gen(function*() {
     flagSet = true
     awakeUntil = now + leaseMs
     // Not awaited: the lane claims on meanwhile. Whatever this connection runs later runs after it.
-    send(sqlText.markAwake, [relayId, leaseMs]).then(
+    withTimeout(statement(sqlText.markAwake, [relayId, leaseMs]), Duration.toMillis(config.databaseTimeout)).then(
       () => {
         awakeUntil = Math.max(awakeUntil, clock.currentTimeMillisUnsafe() + leaseMs)
       },
@@ -104,7 +103,7 @@ const make = Effect.gen(function*() {
       ? runQuery(
         "markAsleep",
         config.databaseTimeout,
-        () => Promise.all([client.unsafe(sqlText.markAsleep, [relayId]), client.unsafe(sqlText.tryHandover, [])])
+        () => Promise.all([statement(sqlText.markAsleep, [relayId]), statement(sqlText.tryHandover, [])])
       ).pipe(Effect.map(([, rows]) => {
         flagSet = false
         return checkHandover(isFree(rows))

@@ -17,9 +17,6 @@ import type { WakeRegistry } from "./7-WakeRegistry.js"
 const firstWait = Duration.micros(200n)
 const longestWait = Duration.millis(5)
 
-/** Marks the lane awake: sent, not awaited (a hint to producers; a failure only costs notifications). */
-export const markAwake = (registry: WakeRegistry["Service"]): Effect.Effect<void> => registry.markAwake
-
 /**
  * Clears the lane's flag and waits, claiming meanwhile with `claim`, until every producer that saw
  * the flag set has finished. Returns true when a claim found rows on the way (the lane stays awake);
