@@ -15,6 +15,13 @@
  *   # one build, two settings:
  *   node bench/diagnostics/relay-ab.mjs dist/main.js 'dist/main.js|{"RELAY_BUSY_PAUSE":"5"}'
  *
+ * Two keys of the JSON env are the diagnostic's own: "AB_TRIGGER": "off" disables the wake-up trigger while
+ * that variant's pgbench runs (pair it with RELAY_POLL_INTERVAL for the polling relay of the bench's
+ * producer scenario), "AB_PG": "<param>=<value>&..." adds startup parameters to the relay's database URL.
+ *
+ *   node bench/diagnostics/relay-ab.mjs dist/main.js \
+ *     'dist/main.js|{"AB_TRIGGER":"off","RELAY_POLL_INTERVAL":"10"}'
+ *
  * Environment: AB_CLIENTS (8), AB_SECONDS (8), AB_ROUNDS (3), AB_RATE (unset: no limit).
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -60,21 +67,26 @@ try {
   const results = variants.map(() => [])
   for (let round = 0; round < rounds; round++) {
     for (const [i, v] of variants.entries()) {
+      const { AB_TRIGGER, AB_PG, ...env } = v.env
       const child = spawn(process.execPath, [v.main], {
         env: {
           ...process.env,
-          RELAY_DATABASE_URL: url,
+          RELAY_DATABASE_URL: AB_PG ? `${url}?${AB_PG}` : url,
           RELAY_REDIS_URL: rs.url,
           RELAY_HTTP_PORT: "0",
           RELAY_LOG_LEVEL: "warn",
           RELAY_STREAM_PREFIX: "bench:relay:",
-          ...v.env
+          ...env
         },
         stdio: "ignore"
       })
       try {
         await sleep(1500)
+        if (AB_TRIGGER === "off") await db.unsafe("ALTER TABLE outbox_events DISABLE TRIGGER outbox_events_notify")
         await db.unsafe("SELECT pg_stat_statements_reset()")
+        let notified = 0
+        const listener = postgres(url, { max: 1, onnotice: () => {} })
+        await listener.listen("outbox_events", () => notified++)
         const before = cpuSeconds(child.pid)
         const out = execFileSync(findBinary("pgbench"), [
           "-n",
@@ -98,14 +110,19 @@ try {
           "ab"
         ], { encoding: "utf8" })
         const cpu = cpuSeconds(child.pid) - before
+        if (AB_TRIGGER === "off") await db.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
         const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1])
-        const [{ claims }] = await db.unsafe(
-          `SELECT coalesce(sum(calls), 0)::int AS claims FROM pg_stat_statements WHERE query ~ 'SKIP LOCKED'`
+        await listener.end()
+        const [{ claims, flips }] = await db.unsafe(
+          `SELECT coalesce(sum(calls) FILTER (WHERE query ~ 'SKIP LOCKED'), 0)::int AS claims,
+                  coalesce(sum(calls) FILTER (WHERE query ~ 'outbox_relay_wake_set'), 0)::int AS flips
+             FROM pg_stat_statements`
         )
-        results[i].push({ tps, cpu, claims })
+        results[i].push({ tps, cpu, claims, notified, flips })
         console.log(
           `round ${round} ${v.label}: ${tps.toFixed(0)} commits/s, relay CPU ${cpu.toFixed(2)} s, ` +
-            `${claims} claims (${(tps * Number(seconds) / claims).toFixed(1)} events each)`
+            `${claims} claims (${(tps * Number(seconds) / claims).toFixed(1)} events each), ` +
+            `${notified} notifications, ${flips} flag writes`
         )
       } finally {
         child.kill("SIGTERM")
@@ -122,7 +139,8 @@ try {
       `  ${v.label}: ${median(r.map((x) => x.tps)).toFixed(0)} commits/s, relay CPU ${
         median(r.map((x) => x.cpu)).toFixed(2)
       } s, ` +
-        `${median(r.map((x) => x.claims))} claims`
+        `${median(r.map((x) => x.claims))} claims, ${median(r.map((x) => x.notified))} notifications, ` +
+        `${median(r.map((x) => x.flips))} flag writes`
     )
   }
   await db.end()

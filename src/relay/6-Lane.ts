@@ -26,6 +26,41 @@ import { RelayConfig } from "./RelayConfig.js"
 /** How long a lane going idle keeps its last COMMIT for the next claim to carry. */
 const settleDelay = Duration.millis(5)
 
+/** Events per second above which a busy lane pauses (`RELAY_BUSY_PAUSE`), measured over `busyWindowMs`. */
+export const busyRate = 2_000
+const busyWindowMs = 20
+
+/**
+ * The lane's intake rate over windows of at least `busyWindowMs` between claims: `heavy` once a whole
+ * window brought in `busyRate` or more. A window is too long for a stall's catch-up batch to count.
+ */
+export const intakeMeter = () => {
+  let windowStart = -Infinity
+  let rows = 0
+  let heavy = false
+  return {
+    get heavy() {
+      return heavy
+    },
+    /** A claim sent at `sentAt` (relay clock) found `claimed` rows. */
+    claimed(sentAt: number, claimed: number) {
+      if (sentAt - windowStart > 10 * busyWindowMs) {
+        // Idle in between: a new window, no verdict yet.
+        windowStart = sentAt
+        rows = 0
+        heavy = false
+        return
+      }
+      rows += claimed
+      if (sentAt - windowStart >= busyWindowMs) {
+        heavy = rows * 1000 >= busyRate * (sentAt - windowStart)
+        windowStart = sentAt
+        rows = 0
+      }
+    }
+  }
+}
+
 /** One lane's own services: its claim session and slots, its row in outbox_relay_wake, its batches. */
 const laneServices = Batch.layer.pipe(
   Layer.provideMerge(SlotLeases.layer),
@@ -48,6 +83,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
     const leaseCheck = Duration.min(Duration.seconds(1), Duration.divideUnsafe(config.leaseTimeout, 5))
     const leaseCheckMs = Duration.toMillis(leaseCheck)
     const busyPause = Duration.isGreaterThan(config.busyPause, Duration.zero)
+    const intake = intakeMeter()
     let lastRebalance = -Infinity
     /** Rebalances slot leases when due; true when this lane gained slots (drain them). */
     const maybeRebalance = Effect.gen(function*() {
@@ -106,12 +142,13 @@ export const runLane = (lane: number, crew: LaneCrew) =>
         const result = yield* batch.next
         const full = result.claimed >= config.batchSize
         if (lane === 0 && full) signalBacklog(crew)
+        intake.claimed(result.sentAt, result.claimed)
         if (result.claimed > 0) {
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
           if (++busyClaims >= 2) {
             yield* registry.markAwake
-            // Producers keep us busy but the batch was not full: optionally let the next one grow.
-            if (busyPause && !full) {
+            // Producers keep us busy at a high rate but the batch was not full: let the next one grow.
+            if (busyPause && !full && intake.heavy) {
               yield* Effect.sleep(config.busyPause)
             }
           } else if (!full && allNotify(result.sentAt) && Queue.sizeUnsafe(wakeups) === 0) {

@@ -222,7 +222,7 @@ describe("settings", () => {
       assert.strictEqual(config.batchSize, 1000)
       assert.strictEqual(config.concurrency, 2)
       assert.isTrue(Duration.equals(config.pollInterval, Duration.seconds(5)))
-      assert.isTrue(Duration.equals(config.busyPause, Duration.zero))
+      assert.isTrue(Duration.equals(config.busyPause, Duration.millis(10)))
       assert.strictEqual(config.topicPattern.source, "^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
       assert.isTrue(Duration.equals(config.retryBaseDelay, Duration.millis(100)))
       assert.isTrue(Duration.equals(config.retryMaxDelay, Duration.seconds(10)))
