@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+/**
+ * Diagnostic (not part of `npm run bench`): makes a directory that `npm run bench -- --baseline <dir>` runs
+ * as another build, but that is this checkout's build with other settings: its dist/main.js sets the
+ * given environment variables, and adds the given startup parameters to RELAY_DATABASE_URL, then runs
+ * this checkout's dist/main.js. For settings the bench does not set per competitor, and for what is
+ * not a setting at all (e.g. the relay's sessions committing without the WAL flush: diagnosis only,
+ * that gives up the relay's guarantee).
+ *
+ *   npm run build && node bench/diagnostics/wrap-build.mjs /tmp/async '{"pg":"synchronous_commit=off"}'
+ *   npm run bench -- --quick --scenario latency --only relay,floor --baseline /tmp/async --no-build
+ *
+ *   node bench/diagnostics/wrap-build.mjs /tmp/nopause '{"env":{"RELAY_BUSY_PAUSE":"0"}}'
+ */
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+
+const [dir, spec = "{}"] = process.argv.slice(2)
+if (!dir) {
+  console.error("usage: node bench/diagnostics/wrap-build.mjs <dir> '{\"env\":{...},\"pg\":\"param=value&...\"}'")
+  process.exit(2)
+}
+const { env = {}, pg } = JSON.parse(spec)
+const root = resolve(import.meta.dirname, "../..")
+const target = resolve(dir)
+rmSync(target, { recursive: true, force: true })
+mkdirSync(join(target, "dist"), { recursive: true })
+for (const entry of ["sql", "lua", "node_modules", "package.json"]) symlinkSync(join(root, entry), join(target, entry))
+writeFileSync(
+  join(target, "dist", "main.js"),
+  `// Written by bench/diagnostics/wrap-build.mjs: ${spec}
+Object.assign(process.env, ${JSON.stringify(env)})
+const pg = ${JSON.stringify(pg ?? "")}
+const url = process.env.RELAY_DATABASE_URL
+// The relay restarts itself once (heap flags) with this environment: add the parameters once.
+if (pg && url && !url.includes(pg)) process.env.RELAY_DATABASE_URL = url + (url.includes("?") ? "&" : "?") + pg
+await import(${JSON.stringify(join(root, "dist", "main.js"))})
+`
+)
+console.log(`${target}: ${join(root, "dist", "main.js")} with ${spec}`)
