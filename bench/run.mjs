@@ -200,8 +200,8 @@ const config = quick
     latencySec: 10,
     latencyDrainWaitSec: 5,
     overheadWriters: [1, 8, 32],
-    overheadSec: 3,
-    overheadReps: 3,
+    overheadSec: 4,
+    overheadReps: 5,
     soakSec: Number(soakArg ?? 60),
     soakRate: 5000
   }
@@ -958,21 +958,28 @@ const runOverhead = async () => {
       // The least-work relay LISTENs here (one worker woken by the trigger): its row is the cost of a
       // NOTIFY on every commit, not of a 1 ms poll.
       if (!polling) await restart(c.name === "floor" ? { BENCH_WORKERS: "listen" } : undefined)
+      const notified = async (writers, rep) => {
+        if (polling) await restart()
+        for (const trigger of rep % 2 ? modes.slice().reverse() : modes) {
+          const r = await runMode(writers, trigger)
+          record(`${writers}/${trigger}`, writers, trigger, r, await pending(c, handle.sql))
+          log(`  ${c.name} writers=${writers} trigger=${trigger}: ${fmtNum(r.tps)} commits/s`)
+          await settle(c, handle.sql, stream, p)
+        }
+      }
+      const polled = async (writers) => {
+        await restart({ RELAY_POLL_INTERVAL: "10" })
+        const r = await runMode(writers, "off-polling")
+        record(`${writers}/off-polling`, writers, "off-polling", r, await pending(c, handle.sql))
+        log(`  ${c.name} writers=${writers} trigger=off, relay polling every 10 ms: ${fmtNum(r.tps)} commits/s`)
+        await settle(c, handle.sql, stream, p)
+      }
       for (let rep = 0; rep < config.overheadReps; rep++) {
         for (const writers of config.overheadWriters) {
-          if (polling) await restart()
-          for (const trigger of rep % 2 ? modes.slice().reverse() : modes) {
-            const r = await runMode(writers, trigger)
-            record(`${writers}/${trigger}`, writers, trigger, r, await pending(c, handle.sql))
-            log(`  ${c.name} writers=${writers} trigger=${trigger}: ${fmtNum(r.tps)} commits/s`)
-            await settle(c, handle.sql, stream, p)
-          }
-          if (!polling) continue
-          await restart({ RELAY_POLL_INTERVAL: "10" })
-          const r = await runMode(writers, "off-polling")
-          record(`${writers}/off-polling`, writers, "off-polling", r, await pending(c, handle.sql))
-          log(`  ${c.name} writers=${writers} trigger=off, relay polling every 10 ms: ${fmtNum(r.tps)} commits/s`)
-          await settle(c, handle.sql, stream, p)
+          // The polling relay goes first in odd rounds, so neither side always follows the other.
+          if (polling && rep % 2) await polled(writers)
+          await notified(writers, rep)
+          if (polling && rep % 2 === 0) await polled(writers)
         }
       }
       for (const s of samples.values()) {
