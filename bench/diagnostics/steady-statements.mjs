@@ -3,7 +3,8 @@
  * Diagnostic (not part of `npm run bench`): what the relay asks of Postgres and Redis per event at a
  * steady rate. On throwaway servers, pgbench produces `rate` single-row INSERTs/s (8 clients) for
  * `seconds` while `node dist/main.js` relays; prints the relay's CPU per event, each statement's calls
- * per 1,000 events (pg_stat_statements) and Redis commands per 1,000 events (INFO commandstats).
+ * per 1,000 events and its execution time in Postgres (mean, standard deviation, max; pg_stat_statements)
+ * and Redis commands per 1,000 events (INFO commandstats).
  *
  *   npm run build && node bench/diagnostics/steady-statements.mjs [rate=1000] [seconds=10]
  *
@@ -54,11 +55,15 @@ try {
   console.log(`events ${events}, relay CPU ${cpu} s = ${Math.round((cpu * 1e6) / events)} µs/event`)
   const rows = await admin.unsafe(
     `SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query, calls::float8 AS calls,
-            total_exec_time::float8 AS ms
+            total_exec_time::float8 AS ms, mean_exec_time::float8 AS mean, stddev_exec_time::float8 AS sd,
+            max_exec_time::float8 AS max
      FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
      WHERE d.datname = 's' AND query NOT ILIKE 'INSERT INTO outbox_events%' ORDER BY calls DESC LIMIT 15`
   )
-  for (const r of rows) console.log(`  ${((r.calls * 1000) / events).toFixed(0).padStart(6)} /1k ev  ${r.query}`)
+  for (const r of rows) {
+    const times = `mean ${r.mean.toFixed(3)} sd ${r.sd.toFixed(3)} max ${r.max.toFixed(1)} ms`
+    console.log(`  ${((r.calls * 1000) / events).toFixed(0).padStart(6)} /1k ev  ${times.padEnd(36)} ${r.query}`)
+  }
   const stats = (await redis.info("commandstats")).split("\n").filter((l) => l.startsWith("cmdstat_"))
   for (const l of stats) {
     const [, name, calls] = /cmdstat_([^:]+):calls=(\d+)/.exec(l) ?? []
