@@ -74,16 +74,24 @@ export const makeOutboxInspector = (client: Client, schema: string, timeout: Dur
     )
 
   const overview = Effect.gen(function*() {
-    const [[counts], [retained], deadByTopic, lanes, slotRows] = yield* Effect.all([
-      query<Record<string, number>>("stats", statsSql),
-      query<{ retained: number }>("retained", sql.retained),
-      query<{ topic: string; reason: string; count: number }>("deadByTopic", sql.deadByTopic),
-      query<{ relay_id: string; awake: boolean; seen_at: string; heartbeat_age: number; host: string | null }>(
-        "lanes",
-        sql.lanes
-      ),
-      query<{ host: string; pid: string; slots: string }>("slots", sql.slots)
-    ], { concurrency: 2 })
+    // One snapshot for all five: the counts and the dead rows by topic agree.
+    const [[counts], [retained], deadByTopic, lanes, slotRows] = yield* runQuery(
+      "overview",
+      timeout,
+      () =>
+        client.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY", (tx) =>
+          Promise.all(
+            [
+              tx.unsafe<Array<Record<string, number>>>(statsSql),
+              tx.unsafe<Array<{ retained: number }>>(sql.retained),
+              tx.unsafe<Array<{ topic: string; reason: string; count: number }>>(sql.deadByTopic),
+              tx.unsafe<
+                Array<{ relay_id: string; awake: boolean; seen_at: string; heartbeat_age: number; host: string | null }>
+              >(sql.lanes),
+              tx.unsafe<Array<{ host: string; pid: string; slots: string }>>(sql.slots)
+            ] as const
+          ))
+    ).pipe(Effect.mapError(unavailable))
     const relays = new Map<string, RelayInstance & { lanes: Array<RelayInstance["lanes"][number]> }>()
     const relayOf = (host: string, pid: string) => {
       const id = `${host}/${pid}`
