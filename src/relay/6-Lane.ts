@@ -142,7 +142,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
         const result = yield* batch.next
         const full = result.claimed >= config.batchSize
         if (lane === 0 && full) signalBacklog(crew)
-        intake.claimed(result.sentAt, result.claimed)
+        if (busyPause) intake.claimed(result.sentAt, result.claimed)
         if (result.claimed > 0) {
           // Two claims with rows in a row: producers are busy, so spare them their NOTIFYs.
           if (++busyClaims >= 2) {
