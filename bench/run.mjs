@@ -25,6 +25,7 @@
  *                                          off with --quick); the relay soaks twice: deleting on publish,
  *                                          and with RELAY_RETENTION
  *   npm run bench -- --soak-only relay     soak only these competitors (the other scenarios still run all)
+ *   npm run bench -- --drain-sizes 100000  drain only these backlog sizes (comma-separated)
  *   npm run bench -- --no-build            do not run `npm run build` first
  *   npm run bench -- --no-report           do not regenerate docs/benchmarks.md
  *   npm run bench -- --baseline <dir>      A/B: another build of the project in <dir> (dist/, sql/, lua/,
@@ -88,6 +89,7 @@ const known = new Set([
   "no-report",
   "baseline",
   "rounds",
+  "drain-sizes",
   "cpu-prof",
   "help"
 ])
@@ -165,8 +167,11 @@ const scenarios = scenarioArg
     "cluster",
     ...(quick ? [] : ["steady"])
   ]
-if (roundsArg !== undefined && !baselineDir && !scenarios.includes("consumer") && !scenarios.includes("steady")) {
-  throw new Error("--rounds goes with --baseline or the consumer or steady scenario")
+if (
+  roundsArg !== undefined && !baselineDir && !selected.includes("floor") && !scenarios.includes("consumer") &&
+  !scenarios.includes("steady")
+) {
+  throw new Error("--rounds goes with --baseline, the least-work relay (floor), or the consumer or steady scenario")
 }
 if (flag("cpu-prof") && !scenarios.includes("steady")) throw new Error("--cpu-prof goes with the steady scenario")
 
@@ -205,6 +210,13 @@ const config = quick
     soakSec: Number(soakArg ?? 60),
     soakRate: 5000
   }
+const drainSizesArg = option("drain-sizes")
+if (drainSizesArg !== undefined) {
+  config.drainSizes = drainSizesArg.split(",").map(Number)
+  if (config.drainSizes.some((n) => !Number.isInteger(n) || n < 1_000)) {
+    throw new Error("--drain-sizes: backlog sizes of at least 1,000, comma-separated")
+  }
+}
 if (!Number.isFinite(config.soakSec) || config.soakSec < 5 || config.soakSec > 7200) {
   throw new Error("--soak: seconds from 5 to 7200")
 }

@@ -114,13 +114,22 @@ const make = Effect.gen(function*() {
   )
 
   const claimSql = retaining ? sqlText.claimBatchRetaining : sqlText.claimBatch
+  // The claim's slot mask, computed again only when the owned slots change.
+  let maskFor = -1
+  let maskText = ""
+  const mask = () => {
+    if (maskFor !== slotsVersion) {
+      maskText = slotMask(owned)
+      maskFor = slotsVersion
+    }
+    return maskText
+  }
 
   const claimBatch = Effect.fnUntraced(function*(limit: number) {
     if (owned.size === 0) {
       yield* settle
       return { rows: [], commit: () => Effect.void, commitLater: (onCommitted) => onCommitted } satisfies ClaimedBatch
     }
-    const slots = [...owned]
     const open = { done: false }
     // Whatever the last batch left open, BEGIN and the claim go in one message: one round trip,
     // one reply to parse. The claim is prepared once per connection (PREPARE in the first message)
@@ -133,7 +142,7 @@ const make = Effect.gen(function*() {
       run("claim", (sql) => {
         const prepare = preparedOn === sql ? "" : `PREPARE ${claimStatement}(int, text, text) AS ${claimSql}; `
         return sql.unsafe(
-          `${closingSql()}${prepare}BEGIN; EXECUTE ${claimStatement}(${limit}, '${slotMask(slots)}', '${sessionPid}')`
+          `${closingSql()}${prepare}BEGIN; EXECUTE ${claimStatement}(${limit}, '${mask()}', '${sessionPid}')`
         ).then((results) => {
           preparedOn = sql
           return lastResult(results) as unknown as Array<OutboxRow>

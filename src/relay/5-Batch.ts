@@ -20,6 +20,7 @@
  * Shutdown: a batch in flight is uninterruptible (each step has a timeout), so SIGTERM lets it commit
  * or roll back before the connections close.
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -33,7 +34,7 @@ import { ClaimSession } from "./3-ClaimSession.js"
 import { makeLedger, StreamPublisher } from "./4-Publish.js"
 import { WakeRegistry } from "./7-WakeRegistry.js"
 import { startBatchSpan } from "./BatchSpan.js"
-import { committedAfter, currentMillis } from "./CommitEstimate.js"
+import { committedAfter, preciseMillis } from "./CommitEstimate.js"
 import type { DeadLetter, OutboxRow } from "./Database.js"
 import { Health } from "./Health.js"
 import { recordLatency } from "./Latency.js"
@@ -46,7 +47,7 @@ export interface BatchResult {
   readonly published: number
   readonly duplicates: number
   readonly dead: number
-  /** When the claim was sent (relay clock, `currentMillis`). */
+  /** When the claim was sent (relay clock, `preciseMillis`). */
   readonly sentAt: number
 }
 
@@ -57,6 +58,8 @@ const make = Effect.gen(function*() {
   const health = yield* Health
   const registry = yield* WakeRegistry
   const notifications = (yield* Wakeups).notifications
+  // Read directly, not as an effect per reading: a batch takes five.
+  const clock = yield* Clock.Clock
   // Decided once per lane: without a tracer (no RELAY_OTLP_ENDPOINT) a batch makes no span and reads no headers.
   const tracing = isRealTracer(yield* Tracer.Tracer)
   // This lane's publish attempts not yet known to have committed.
@@ -70,7 +73,7 @@ const make = Effect.gen(function*() {
    * letters: those are recorded and committed before it returns.
    */
   const runBatch = Effect.gen(function*() {
-    const started = yield* currentMillis
+    const started = preciseMillis(clock)
     // Rows this claim finds committed after the previous claim was sent, if that one came back less
     // than full on the same slots. Taken once: a failure from here on leaves the next claim nothing.
     const previous = lastClaim
@@ -78,7 +81,7 @@ const make = Effect.gen(function*() {
     const slotsVersion = session.slotsVersion()
     const since = previous !== undefined && previous.slotsVersion === slotsVersion ? previous.sentAt : -Infinity
     const batch = yield* session.claimBatch(config.batchSize)
-    const repliedAt = yield* currentMillis
+    const repliedAt = preciseMillis(clock)
     const thisClaim = batch.rows.length < config.batchSize ? { sentAt: started, slotsVersion } : undefined
     if (batch.rows.length === 0) {
       lastClaim = thisClaim
@@ -92,11 +95,11 @@ const make = Effect.gen(function*() {
       if (reason === undefined) publishable.push(row)
       else dead.push({ row, reason })
     }
-    const publishStarted = yield* currentMillis
+    const publishStarted = preciseMillis(clock)
     const outcomes = yield* publisher.publish(publishable, session.epochs(), ledger).pipe(
       Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
     )
-    const publishEnded = yield* currentMillis
+    const publishEnded = preciseMillis(clock)
     const published: Array<OutboxRow> = []
     let duplicates = 0
     outcomes.forEach((outcome, i) => {
@@ -118,7 +121,7 @@ const make = Effect.gen(function*() {
       yield* publisher.forgetLater(ledger)
       yield* reportDead(dead)
     }
-    const ended = yield* currentMillis
+    const ended = preciseMillis(clock)
     const commitBound = committedAfter(since, repliedAt, notifications, registry.skipsFrom(since))
     // One step for the updates (each `Metric.update` is an effect of its own). Latency is measured
     // to the moment the XADDs were acknowledged, with the clock reading already taken for that.
@@ -175,8 +178,8 @@ const make = Effect.gen(function*() {
     })
 
   let failing = false
-  const withRetry = (batch: Effect.Effect<BatchResult, TransientError>) =>
-    batch.pipe(
+  const withRetry = (batch: Effect.Effect<BatchResult, TransientError>) => {
+    const attempt = batch.pipe(
       Effect.tap(() =>
         Effect.gen(function*() {
           if (failing) {
@@ -196,11 +199,24 @@ const make = Effect.gen(function*() {
             Effect.annotateLogs({ error: error._tag, operation: error.operation, reason: error.message })
           )
         })
-      ),
-      Effect.retry(retryBatch(config.retryBaseDelay, config.retryMaxDelay)),
+      )
+    )
+    return attempt.pipe(
+      // The retry schedule is only set up once a batch has failed (it allocates on every run); the
+      // failure seen first counts as its first attempt, so the delays are those of a plain retry.
+      Effect.catch((error) => {
+        let first: TransientError | undefined = error
+        const again = Effect.suspend(() => {
+          const failed = first
+          first = undefined
+          return failed === undefined ? attempt : Effect.fail(failed)
+        })
+        return Effect.retry(again, retryBatch(config.retryBaseDelay, config.retryMaxDelay))
+      }),
       // The schedule never ends, so no error gets past the retry.
       Effect.orDie
     )
+  }
   const settle = session.settle.pipe(
     Effect.catch((error) =>
       Effect.gen(function*() {
