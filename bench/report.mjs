@@ -427,6 +427,8 @@ ${competitorsList}
   \`VACUUM ANALYZE\` and \`CHECKPOINT\`, then the competitor starts. The rate is counted from the first to the last
   stream entry (Redis entry ids); "startup" is process start to the first entry; RSS is the maximum of VmRSS
   sampled every 200 ms; CPU is the competitor process's CPU time between the first and last entry, per event.
+  The relay, tuned graphile-worker, the least-work relay and a \`--baseline\` build drain in turns, round by
+  round (odd rounds in reverse order), so a drifting machine hits each of them.
 - **Latency**: an open-loop producer (8 connections, one schedule) writes single-statement transactions
   (\`INSERT\` into the outbox table, or \`SELECT graphile_worker.add_job(...)\`) at a fixed rate; the payload carries
   the producer's clock (\`performance.timeOrigin + performance.now()\`) read just before the statement and its COMMIT

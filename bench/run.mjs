@@ -8,7 +8,7 @@
  *   npm run bench -- --quick               smoke run (20k backlog, 5 s latency runs, 1 repetition)
  *   npm run bench -- --only relay,classic  competitors: relay | graphile (tuned + defaults) | classic | floor
  *                                          (floor, the least-work relay, takes turns with the relay round by
- *                                          round in drain and latency)
+ *                                          round in drain and latency; tuned graphile in drain)
  *   npm run bench -- --scenario drain      scenarios: drain | latency | overhead | soak | profile | enqueue |
  *                                          consumer | cluster | steady (comma-separated; enqueue: the typed
  *                                          producer helper enqueueMany against a hand-written multi-row INSERT;
@@ -136,7 +136,8 @@ if (baselineDir !== undefined) {
 const selected = picked.flatMap((n) => (n === "relay" && baselineDir ? ["relay", "relay-baseline"] : [n]))
 /**
  * Names that take turns round by round in drain and latency: the relay with its baseline and the
- * least-work relay (its yardstick), when they run; those two get no turns of their own.
+ * least-work relay (its yardstick), when they run; those two get no turns of their own. In drain, tuned
+ * graphile-worker joins them (runDrain).
  */
 const turnGroup = (name) => {
   if (name === "relay") {
@@ -240,7 +241,7 @@ const results = {
   /** CPU per event at steady producer rates, relay / floor / baseline taking turns (bench/steady.mjs). */
   steady: null,
   /** The relay against the least-work relay, taking turns: per-round ratios and their median. */
-  yardstick: { drain: [], latency: [] },
+  yardstick: { drain: [], drainVsGraphile: [], latency: [] },
   /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
   ab: baselineDir ? { drain: [], latency: [] } : null,
   errors: []
@@ -512,8 +513,14 @@ const inTurns = (group, round) => (round % 2 ? [...group].reverse() : group)
 
 const runDrain = async () => {
   log("== drain")
+  // Tuned graphile-worker drains in turns with the relay too: the ratio between them is a target.
+  const graphileInTurns = selected.includes("relay") && selected.includes("graphile")
   for (const name of selected.filter((n) => n !== "relay-baseline")) {
-    const group = turnGroup(name)
+    const group = name === "relay" && graphileInTurns
+      ? [...turnGroup(name), "graphile"]
+      : name === "graphile" && graphileInTurns
+      ? []
+      : turnGroup(name)
     if (group.length === 0) continue
     const plans = name === "classic"
       ? [{ n: config.classicBacklog, cap: config.classicWindowSec, reps: 1, mode: "window" }]
@@ -550,6 +557,15 @@ const runDrain = async () => {
         results.yardstick.drain.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
         log(
           `  drain ${fmtNum(plan.n)}: relay / least-work relay per round ${
+            ratio.perRound.join(", ")
+          }; median ${ratio.median}`
+        )
+      }
+      if (group.includes("graphile")) {
+        const ratio = pairedRatios(...["relay", "graphile"].map((n) => runs[n].map((x) => x.rate ?? null)))
+        results.yardstick.drainVsGraphile.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
+        log(
+          `  drain ${fmtNum(plan.n)}: relay / tuned graphile-worker per round ${
             ratio.perRound.join(", ")
           }; median ${ratio.median}`
         )
