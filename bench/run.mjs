@@ -241,7 +241,7 @@ const results = {
   /** CPU per event at steady producer rates, relay / floor / baseline taking turns (bench/steady.mjs). */
   steady: null,
   /** The relay against the least-work relay, taking turns: per-round ratios and their median. */
-  yardstick: { drain: [], drainVsGraphile: [], latency: [] },
+  yardstick: { drain: [], drainVsGraphile: [], floorVsGraphile: [], latency: [] },
   /** A/B runs (--baseline): the relay and the baseline per round, their ratios and the median ratio. */
   ab: baselineDir ? { drain: [], latency: [] } : null,
   errors: []
@@ -561,13 +561,17 @@ const runDrain = async () => {
           }; median ${ratio.median}`
         )
       }
-      if (group.includes("graphile")) {
-        const ratio = pairedRatios(...["relay", "graphile"].map((n) => runs[n].map((x) => x.rate ?? null)))
-        results.yardstick.drainVsGraphile.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
+      // Against tuned graphile-worker: the relay, and the least-work relay (what any relay reaches here).
+      for (const name of ["relay", "floor"].filter((n) => group.includes(n) && group.includes("graphile"))) {
+        const ratio = pairedRatios(...[name, "graphile"].map((n) => runs[n].map((x) => x.rate ?? null)))
+        if (name === "relay") {
+          results.yardstick.drainVsGraphile.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
+        } else {
+          results.yardstick.floorVsGraphile.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
+        }
         log(
-          `  drain ${fmtNum(plan.n)}: relay / tuned graphile-worker per round ${
-            ratio.perRound.join(", ")
-          }; median ${ratio.median}`
+          `  drain ${fmtNum(plan.n)}: ${name === "relay" ? "relay" : "least-work relay"} / tuned graphile-worker ` +
+            `per round ${ratio.perRound.join(", ")}; median ${ratio.median}`
         )
       }
       if (group.includes("relay-baseline")) {
