@@ -135,15 +135,14 @@ if (baselineDir !== undefined) {
 }
 const selected = picked.flatMap((n) => (n === "relay" && baselineDir ? ["relay", "relay-baseline"] : [n]))
 /**
- * Names that take turns round by round in drain and latency: the relay with its baseline and the
- * least-work relay (its yardstick), when they run; those two get no turns of their own. In drain, tuned
- * graphile-worker joins them (runDrain).
+ * Names that take turns round by round: the relay with its baseline and the least-work relay (its
+ * yardstick), and in drain tuned graphile-worker (the ratio to it is a target), when they run; those
+ * get no turns of their own.
  */
-const turnGroup = (name) => {
-  if (name === "relay") {
-    return ["relay", ...(baselineDir ? ["relay-baseline"] : []), ...(selected.includes("floor") ? ["floor"] : [])]
-  }
-  return name === "floor" && selected.includes("relay") ? [] : [name]
+const turnGroup = (name, scenario) => {
+  const partners = ["relay-baseline", "floor", ...(scenario === "drain" ? ["graphile"] : [])]
+  if (name === "relay") return ["relay", ...partners.filter((n) => selected.includes(n))]
+  return partners.includes(name) && selected.includes("relay") ? [] : [name]
 }
 const roundsArg = option("rounds")
 const abRounds = Number(roundsArg ?? (quick ? 3 : 5))
@@ -513,14 +512,8 @@ const inTurns = (group, round) => (round % 2 ? [...group].reverse() : group)
 
 const runDrain = async () => {
   log("== drain")
-  // Tuned graphile-worker drains in turns with the relay too: the ratio between them is a target.
-  const graphileInTurns = selected.includes("relay") && selected.includes("graphile")
   for (const name of selected.filter((n) => n !== "relay-baseline")) {
-    const group = name === "relay" && graphileInTurns
-      ? [...turnGroup(name), "graphile"]
-      : name === "graphile" && graphileInTurns
-      ? []
-      : turnGroup(name)
+    const group = turnGroup(name, "drain")
     if (group.length === 0) continue
     const plans = name === "classic"
       ? [{ n: config.classicBacklog, cap: config.classicWindowSec, reps: 1, mode: "window" }]
@@ -564,11 +557,11 @@ const runDrain = async () => {
       // Against tuned graphile-worker: the relay, and the least-work relay (what any relay reaches here).
       for (const name of ["relay", "floor"].filter((n) => group.includes(n) && group.includes("graphile"))) {
         const ratio = pairedRatios(...[name, "graphile"].map((n) => runs[n].map((x) => x.rate ?? null)))
-        if (name === "relay") {
-          results.yardstick.drainVsGraphile.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
-        } else {
-          results.yardstick.floorVsGraphile.push({ backlog: plan.n, ratio: ratio.perRound, medianRatio: ratio.median })
-        }
+        results.yardstick[name === "relay" ? "drainVsGraphile" : "floorVsGraphile"].push({
+          backlog: plan.n,
+          ratio: ratio.perRound,
+          medianRatio: ratio.median
+        })
         log(
           `  drain ${fmtNum(plan.n)}: ${name === "relay" ? "relay" : "least-work relay"} / tuned graphile-worker ` +
             `per round ${ratio.perRound.join(", ")}; median ${ratio.median}`
@@ -788,7 +781,7 @@ const latencyTurn = async (c, { handle, producerSql, stream }) => {
 const runLatency = async () => {
   log("== latency")
   for (const name of selected.filter((n) => n !== "relay-baseline")) {
-    const group = turnGroup(name)
+    const group = turnGroup(name, "latency")
     if (group.length === 0) continue
     // Each competitor keeps its database, stream and producers across its turns; only its process restarts.
     const setups = {}
