@@ -31,8 +31,9 @@
  *   npm run bench -- --baseline <dir>      A/B: another build of the project in <dir> (dist/, sql/, lua/,
  *                                          node_modules) runs as "relay-baseline"; in drain and latency it
  *                                          takes turns with the relay, round by round (--rounds n, default
- *                                          3 with --quick, else 5), and the summary prints per-round ratios;
- *                                          in consumer its startConsumer runs as two more rows
+ *                                          3 with --quick, else 5; a 1M drain 3 unless --rounds), and the
+ *                                          summary prints per-round ratios; in consumer its startConsumer
+ *                                          runs as two more rows
  *
  * Writes bench/results/latest.json and bench/results/<timestamp>[-quick][-ab].json (git-ignored); a full
  * run also regenerates docs/benchmarks.md and docs/bench-*.svg through bench/report.mjs.
@@ -527,8 +528,11 @@ const runDrain = async () => {
       }))
     for (const plan of plans) {
       const runs = Object.fromEntries(group.map((n) => [n, []]))
-      // A/B: every round drains the same backlog with each build in turn (a 1M backlog at most 3 rounds).
-      const rounds = group.length > 1 ? (plan.n >= 1_000_000 ? Math.min(abRounds, 3) : abRounds) : plan.reps
+      // A/B: every round drains the same backlog with each build in turn (a 1M backlog at most 3 rounds
+      // unless --rounds asks for more).
+      const rounds = group.length > 1
+        ? (plan.n >= 1_000_000 && roundsArg === undefined ? Math.min(abRounds, 3) : abRounds)
+        : plan.reps
       for (let r = 0; r < rounds; r++) {
         if (group.length > 1) log(`  round ${r + 1}/${rounds}`)
         for (const n of inTurns(group, r)) runs[n].push(await drainOnce(competitors[n], plan.n, plan.cap))

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+/**
+ * Diagnostic (not part of `npm run bench`): the relay process's system calls per event at a steady rate
+ * (pgbench -R, 8 clients), counted with `strace -c -f` attached for the run's middle seconds.
+ *
+ *   npm run build && node bench/diagnostics/syscalls.mjs [rate] [seconds]     (default 1000 10)
+ */
+import { execFileSync, spawn } from "node:child_process"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import postgres from "postgres"
+import { competitors } from "../lib/competitors.mjs"
+import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
+
+const rate = process.argv[2] ?? "1000"
+const seconds = Number(process.argv[3] ?? "10")
+const c = competitors.relay
+const pg = await startPostgres()
+const rs = await startRedis()
+const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
+const dir = mkdtempSync(join(tmpdir(), "relay-strace-"))
+let relay
+try {
+  await admin.unsafe("CREATE DATABASE prof")
+  const url = pg.urlFor("prof")
+  await c.setup(url, rs.url)
+  const script = join(dir, "insert.sql")
+  writeFileSync(script, c.pgbenchScript)
+  relay = c.start(url, rs.url)
+  await sleep(2500)
+  // The relay restarts itself once with heap flags: the newest node process running dist/main.js is it.
+  const pid = execFileSync("pgrep", ["-n", "-f", "dist/main.js"], { encoding: "utf8" }).trim()
+  const bench = spawn(findBinary("pgbench"), [
+    "-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2", "-R", rate, "-T", String(2 * seconds + 4),
+    "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "prof"
+  ], { stdio: "ignore" })
+  await sleep(2000)
+  // CPU time first, untraced: user and system time of the relay process over the same span.
+  const ticks = () => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ").slice(11, 13).map(Number)
+  const [u0, s0] = ticks()
+  await sleep(seconds * 1000)
+  const [u1, s1] = ticks()
+  const perEvent = (t) => ((t * 10_000) / (Number(rate) * seconds)).toFixed(0)
+  console.log(`untraced ${seconds} s: user ${perEvent(u1 - u0)} µs/event, system ${perEvent(s1 - s0)} µs/event`)
+  const out = join(dir, "strace.txt")
+  const tracer = spawn("strace", ["-c", "-f", "-o", out, "-p", pid], { stdio: "ignore" })
+  await sleep(seconds * 1000)
+  tracer.kill("SIGINT")
+  await new Promise((r) => tracer.on("exit", r))
+  await new Promise((r) => bench.on("exit", r))
+    console.log(`strace of pid ${pid} for ${seconds} s at ${rate}/s (${Number(rate) * seconds} events):`)
+  console.log(execFileSync("head", ["-n", "25", out], { encoding: "utf8" }))
+} finally {
+  await relay?.stop()
+  await admin.end()
+  await pg.stop()
+  await rs.stop()
+}
