@@ -4,7 +4,7 @@
  * outbox-relay and the least-work relay taking turns. On throwaway servers, each turn inserts a backlog
  * into a fresh database, starts the competitor, waits until every event is in the stream, and reads the
  * CPU ticks of the Postgres tree (postmaster and backends) and of Redis from /proc, and the statements'
- * execution time (pg_stat_statements), per event.
+ * execution time (pg_stat_statements) and the Redis commands' (INFO commandstats), per event.
  *
  *   npm run build && node bench/diagnostics/server-split.mjs [events=300000] [rounds=3]
  *
@@ -50,6 +50,7 @@ try {
       await sql.unsafe("VACUUM ANALYZE outbox_events")
       await sql.end()
       await admin.unsafe("SELECT pg_stat_statements_reset()")
+      await redis.config("RESETSTAT")
       const p = c.start(url, rs.url, env)
       // Ticks from the first entry on, so start-up and migration checks do not count.
       while ((await redis.xlen(stream)) === 0) await sleep(2)
@@ -64,6 +65,16 @@ try {
          FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
          WHERE d.datname = '${db}' ORDER BY total_exec_time DESC LIMIT 4`
       )
+      const commands = (await redis.info("commandstats")).split("\n")
+        .map((l) => /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(l))
+        .filter((m) => m !== null)
+        .map(([, name, calls, usec]) => ({
+          name,
+          calls: Number(calls),
+          microsPerEvent: round(Number(usec) / events, 2)
+        }))
+        .sort((a, b) => b.microsPerEvent - a.microsPerEvent)
+        .slice(0, 4)
       await p.stop()
       await admin.unsafe(`DROP DATABASE ${db} WITH (FORCE)`)
       const row = {
@@ -74,7 +85,8 @@ try {
           query: s.query,
           calls: s.calls,
           microsPerEvent: round((s.ms * 1000) / events, 2)
-        }))
+        })),
+        commands
       }
       results.get(label).push(row)
       console.log(
@@ -83,6 +95,7 @@ try {
         } ${row.rate} ev/s, Postgres ${row.pgMicros} µs/ev, Redis ${row.redisMicros} µs/ev`
       )
       for (const s of row.statements) console.log(`    ${s.microsPerEvent} µs/ev ${s.calls} calls  ${s.query}`)
+      for (const c of row.commands) console.log(`    ${c.microsPerEvent} µs/ev ${c.calls} calls  redis ${c.name}`)
     }
   }
   console.log("\nmedians")

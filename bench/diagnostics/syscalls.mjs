@@ -32,8 +32,26 @@ try {
   // The relay restarts itself once with heap flags: the newest node process running dist/main.js is it.
   const pid = execFileSync("pgrep", ["-n", "-f", "dist/main.js"], { encoding: "utf8" }).trim()
   const bench = spawn(findBinary("pgbench"), [
-    "-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2", "-R", rate, "-T", String(2 * seconds + 4),
-    "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", "prof"
+    "-n",
+    "-M",
+    "prepared",
+    "-f",
+    script,
+    "-c",
+    "8",
+    "-j",
+    "2",
+    "-R",
+    rate,
+    "-T",
+    String(2 * seconds + 4),
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(pg.port),
+    "-U",
+    "postgres",
+    "prof"
   ], { stdio: "ignore" })
   await sleep(2000)
   // CPU time first, untraced: user and system time of the relay process over the same span.
@@ -49,7 +67,7 @@ try {
   tracer.kill("SIGINT")
   await new Promise((r) => tracer.on("exit", r))
   await new Promise((r) => bench.on("exit", r))
-    console.log(`strace of pid ${pid} for ${seconds} s at ${rate}/s (${Number(rate) * seconds} events):`)
+  console.log(`strace of pid ${pid} for ${seconds} s at ${rate}/s (${Number(rate) * seconds} events):`)
   console.log(execFileSync("head", ["-n", "25", out], { encoding: "utf8" }))
 } finally {
   await relay?.stop()
