@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
  * Diagnostic (not part of `npm run bench`): the relay process's system calls per event at a steady rate
- * (pgbench -R, 8 clients), counted with `strace -c -f` attached for the run's middle seconds.
+ * (pgbench -R, 8 clients), counted with `strace -c -f` attached for the run's middle seconds; first its
+ * user and system time untraced. PERF=1 adds `perf record` of the process (Node's JIT symbols from
+ * --perf-basic-prof) and prints self time by thread and function.
  *
  *   npm run build && node bench/diagnostics/syscalls.mjs [rate] [seconds]     (default 1000 10)
  */
@@ -16,6 +18,8 @@ import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs
 const rate = process.argv[2] ?? "1000"
 const seconds = Number(process.argv[3] ?? "10")
 const c = competitors.relay
+const withPerf = process.env.PERF === "1"
+const phases = withPerf ? 3 : 2
 const pg = await startPostgres()
 const rs = await startRedis()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
@@ -27,7 +31,7 @@ try {
   await c.setup(url, rs.url)
   const script = join(dir, "insert.sql")
   writeFileSync(script, c.pgbenchScript)
-  relay = c.start(url, rs.url)
+  relay = c.start(url, rs.url, {}, withPerf ? ["--perf-basic-prof"] : [])
   await sleep(2500)
   // The relay restarts itself once with heap flags: the newest node process running dist/main.js is it.
   const pid = execFileSync("pgrep", ["-n", "-f", "dist/main.js"], { encoding: "utf8" }).trim()
@@ -44,7 +48,7 @@ try {
     "-R",
     rate,
     "-T",
-    String(2 * seconds + 4),
+    String(phases * seconds + 4),
     "-h",
     "127.0.0.1",
     "-p",
@@ -66,6 +70,19 @@ try {
   await sleep(seconds * 1000)
   tracer.kill("SIGINT")
   await new Promise((r) => tracer.on("exit", r))
+  if (withPerf) {
+    const data = join(dir, "perf.data")
+    const perf = spawn("perf", ["record", "-F", "999", "-p", pid, "-o", data], { stdio: "ignore" })
+    await sleep(seconds * 1000)
+    perf.kill("SIGINT")
+    await new Promise((r) => perf.on("exit", r))
+    const report = execFileSync("perf", ["report", "-i", data, "--stdio", "--sort", "comm,dso,sym"], {
+      encoding: "utf8",
+      maxBuffer: 1 << 26
+    })
+    console.log(`perf of pid ${pid} for ${seconds} s at ${rate}/s, self time (share of samples):`)
+    console.log(report.split("\n").filter((l) => l.trim() && !l.startsWith("#")).slice(0, 40).join("\n"))
+  }
   await new Promise((r) => bench.on("exit", r))
   console.log(`strace of pid ${pid} for ${seconds} s at ${rate}/s (${Number(rate) * seconds} events):`)
   console.log(execFileSync("head", ["-n", "25", out], { encoding: "utf8" }))
