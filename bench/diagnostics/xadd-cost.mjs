@@ -11,6 +11,7 @@
  */
 import Redis from "ioredis"
 import { publishScript } from "../../dist/relay/4-Publish.js"
+import { envelopeFields } from "../../dist/shared/Envelope.js"
 import { procSample, startRedis } from "../lib/servers.mjs"
 import { median, round } from "../lib/stats.mjs"
 
@@ -30,18 +31,7 @@ const event = (tag, i) => ({
   headers: "{}"
 })
 const seven = ["event_id", "event_type", "topic", "aggregate_id", "occurred_at", "payload", "headers"]
-const ten = [
-  "event_id",
-  "event_type",
-  "topic",
-  "aggregate_type",
-  "aggregate_id",
-  "tenant_id",
-  "schema_version",
-  "occurred_at",
-  "payload",
-  "headers"
-]
+const ten = envelopeFields
 const xaddOnly = `
 local at = 4 + 2 * tonumber(ARGV[3])
 at = at + 1 + tonumber(ARGV[at])
