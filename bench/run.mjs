@@ -50,6 +50,7 @@ import { competitors, PAD, relayBaseline, root, streamOf } from "./lib/competito
 import {
   findBinary,
   freePort,
+  pgbenchArgs,
   pgSettings,
   procSample,
   sleep,
@@ -892,27 +893,7 @@ const pgbenchRun = async (db, script, clients, seconds, extra = []) => {
   if (!pgbench) throw new Error("pgbench not found")
   const file = join(tmpdir(), `outbox-bench-${process.pid}-${Math.random().toString(36).slice(2)}.sql`)
   writeFileSync(file, script)
-  const args = [
-    "-n",
-    "-M",
-    "prepared",
-    "-f",
-    file,
-    "-c",
-    String(clients),
-    "-j",
-    String(Math.min(clients, 2)),
-    "-T",
-    String(seconds),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(pg.port),
-    "-U",
-    "postgres",
-    ...extra,
-    db
-  ]
+  const args = pgbenchArgs(pg, { clients, db, extra, file, seconds })
   const { stdout } = await promisify(execFile)(pgbench, args, {
     timeout: (seconds + 60) * 1000,
     env: { ...process.env, PGAPPNAME: "bench-producer" }

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
 import { competitors } from "../lib/competitors.mjs"
-import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
+import { findBinary, pgbenchArgs, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const rate = process.argv[2] ?? "5000"
 const seconds = process.argv[3] ?? "15"
@@ -34,27 +34,11 @@ try {
   writeFileSync(script, c.pgbenchScript)
   relay = c.start(url, rs.url, { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` })
   await sleep(1500)
-  const out = execFileSync(findBinary("pgbench"), [
-    "-n",
-    "-M",
-    "prepared",
-    "-f",
-    script,
-    "-c",
-    "8",
-    "-j",
-    "2",
-    ...(rate === "max" ? [] : ["-R", rate]),
-    "-T",
-    seconds,
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(pg.port),
-    "-U",
-    "postgres",
-    "prof"
-  ], { encoding: "utf8" })
+  const out = execFileSync(
+    findBinary("pgbench"),
+    pgbenchArgs(pg, { clients: 8, db: "prof", extra: rate === "max" ? [] : ["-R", rate], file: script, seconds }),
+    { encoding: "utf8" }
+  )
   console.log(`pgbench: ${/tps = [\d.]+/.exec(out)?.[0]} (asked ${rate}/s for ${seconds} s)`)
 } finally {
   await relay?.stop()

@@ -12,7 +12,7 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
-import { competitors, streamOf } from "../lib/competitors.mjs"
+import { backlogDatabase, competitors, streamOf } from "../lib/competitors.mjs"
 import { sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const events = Number(process.argv[2] ?? 1_000_000)
@@ -24,15 +24,8 @@ const redis = new Redis(rs.url)
 try {
   for (const [i, c] of [competitors.relay, competitors.floor].entries()) {
     const db = `perf_${i}`
-    await admin.unsafe(`CREATE DATABASE ${db}`)
-    const url = pg.urlFor(db)
-    await c.setup(url, rs.url)
-    const sql = postgres(url, { max: 1, onnotice: () => {} })
+    const url = await backlogDatabase({ admin, c, db, events, pg, redis, redisUrl: rs.url })
     const stream = streamOf(c)
-    await redis.unlink(stream)
-    await sql.unsafe(c.backlogSql(1, events))
-    await sql.unsafe("VACUUM ANALYZE outbox_events")
-    await sql.end()
     const p = c.start(url, rs.url)
     while ((await redis.xlen(stream)) === 0) await sleep(2)
     const data = join(dir, `${c.name}.data`)

@@ -13,7 +13,7 @@
  */
 import Redis from "ioredis"
 import postgres from "postgres"
-import { competitors, relayBaseline, streamOf } from "../lib/competitors.mjs"
+import { backlogDatabase, competitors, relayBaseline, streamOf } from "../lib/competitors.mjs"
 import { procSample, sleep, startPostgres, startRedis, treeTicks } from "../lib/servers.mjs"
 import { median, round } from "../lib/stats.mjs"
 
@@ -40,15 +40,8 @@ try {
     const order = round_ % 2 ? runs : [...runs].reverse()
     for (const { c, env, label } of order) {
       const db = `split_${n++}`
-      await admin.unsafe(`CREATE DATABASE ${db}`)
-      const url = pg.urlFor(db)
-      await c.setup(url, rs.url)
-      const sql = postgres(url, { max: 1, onnotice: () => {} })
+      const url = await backlogDatabase({ admin, c, db, events, pg, redis, redisUrl: rs.url })
       const stream = streamOf(c)
-      await redis.unlink(stream)
-      await sql.unsafe(c.backlogSql(1, events))
-      await sql.unsafe("VACUUM ANALYZE outbox_events")
-      await sql.end()
       await admin.unsafe("SELECT pg_stat_statements_reset()")
       await redis.config("RESETSTAT")
       const p = c.start(url, rs.url, env)

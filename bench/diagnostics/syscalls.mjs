@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
 import { competitors } from "../lib/competitors.mjs"
-import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
+import { findBinary, pgbenchArgs, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const rate = process.argv[2] ?? "1000"
 const seconds = Number(process.argv[3] ?? "10")
@@ -35,28 +35,11 @@ try {
   await sleep(2500)
   // The relay restarts itself once with heap flags: the newest node process running dist/main.js is it.
   const pid = execFileSync("pgrep", ["-n", "-f", "dist/main.js"], { encoding: "utf8" }).trim()
-  const bench = spawn(findBinary("pgbench"), [
-    "-n",
-    "-M",
-    "prepared",
-    "-f",
-    script,
-    "-c",
-    "8",
-    "-j",
-    "2",
-    "-R",
-    rate,
-    "-T",
-    String(phases * seconds + 4),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(pg.port),
-    "-U",
-    "postgres",
-    "prof"
-  ], { stdio: "ignore" })
+  const bench = spawn(
+    findBinary("pgbench"),
+    pgbenchArgs(pg, { clients: 8, db: "prof", extra: ["-R", rate], file: script, seconds: phases * seconds + 4 }),
+    { stdio: "ignore" }
+  )
   await sleep(2000)
   // CPU time first, untraced: user and system time of the relay process over the same span.
   const ticks = () => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ").slice(11, 13).map(Number)

@@ -9,6 +9,7 @@ import { execFile, spawn } from "node:child_process"
 import { createWriteStream, mkdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { promisify } from "node:util"
+import postgres from "postgres"
 
 export const root = new URL("../..", import.meta.url).pathname.replace(/\/$/, "")
 export const logDir = join(root, ".bench", "logs")
@@ -234,3 +235,23 @@ export const competitors = {
   floor
 }
 export const streamOf = (c) => c.streamPrefix + TOPIC
+
+/**
+ * A new database `db` on `pg` (a server from `startPostgres`, `admin` a connection to it) laid out for
+ * competitor `c`, holding a backlog of `events` rows (analyzed), with `c`'s stream emptied on `redis`
+ * (an ioredis client of the server at `redisUrl`). Returns the database's URL.
+ */
+export const backlogDatabase = async ({ admin, c, db, events, pg, redis, redisUrl }) => {
+  await admin.unsafe(`CREATE DATABASE ${db}`)
+  const url = pg.urlFor(db)
+  await c.setup(url, redisUrl)
+  const sql = postgres(url, { max: 1, onnotice: () => {} })
+  try {
+    await redis.unlink(streamOf(c))
+    await sql.unsafe(c.backlogSql(1, events))
+    await sql.unsafe("VACUUM ANALYZE outbox_events")
+  } finally {
+    await sql.end()
+  }
+  return url
+}

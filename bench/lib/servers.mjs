@@ -101,6 +101,33 @@ export const treeTicks = (rootPids) => {
 }
 
 /**
+ * pgbench's arguments as the bench runs it against database `db` of `pg` (a server from
+ * `startPostgres`): script `file`, prepared statements, `clients` clients on at most 2 threads,
+ * `seconds` seconds; `extra` (e.g. `-R 1000`) before the database name.
+ */
+export const pgbenchArgs = (pg, { clients, db, extra = [], file, seconds }) => [
+  "-n",
+  "-M",
+  "prepared",
+  "-f",
+  file,
+  "-c",
+  String(clients),
+  "-j",
+  String(Math.min(clients, 2)),
+  "-T",
+  String(seconds),
+  "-h",
+  "127.0.0.1",
+  "-p",
+  String(pg.port),
+  "-U",
+  "postgres",
+  ...extra,
+  db
+]
+
+/**
  * Runs pgbench with `script` (single-row INSERTs etc.) against database `db` of a server from
  * `startPostgres`: prepared statements, `clients` clients (at most 2 threads), `seconds` seconds.
  * Returns commits/s and the number of transactions.
@@ -108,26 +135,7 @@ export const treeTicks = (rootPids) => {
 export const pgbenchTps = (pg, db, script, clients, seconds) => {
   const file = join(mkdtempSync(join(tmpdir(), "pgbench-")), "script.sql")
   writeFileSync(file, script)
-  const out = execFileSync(pg.bin + "/pgbench", [
-    "-n",
-    "-M",
-    "prepared",
-    "-f",
-    file,
-    "-c",
-    String(clients),
-    "-j",
-    String(Math.min(clients, 2)),
-    "-T",
-    String(seconds),
-    "-h",
-    "127.0.0.1",
-    "-p",
-    String(pg.port),
-    "-U",
-    "postgres",
-    db
-  ], { encoding: "utf8" })
+  const out = execFileSync(pg.bin + "/pgbench", pgbenchArgs(pg, { clients, db, file, seconds }), { encoding: "utf8" })
   return {
     tps: Number(/tps = ([\d.]+)/.exec(out)[1]),
     transactions: Number(/number of transactions actually processed: (\d+)/.exec(out)[1])
