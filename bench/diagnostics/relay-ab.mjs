@@ -30,7 +30,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import postgres from "postgres"
 import { competitors } from "../lib/competitors.mjs"
-import { findBinary, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
+import { findBinary, pgbenchArgs, sleep, startPostgres, startRedis } from "../lib/servers.mjs"
 
 const variants = process.argv.slice(2).map((arg) => {
   const [main, env] = arg.split("|")
@@ -88,27 +88,9 @@ try {
         const listener = postgres(url, { max: 1, onnotice: () => {} })
         await listener.listen("outbox_events", () => notified++)
         const before = cpuSeconds(child.pid)
-        const out = execFileSync(findBinary("pgbench"), [
-          "-n",
-          "-M",
-          "prepared",
-          "-f",
-          script,
-          "-c",
-          clients,
-          "-j",
-          "2",
-          "-T",
-          seconds,
-          ...(process.env.AB_RATE ? ["-R", process.env.AB_RATE] : []),
-          "-h",
-          "127.0.0.1",
-          "-p",
-          String(pg.port),
-          "-U",
-          "postgres",
-          "ab"
-        ], { encoding: "utf8" })
+        const extra = process.env.AB_RATE ? ["-R", process.env.AB_RATE] : []
+        const args = pgbenchArgs(pg, { clients: Number(clients), db: "ab", extra, file: script, seconds })
+        const out = execFileSync(findBinary("pgbench"), args, { encoding: "utf8" })
         const cpu = cpuSeconds(child.pid) - before
         if (AB_TRIGGER === "off") await db.unsafe("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_notify")
         const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1])
