@@ -4,7 +4,8 @@
  *
  * Heap tuning: with V8's defaults on a machine with plenty of memory, a relay draining a large
  * backlog lets its heap grow far beyond what it holds live. A bounded old space (1 GiB, far above what
- * a relay holds) and small semi-spaces keep its memory flat at the same rate (docs/design.md, Memory).
+ * a relay holds) and 16 MiB semi-spaces (room for the batches in flight, so they die young) keep its
+ * memory flat at the same rate (docs/design.md, Memory).
  * Those flags only work from process start, so `run` replaces itself once with them (`process.execve`:
  * same pid, same signals, same stdio) — unless RELAY_HEAP_TUNING=false, the operator already chose heap
  * flags, or this Node has no `execve` (before 22.15), in which case it runs as it was started.
@@ -13,7 +14,7 @@
  */
 import { falseWords } from "./relay/BooleanWords.js"
 
-const heapFlags = ["--max-old-space-size=1024", "--max-semi-space-size=4"] as const
+const heapFlags = ["--max-old-space-size=1024", "--max-semi-space-size=16"] as const
 
 const heapFlagPattern = /--max-(old|semi)-space-size|--max-heap-size/
 

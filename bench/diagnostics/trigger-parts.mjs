@@ -6,7 +6,9 @@
  * isolation-level check; the function of sql/0003 (+ the read of outbox_relay_wake); the function of
  * sql/0006 (try-lock and a sequence read, simple expressions only, no query, no SET search_path); and
  * "when": the test of sql/0006 as the trigger's WHEN condition in front of a function that only notifies
- * (no PL/pgSQL call while the relay is awake). pgbench single-row INSERTs on a throwaway Postgres, every
+ * (no PL/pgSQL call while the relay is awake); "before": the function of sql/0006 as a BEFORE INSERT statement
+ * trigger (called at once instead of queued to the statement's end), "beforeEmpty": a BEFORE trigger that only
+ * returns. pgbench single-row INSERTs on a throwaway Postgres, every
  * variant in turn (reversed in odd rounds); the function is replaced in place for each variant. Prints
  * commits/s per round, then each variant's per-round ratio to "off" and their median.
  *
@@ -45,7 +47,7 @@ const bodies = {
 const skipTest = `pg_try_advisory_xact_lock_shared(122519062982776)
   AND pg_sequence_last_value('public.outbox_relay_awake_until'::regclass)
       > (extract(epoch FROM clock_timestamp()) * 1000000)::bigint`
-const all = [...Object.keys(bodies), "sql0006", "when"]
+const all = [...Object.keys(bodies), "sql0006", "when", "before", "beforeEmpty"]
 const chosen = process.env.TRIGGER_VARIANTS ? process.env.TRIGGER_VARIANTS.split(",") : all
 for (const name of chosen) if (!all.includes(name)) throw new Error(`unknown variant ${name}; one of ${all}`)
 try {
@@ -66,12 +68,23 @@ try {
       await sql.unsafe(`CREATE TRIGGER w AFTER INSERT ON outbox_events FOR EACH STATEMENT
         WHEN (NOT (${skipTest})) EXECUTE FUNCTION notify_only()`)
     }
+    if (variant === "before" || variant === "beforeEmpty") {
+      await setTrigger(false)
+      if (variant === "beforeEmpty") {
+        await sql.unsafe(`CREATE FUNCTION empty_trigger() RETURNS trigger LANGUAGE plpgsql
+          AS $$ BEGIN RETURN NULL; END $$`)
+      }
+      await sql.unsafe(`CREATE TRIGGER b BEFORE INSERT ON outbox_events FOR EACH STATEMENT
+        EXECUTE FUNCTION ${variant === "before" ? "outbox_events_notify" : "empty_trigger"}()`)
+    }
     if (variant in bodies) {
       await sql.unsafe(`CREATE OR REPLACE FUNCTION outbox_events_notify() RETURNS trigger LANGUAGE plpgsql
         SET search_path FROM CURRENT AS $$ BEGIN ${bodies[variant]} END $$`)
     }
     const tps = pgbenchTps(pg, "t", competitors.relay.pgbenchScript, writers, seconds).tps
     if (variant === "when") await sql.unsafe("DROP TRIGGER w ON outbox_events")
+    if (variant === "before" || variant === "beforeEmpty") await sql.unsafe("DROP TRIGGER b ON outbox_events")
+    if (variant === "beforeEmpty") await sql.unsafe("DROP FUNCTION empty_trigger()")
     if (variant in bodies) await sql.unsafe(installed)
     await setTrigger(true)
     await sql.unsafe("TRUNCATE outbox_events")

@@ -219,7 +219,7 @@ describe("settings", () => {
       assert.strictEqual(Redacted.value(config.redisUrl), "redis://127.0.0.1:6379")
       assert.strictEqual(config.schema, "public")
       assert.strictEqual(config.streamPrefix, "outbox:")
-      assert.strictEqual(config.batchSize, 1000)
+      assert.strictEqual(config.batchSize, 2000)
       assert.strictEqual(config.concurrency, 2)
       assert.isTrue(Duration.equals(config.pollInterval, Duration.seconds(5)))
       assert.isTrue(Duration.equals(config.busyPause, Duration.millis(10)))
@@ -353,7 +353,7 @@ describe("empty values", () => {
         REDIS_URL: "redis://fallback:1"
       })
       assert.strictEqual(config.streamPrefix, "outbox:")
-      assert.strictEqual(config.batchSize, 1000)
+      assert.strictEqual(config.batchSize, 2000)
       assert.isTrue(Duration.equals(config.pollInterval, Duration.seconds(5)))
       assert.strictEqual(config.topicPattern.source, "^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
       assert.strictEqual(config.logLevel, "info")
