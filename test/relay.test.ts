@@ -125,6 +125,26 @@ describe("relay", () => {
       assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
     }).pipe(Effect.scoped))
 
+  it.live("relays big events in smaller batches, then small ones in full batches, all in order", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnv("big-events", {})
+      const big = 40
+      const small = 5000
+      // 40 events of 900 kB (36 MB of payload) ahead of 5,000 small ones, on one aggregate.
+      yield* promise(() =>
+        t.sql`INSERT INTO outbox_events (topic, event_type, aggregate_id, payload)
+              SELECT 'mixed', 'Sized', 'agg-1',
+                     CASE WHEN g <= ${big} THEN jsonb_build_object('seq', g, 'pad', repeat('x', 900000))
+                          ELSE jsonb_build_object('seq', g) END
+              FROM generate_series(1, ${big + small}) AS g`
+      )
+      yield* Layer.build(relayLayer(t.env))
+      const entries = yield* promise(() => streamWithAtLeast(t.redis, `${t.prefix}mixed`, big + small, 60_000))
+      const seqs = entries.map((e) => (JSON.parse(e.fields.payload!) as { seq: number }).seq)
+      assert.deepStrictEqual(seqs, Array.from({ length: big + small }, (_, i) => i + 1), "each once, in order")
+      assert.strictEqual(yield* promise(() => drained(t.sql)), 0)
+    }).pipe(Effect.scoped))
+
   for (
     const [title, settings] of [
       ["", {}],

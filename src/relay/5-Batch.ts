@@ -49,7 +49,19 @@ export interface BatchResult {
   readonly dead: number
   /** When the claim was sent (relay clock, `preciseMillis`). */
   readonly sentAt: number
+  /** The claim took as many rows as it asked for: more may be waiting. */
+  readonly full: boolean
 }
+
+/**
+ * Characters of payload and headers one batch may hold: with big events a claim takes fewer rows than
+ * `RELAY_BATCH_SIZE`, so two lanes' batches stay far inside the relay's bounded heap.
+ */
+export const batchTextBudget = 16 * 1024 * 1024
+
+/** Rows the next claim asks for, from the last batch's size in rows and in characters of text. */
+export const nextClaimLimit = (batchSize: number, rows: number, chars: number, budget = batchTextBudget): number =>
+  Math.max(1, Math.min(batchSize, Math.floor((budget * rows) / Math.max(1, chars))))
 
 const make = Effect.gen(function*() {
   const config = yield* RelayConfig
@@ -64,6 +76,8 @@ const make = Effect.gen(function*() {
   const tracing = isRealTracer(yield* Tracer.Tracer)
   // This lane's publish attempts not yet known to have committed.
   const ledger = makeLedger()
+  // Rows the next claim asks for; the first assumes events as big as RELAY_MAX_PAYLOAD_BYTES allows.
+  let limit = nextClaimLimit(config.batchSize, 1, config.maxPayloadBytes)
   // The last claim, when it bounds the commits of the next one's rows from below.
   let lastClaim: { readonly sentAt: number; readonly slotsVersion: number } | undefined
 
@@ -80,13 +94,18 @@ const make = Effect.gen(function*() {
     lastClaim = undefined
     const slotsVersion = session.slotsVersion()
     const since = previous !== undefined && previous.slotsVersion === slotsVersion ? previous.sentAt : -Infinity
-    const batch = yield* session.claimBatch(config.batchSize)
+    const asked = limit
+    const batch = yield* session.claimBatch(asked)
     const repliedAt = preciseMillis(clock)
-    const thisClaim = batch.rows.length < config.batchSize ? { sentAt: started, slotsVersion } : undefined
+    const full = batch.rows.length >= asked
+    const thisClaim = full ? undefined : { sentAt: started, slotsVersion }
     if (batch.rows.length === 0) {
       lastClaim = thisClaim
-      return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: started }
+      return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: started, full }
     }
+    let chars = 0
+    for (const row of batch.rows) chars += row.payload.length + row.headers.length
+    limit = nextClaimLimit(config.batchSize, batch.rows.length, chars)
     const span = tracing ? yield* startBatchSpan(batch.rows) : undefined
     const dead: Array<DeadLetter> = []
     const publishable: Array<OutboxRow> = []
@@ -141,7 +160,14 @@ const make = Effect.gen(function*() {
       span.attribute("outbox.dead_lettered", dead.length)
     }
     lastClaim = thisClaim
-    return { claimed: batch.rows.length, published: published.length, duplicates, dead: dead.length, sentAt: started }
+    return {
+      claimed: batch.rows.length,
+      published: published.length,
+      duplicates,
+      dead: dead.length,
+      sentAt: started,
+      full
+    }
   }).pipe(
     Effect.scoped,
     // Another relay leases these slots now (this one was paused past the end of its session): the
@@ -153,7 +179,7 @@ const make = Effect.gen(function*() {
         yield* Effect.logWarning("slot leases lost: Redis fenced the batch off; rolled back, leasing again").pipe(
           Effect.annotateLogs({ reason: error.message })
         )
-        return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: -Infinity }
+        return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: -Infinity, full: false }
       })),
     Effect.uninterruptible
   )

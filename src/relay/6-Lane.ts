@@ -140,7 +140,7 @@ export const runLane = (lane: number, crew: LaneCrew) =>
         // A wake-up from before the claim is sent is for rows the claim sees.
         yield* Queue.clear(wakeups)
         const result = yield* batch.next
-        const full = result.claimed >= config.batchSize
+        const full = result.full
         if (lane === 0 && full) signalBacklog(crew)
         if (busyPause) intake.claimed(result.sentAt, result.claimed)
         if (result.claimed > 0) {

@@ -246,7 +246,8 @@ export const settings = {
     // faster (docs/benchmarks.md, Bigger batches, bigger young generation).
     default: "2000",
     accepts: "an integer from 1 to 10000",
-    description: "Rows claimed (and deleted) by one statement; published in one Redis round trip.",
+    description: "Rows claimed (and deleted) by one statement, fewer while events are big (16 MiB of payload " +
+      "per batch); published in one Redis round trip.",
     config: integer(1, 10_000)
   } satisfies Setting<number>,
   concurrency: {
