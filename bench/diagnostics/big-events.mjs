@@ -47,9 +47,11 @@ try {
       }
       const seconds = (Date.now() - started) / 1000
       await relay.stop()
-      console.log(`round ${round} ${label}: ${count} events of ${kb} kB in ${seconds.toFixed(2)} s, RSS max ${
-        Math.round(rssMax / 1024)
-      } MiB`)
+      console.log(
+        `round ${round} ${label}: ${count} events of ${kb} kB in ${seconds.toFixed(2)} s, RSS max ${
+          Math.round(rssMax / 1024)
+        } MiB`
+      )
       await redis.del(streamOf(c))
     }
   }
