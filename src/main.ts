@@ -4,7 +4,7 @@
  *
  * Heap tuning: with V8's defaults on a machine with plenty of memory, a relay draining a large
  * backlog lets its heap grow far beyond what it holds live. A bounded old space (1 GiB, far above what
- * a relay holds) and 16 MiB semi-spaces (room for the batches in flight, so they die young) keep its
+ * a relay holds) and 16 MiB semi-spaces (room for two lanes' batches in flight) keep its
  * memory flat at the same rate (docs/design.md, Memory).
  * Those flags only work from process start, so `run` replaces itself once with them (`process.execve`:
  * same pid, same signals, same stdio) — unless RELAY_HEAP_TUNING=false, the operator already chose heap
