@@ -58,6 +58,8 @@ try {
   const [{ installed }] = await sql.unsafe("SELECT pg_get_functiondef('outbox_events_notify'::regproc) AS installed")
   await sql.unsafe(`CREATE FUNCTION notify_only() RETURNS trigger LANGUAGE plpgsql
     AS $$ BEGIN PERFORM pg_notify('outbox_events', ''); RETURN NULL; END $$`)
+  await sql.unsafe(`CREATE FUNCTION empty_trigger() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN RETURN NULL; END $$`)
   const setTrigger = (on) =>
     sql.unsafe(`ALTER TABLE outbox_events ${on ? "ENABLE" : "DISABLE"} TRIGGER outbox_events_notify`)
   /** Installs `variant`, runs pgbench, restores the migrated trigger. */
@@ -70,10 +72,6 @@ try {
     }
     if (variant === "before" || variant === "beforeEmpty") {
       await setTrigger(false)
-      if (variant === "beforeEmpty") {
-        await sql.unsafe(`CREATE FUNCTION empty_trigger() RETURNS trigger LANGUAGE plpgsql
-          AS $$ BEGIN RETURN NULL; END $$`)
-      }
       await sql.unsafe(`CREATE TRIGGER b BEFORE INSERT ON outbox_events FOR EACH STATEMENT
         EXECUTE FUNCTION ${variant === "before" ? "outbox_events_notify" : "empty_trigger"}()`)
     }
@@ -84,7 +82,6 @@ try {
     const tps = pgbenchTps(pg, "t", competitors.relay.pgbenchScript, writers, seconds).tps
     if (variant === "when") await sql.unsafe("DROP TRIGGER w ON outbox_events")
     if (variant === "before" || variant === "beforeEmpty") await sql.unsafe("DROP TRIGGER b ON outbox_events")
-    if (variant === "beforeEmpty") await sql.unsafe("DROP FUNCTION empty_trigger()")
     if (variant in bodies) await sql.unsafe(installed)
     await setTrigger(true)
     await sql.unsafe("TRUNCATE outbox_events")

@@ -103,17 +103,17 @@ const make = Effect.gen(function*() {
       lastClaim = thisClaim
       return { claimed: 0, published: 0, duplicates: 0, dead: 0, sentAt: started, full }
     }
-    let chars = 0
-    for (const row of batch.rows) chars += row.payload.length + row.headers.length
-    limit = nextClaimLimit(config.batchSize, batch.rows.length, chars)
     const span = tracing ? yield* startBatchSpan(batch.rows) : undefined
     const dead: Array<DeadLetter> = []
     const publishable: Array<OutboxRow> = []
+    let chars = 0
     for (const row of batch.rows) {
+      chars += row.payload.length + row.headers.length
       const reason = rejectReason(row, config.topicPattern, config.maxPayloadBytes)
       if (reason === undefined) publishable.push(row)
       else dead.push({ row, reason })
     }
+    limit = nextClaimLimit(config.batchSize, batch.rows.length, chars)
     const publishStarted = preciseMillis(clock)
     const outcomes = yield* publisher.publish(publishable, session.epochs(), ledger).pipe(
       Effect.tapError(() => Metric.update(Metrics.eventsFailed, batch.rows.length))
