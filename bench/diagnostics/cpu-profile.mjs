@@ -8,7 +8,8 @@
  *   npm run build && node bench/diagnostics/cpu-profile.mjs [rate|max] [seconds]     (default 5000 15)
  *
  * "max": pgbench without a rate limit (the producer-overhead situation). The .cpuprofile file's path is
- * printed (open it in Chrome DevTools for the call tree).
+ * printed (open it in Chrome DevTools for the call tree). `PROFILE_OF=floor` profiles the least-work relay
+ * instead, for a side-by-side.
  */
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -20,7 +21,7 @@ import { findBinary, pgbenchArgs, sleep, startPostgres, startRedis } from "../li
 
 const rate = process.argv[2] ?? "5000"
 const seconds = process.argv[3] ?? "15"
-const c = competitors.relay
+const c = competitors[process.env.PROFILE_OF ?? "relay"]
 const pg = await startPostgres()
 const rs = await startRedis()
 const admin = postgres(pg.url, { max: 1, onnotice: () => {} })
