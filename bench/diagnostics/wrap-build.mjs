@@ -13,7 +13,11 @@
  *   node bench/diagnostics/wrap-build.mjs /tmp/nopause '{"env":{"RELAY_BUSY_PAUSE":"0"}}'
  *   node bench/diagnostics/wrap-build.mjs /tmp/s16 '{"node":["--max-old-space-size=1024","--max-semi-space-size=16"]}'
  *
- * "node": flags for Node itself; the wrapper restarts itself with them (`process.execve`), as the relay
+ *   node bench/diagnostics/wrap-build.mjs /tmp/nice '{"nice":-10}'
+ *   node bench/diagnostics/wrap-build.mjs /tmp/nicepg '{"niceBackends":-10}'
+ *
+ * "nice": the relay process's scheduling priority, "niceBackends" that of its Postgres backends (same
+ * machine; negative needs root; diagnosis only: it takes the cores from producers). "node": flags for Node itself; the wrapper restarts itself with them (`process.execve`), as the relay
  * does with its own heap flags (which it then leaves out). Heap flags in NODE_OPTIONS set from here would
  * not apply: this process has started already.
  */
@@ -27,7 +31,7 @@ if (!dir) {
   )
   process.exit(2)
 }
-const { env = {}, node = [], pg } = JSON.parse(spec)
+const { env = {}, nice, niceBackends, node = [], pg } = JSON.parse(spec)
 const root = resolve(import.meta.dirname, "../..")
 const target = resolve(dir)
 rmSync(target, { recursive: true, force: true })
@@ -46,7 +50,30 @@ const pg = ${JSON.stringify(pg ?? "")}
 const url = process.env.RELAY_DATABASE_URL
 // The relay restarts itself once (heap flags) with this environment: add the parameters once.
 if (pg && url && !url.includes(pg)) process.env.RELAY_DATABASE_URL = url + (url.includes("?") ? "&" : "?") + pg
-await import(${JSON.stringify(join(root, "dist", "main.js"))})
+${nice === undefined ? "" : `(await import("node:os")).setPriority(${Number(nice)})\n`}${
+    niceBackends === undefined ? "" : backendsReniced(Number(niceBackends))
+  }await import(${
+    JSON.stringify(join(root, "dist", "main.js"))
+  })
 `
 )
+/**
+ * Code that gives the relay's Postgres backends priority `nice` (when it runs the relay, not a
+ * subcommand): checked a few times at start and every 5 s, each time on a connection of its own.
+ */
+function backendsReniced(nice) {
+  return `if (process.argv.slice(2).every((arg) => arg === "run")) {
+  const { setPriority } = await import("node:os")
+  const { default: postgres } = await import(${JSON.stringify(join(root, "node_modules/postgres/src/index.js"))})
+  const renice = () => {
+    const sql = postgres(process.env.RELAY_DATABASE_URL, { max: 1, onnotice: () => {} })
+    sql\`SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'outbox-relay%'\`
+      .then((rows) => rows.forEach(({ pid }) => { try { setPriority(pid, ${nice}) } catch {} }), () => {})
+      .finally(() => sql.end({ timeout: 1 }))
+  }
+  for (const ms of [500, 1000, 2000, 3000]) setTimeout(renice, ms).unref()
+  setInterval(renice, 5000).unref()
+}
+`
+}
 console.log(`${target}: ${join(root, "dist", "main.js")} with ${spec}`)
