@@ -17,7 +17,9 @@
  *   node bench/diagnostics/wrap-build.mjs /tmp/nicepg '{"niceBackends":-10}'
  *
  * "nice": the relay process's scheduling priority, "niceBackends" that of its Postgres backends (same
- * machine; negative needs root; diagnosis only: it takes the cores from producers). "node": flags for Node itself; the wrapper restarts itself with them (`process.execve`), as the relay
+ * machine; negative needs root; diagnosis only: it takes the cores from producers).
+ *
+ * "node": flags for Node itself; the wrapper restarts itself with them (`process.execve`), as the relay
  * does with its own heap flags (which it then leaves out). Heap flags in NODE_OPTIONS set from here would
  * not apply: this process has started already.
  */
@@ -52,9 +54,7 @@ const url = process.env.RELAY_DATABASE_URL
 if (pg && url && !url.includes(pg)) process.env.RELAY_DATABASE_URL = url + (url.includes("?") ? "&" : "?") + pg
 ${nice === undefined ? "" : `(await import("node:os")).setPriority(${Number(nice)})\n`}${
     niceBackends === undefined ? "" : backendsReniced(Number(niceBackends))
-  }await import(${
-    JSON.stringify(join(root, "dist", "main.js"))
-  })
+  }await import(${JSON.stringify(join(root, "dist", "main.js"))})
 `
 )
 /**
