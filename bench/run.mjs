@@ -859,7 +859,8 @@ const runLatency = async () => {
             if (group.includes("relay-baseline")) {
               // The baseline against the yardstick too: an A/B of two builds says which is nearer to it.
               const theirs = pairedRatios(at("relay-baseline", rate, key), at("floor", rate, key))
-              (entry.baseline ??= {})[key] = { ratio: theirs.perRound, medianRatio: theirs.median }
+              entry.baseline ??= {}
+              entry.baseline[key] = { ratio: theirs.perRound, medianRatio: theirs.median }
               log(
                 `  latency @${rate}/s ${key}: baseline / least-work relay per round ${theirs.perRound.join(", ")};` +
                   ` median ${theirs.median}`
